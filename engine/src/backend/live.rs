@@ -1,0 +1,349 @@
+//! Live backend through cpal: ALSA by default, JACK with the `jack` feature. `LiveDevice::open`
+//! (control thread) picks host, device and configuration; `start` moves the engine into the
+//! output callback (audio thread). The input stream's callback (its own audio thread) only
+//! pushes samples into a ring that the output callback drains: cpal's JACK host has no duplex
+//! stream. Callback durations go to the control side through a timing ring.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use rtrb::{Consumer, RingBuffer};
+
+use crate::msg::TIMING_CAPACITY;
+use crate::processor::Engine;
+use crate::stats::RtStats;
+
+/// Which audio system to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostChoice {
+    /// JACK when a server is running (and the feature is built), else ALSA.
+    Auto,
+    Alsa,
+    Jack,
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub host: HostChoice,
+    pub device: Option<String>,
+    pub buffer_frames: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub in_channels: usize,
+    pub out_channels: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("no audio device: {0}")]
+    NoDevice(String),
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// A chosen device and configuration, not yet running.
+pub struct LiveDevice {
+    host_name: String,
+    out_device: cpal::Device,
+    in_device: Option<cpal::Device>,
+    config: cpal::StreamConfig,
+    in_config: Option<cpal::StreamConfig>,
+}
+
+/// Hosts this build can use, with their devices (control thread).
+pub fn list() -> Vec<(String, Result<Vec<(String, String)>, String>)> {
+    let mut out = Vec::new();
+    for id in cpal::available_hosts() {
+        let entry = match cpal::host_from_id(id) {
+            Err(e) => Err(e.to_string()),
+            Ok(host) => match host.devices() {
+                Err(e) => Err(e.to_string()),
+                Ok(devs) => Ok(devs
+                    .map(|d| {
+                        let name = d.name().unwrap_or_else(|_| "?".into());
+                        let mut what = Vec::new();
+                        if let Ok(c) = d.default_input_config() {
+                            what.push(format!("in {} ch {} Hz", c.channels(), c.sample_rate().0));
+                        }
+                        if let Ok(c) = d.default_output_config() {
+                            what.push(format!("out {} ch {} Hz", c.channels(), c.sample_rate().0));
+                        }
+                        (name, what.join(", "))
+                    })
+                    .collect()),
+            },
+        };
+        out.push((id.name().to_string(), entry));
+    }
+    out
+}
+
+fn pick_host(choice: HostChoice) -> Result<cpal::Host, LiveError> {
+    #[cfg(feature = "jack")]
+    let jack = || -> Result<cpal::Host, LiveError> {
+        let h = cpal::host_from_id(cpal::HostId::Jack)
+            .map_err(|e| LiveError::Backend(format!("JACK: {e}")))?;
+        if h.default_output_device().is_none() {
+            return Err(LiveError::NoDevice("no JACK server is running".into()));
+        }
+        Ok(h)
+    };
+    #[cfg(not(feature = "jack"))]
+    let jack = || -> Result<cpal::Host, LiveError> {
+        Err(LiveError::Backend(
+            "this build has no JACK support (cargo feature `jack`)".into(),
+        ))
+    };
+    match choice {
+        HostChoice::Jack => jack(),
+        HostChoice::Alsa => Ok(cpal::default_host()),
+        HostChoice::Auto => jack().or_else(|_| Ok(cpal::default_host())),
+    }
+}
+
+impl LiveDevice {
+    /// Chooses host, devices and stream configuration.
+    pub fn open(opts: &LiveOptions) -> Result<LiveDevice, LiveError> {
+        let host = pick_host(opts.host)?;
+        let host_name = host.id().name().to_string();
+        let find = |output: bool| -> Result<Option<cpal::Device>, LiveError> {
+            match &opts.device {
+                Some(name) => {
+                    let devs = host
+                        .devices()
+                        .map_err(|e| LiveError::Backend(e.to_string()))?;
+                    let mut names = Vec::new();
+                    for d in devs {
+                        let n = d.name().unwrap_or_default();
+                        let ok = if output {
+                            d.default_output_config().is_ok()
+                        } else {
+                            d.default_input_config().is_ok()
+                        };
+                        if ok && (n == *name || n.contains(name.as_str())) {
+                            return Ok(Some(d));
+                        }
+                        names.push(n);
+                    }
+                    if output {
+                        Err(LiveError::NoDevice(format!(
+                            "no output device named `{name}` on {host_name} (have: {})",
+                            names.join(", ")
+                        )))
+                    } else {
+                        Ok(None)
+                    }
+                }
+                None => Ok(if output {
+                    host.default_output_device()
+                } else {
+                    host.default_input_device()
+                }),
+            }
+        };
+        let out_device = find(true)?
+            .ok_or_else(|| LiveError::NoDevice(format!("{host_name} has no output device")))?;
+        let default = out_device
+            .default_output_config()
+            .map_err(|e| LiveError::NoDevice(format!("{host_name}: {e}")))?;
+        let sample_rate = opts.sample_rate.unwrap_or(default.sample_rate().0);
+        let buffer_size = match opts.buffer_frames {
+            Some(n) if host_name != "JACK" => cpal::BufferSize::Fixed(n),
+            _ => cpal::BufferSize::Default,
+        };
+        let channels = if host_name == "JACK" {
+            opts.out_channels.max(1)
+        } else {
+            (default.channels() as usize).max(opts.out_channels.min(default.channels() as usize))
+        };
+        let config = cpal::StreamConfig {
+            channels: channels as u16,
+            sample_rate: cpal::SampleRate(sample_rate),
+            buffer_size: buffer_size.clone(),
+        };
+        let (in_device, in_config) = if opts.in_channels > 0 {
+            match find(false)? {
+                Some(d) => {
+                    let ch = if host_name == "JACK" {
+                        opts.in_channels
+                    } else {
+                        d.default_input_config()
+                            .map(|c| c.channels() as usize)
+                            .unwrap_or(opts.in_channels)
+                    };
+                    (
+                        Some(d),
+                        Some(cpal::StreamConfig {
+                            channels: ch as u16,
+                            sample_rate: cpal::SampleRate(sample_rate),
+                            buffer_size,
+                        }),
+                    )
+                }
+                None => (None, None),
+            }
+        } else {
+            (None, None)
+        };
+        Ok(LiveDevice {
+            host_name,
+            out_device,
+            in_device,
+            config,
+            in_config,
+        })
+    }
+
+    pub fn host_name(&self) -> &str {
+        &self.host_name
+    }
+    pub fn device_name(&self) -> String {
+        self.out_device.name().unwrap_or_default()
+    }
+    pub fn sample_rate(&self) -> u32 {
+        self.config.sample_rate.0
+    }
+    pub fn out_channels(&self) -> usize {
+        self.config.channels as usize
+    }
+    /// Input channels the engine will receive (0 when there is no input device).
+    pub fn in_channels(&self) -> usize {
+        self.in_config
+            .as_ref()
+            .map(|c| c.channels as usize)
+            .unwrap_or(0)
+    }
+
+    /// Starts the streams; the engine moves into the output callback.
+    pub fn start(self, mut engine: Engine) -> Result<Running, LiveError> {
+        let stats = engine.stats().clone();
+        let lost = Arc::new(AtomicBool::new(false));
+        let in_ch = self.in_channels();
+        let out_ch = self.out_channels();
+        let (mut timing_tx, timing_rx) = RingBuffer::<u32>::new(TIMING_CAPACITY);
+        let berr = |e: &dyn std::fmt::Display| LiveError::Backend(e.to_string());
+
+        // Input: its own callback pushes into a ring the output callback reads.
+        let ring_frames = 16384usize;
+        let (mut in_tx, mut in_rx) = RingBuffer::<f32>::new(ring_frames * in_ch.max(1));
+        let input_stream = match (self.in_device, self.in_config) {
+            (Some(dev), Some(cfg)) => {
+                let st = stats.clone();
+                let err_stats = stats.clone();
+                let err_lost = lost.clone();
+                let s = dev
+                    .build_input_stream(
+                        &cfg,
+                        move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                            crate::alloc_check::no_alloc(|| {
+                                let n = data.len().min(in_tx.slots());
+                                if let Ok(mut chunk) = in_tx.write_chunk_uninit(n) {
+                                    let (a, b) = chunk.as_mut_slices();
+                                    for (d, s) in a.iter_mut().chain(b.iter_mut()).zip(data) {
+                                        d.write(*s);
+                                    }
+                                    // SAFETY: the zip above wrote all n = a.len() + b.len() slots
+                                    // (data has at least n samples).
+                                    unsafe { chunk.commit_all() };
+                                }
+                                RtStats::add(
+                                    &st.input_overruns,
+                                    ((data.len() - n) / in_ch.max(1)) as u64,
+                                );
+                            })
+                        },
+                        move |e| on_error(e, &err_stats, &err_lost),
+                        None,
+                    )
+                    .map_err(|e| berr(&e))?;
+                Some(s)
+            }
+            _ => None,
+        };
+
+        let err_stats = stats.clone();
+        let err_lost = lost.clone();
+        let st = stats.clone();
+        let mut in_buf = vec![0.0f32; ring_frames * in_ch.max(1)];
+        let output_stream = self
+            .out_device
+            .build_output_stream(
+                &self.config,
+                move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                    let t0 = Instant::now();
+                    crate::alloc_check::no_alloc(|| {
+                        let frames = data.len() / out_ch;
+                        let need = (frames * in_ch).min(in_buf.len());
+                        if in_ch > 0 {
+                            // Keep input latency bounded: drop what is beyond four buffers.
+                            let excess = in_rx.slots().saturating_sub(need * 4);
+                            let excess = excess - excess % in_ch;
+                            if excess > 0 {
+                                if let Ok(c) = in_rx.read_chunk(excess) {
+                                    c.commit_all();
+                                }
+                                RtStats::add(&st.input_overruns, (excess / in_ch) as u64);
+                            }
+                            let have = in_rx.slots().min(need);
+                            if let Ok(c) = in_rx.read_chunk(have) {
+                                let (a, b) = c.as_slices();
+                                in_buf[..a.len()].copy_from_slice(a);
+                                in_buf[a.len()..a.len() + b.len()].copy_from_slice(b);
+                                c.commit_all();
+                            }
+                            in_buf[have..need].fill(0.0);
+                            RtStats::add(&st.input_underruns, ((need - have) / in_ch) as u64);
+                        }
+                        engine.process(&in_buf[..need], data);
+                    });
+                    let ns = t0.elapsed().as_nanos().min(u32::MAX as u128) as u32;
+                    if timing_tx.push(ns).is_err() {
+                        RtStats::add(&st.timings_dropped, 1);
+                    }
+                },
+                move |e| on_error(e, &err_stats, &err_lost),
+                None,
+            )
+            .map_err(|e| berr(&e))?;
+        output_stream.play().map_err(|e| berr(&e))?;
+        if let Some(s) = &input_stream {
+            s.play().map_err(|e| berr(&e))?;
+        }
+        Ok(Running {
+            _output: output_stream,
+            _input: input_stream,
+            timings: timing_rx,
+            lost,
+        })
+    }
+}
+
+/// Error callback: runs on the backend's notification thread, not the audio callback.
+fn on_error(e: cpal::StreamError, stats: &RtStats, lost: &AtomicBool) {
+    match e {
+        cpal::StreamError::DeviceNotAvailable => lost.store(true, Ordering::Relaxed),
+        cpal::StreamError::BackendSpecific { err } => {
+            let d = err.description.to_ascii_lowercase();
+            if d.contains("xrun") || d.contains("underrun") || d.contains("overrun") {
+                RtStats::add(&stats.xruns, 1);
+            }
+        }
+    }
+}
+
+/// Running streams. Dropping this stops audio.
+pub struct Running {
+    _output: cpal::Stream,
+    _input: Option<cpal::Stream>,
+    /// Callback durations in nanoseconds, one per output callback.
+    pub timings: Consumer<u32>,
+    lost: Arc<AtomicBool>,
+}
+
+impl Running {
+    /// Whether the backend reported the device gone.
+    pub fn device_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,204 @@
+//! Offline backend: renders a graph over an input file (or silence) through the very same
+//! `Engine::process` the live callback runs, block by block, as fast as the CPU allows. Runs on
+//! the calling thread, which plays the audio thread's part: every process call runs under the
+//! allocation guard.
+
+use std::time::Instant;
+
+use crate::audio_file::Audio;
+use crate::graph::{GraphDesc, GraphError, Schedule};
+use crate::msg::FromRt;
+use crate::node::Registry;
+use crate::processor::{EngineConfig, EngineHandle};
+
+/// What an offline render does.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub sample_rate: u32,
+    pub block_size: usize,
+    /// Length when there is no input, or extra time rendered after the input ends.
+    pub duration_secs: Option<f64>,
+    pub tail_secs: f64,
+    /// Drop the graph's latency from the start so output lines up with input.
+    pub compensate_latency: bool,
+    /// Events to apply at exact sample times: (sample time, node id, event).
+    pub events: Vec<(u64, String, ScheduledEvent)>,
+    /// Keep every process call's duration (for benchmarks).
+    pub keep_timings: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self {
+            sample_rate: 48000,
+            block_size: 512,
+            duration_secs: None,
+            tail_secs: 0.0,
+            compensate_latency: true,
+            events: Vec::new(),
+            keep_timings: false,
+        }
+    }
+}
+
+/// An event for an offline render.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduledEvent {
+    Param(String, f32),
+    Midi([u8; 3]),
+}
+
+/// The result of a render.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub audio: Audio,
+    pub latency_frames: u32,
+    /// Allocations or frees made inside process calls (0 unless a processor breaks the rules;
+    /// counted only where `alloc_check::CheckedAlloc` is the global allocator).
+    pub alloc_violations: u64,
+    pub process_calls: u64,
+    pub timings_ns: Vec<u64>,
+    pub messages: Vec<FromRt>,
+    pub wall_secs: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the patch does not compile")]
+    Graph(Vec<GraphError>),
+    #[error("{0}")]
+    Event(String),
+    #[error("block size must be 1..={max}", max = crate::MAX_BLOCK_FRAMES * 16)]
+    BlockSize,
+}
+
+/// Renders `desc` over `input` (resampled to `opts.sample_rate` first when rates differ).
+pub fn render(
+    desc: &GraphDesc,
+    registry: &Registry,
+    input: Option<&Audio>,
+    opts: &RenderOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Rendered, RenderError> {
+    if opts.block_size == 0 || opts.block_size > crate::MAX_BLOCK_FRAMES * 16 {
+        return Err(RenderError::BlockSize);
+    }
+    let sr = opts.sample_rate;
+    let schedule = Schedule::compile(desc, registry, sr as f32).map_err(RenderError::Graph)?;
+    let latency = schedule.latency_frames() as u64;
+    let input = input.map(|a| {
+        let samples = crate::dsp::resample_interleaved(&a.samples, a.channels, a.sample_rate, sr);
+        Audio {
+            sample_rate: sr,
+            channels: a.channels,
+            samples,
+            wav_format: a.wav_format,
+        }
+    });
+    let in_ch = match &input {
+        Some(a) => a.channels,
+        None => schedule.input_channels(),
+    };
+    let out_ch = schedule.output_channels().max(1);
+    let body = match (&input, opts.duration_secs) {
+        (Some(a), None) => a.frames() as u64,
+        (Some(a), Some(d)) => (a.frames() as u64).min((d * sr as f64) as u64),
+        (None, Some(d)) => (d * sr as f64) as u64,
+        (None, None) => 0,
+    };
+    let keep = body + (opts.tail_secs * sr as f64) as u64;
+    let skip = if opts.compensate_latency { latency } else { 0 };
+    let total = keep + skip;
+
+    let cfg = EngineConfig::new(sr as f32, in_ch, out_ch);
+    let (mut handle, mut engine) = EngineHandle::new(cfg);
+    handle
+        .swap(schedule, registry)
+        .map_err(RenderError::Event)?;
+
+    let mut events = opts.events.clone();
+    events.sort_by_key(|e| e.0);
+    let mut next_event = 0;
+
+    let bs = opts.block_size;
+    let mut in_buf = vec![0.0f32; bs * in_ch];
+    let mut out_buf = vec![0.0f32; bs * out_ch];
+    let mut out = Vec::with_capacity((keep as usize) * out_ch);
+    let mut timings = Vec::with_capacity(if opts.keep_timings {
+        (total as usize).div_ceil(bs)
+    } else {
+        0
+    });
+    let mut messages = Vec::new();
+    let mut violations = 0;
+    let mut calls = 0;
+    let start = Instant::now();
+    let mut t = 0u64;
+    while t < total {
+        let n = ((total - t) as usize).min(bs);
+        // Send events due before the end of this block (the engine places them exactly).
+        while next_event < events.len() && events[next_event].0 < t + n as u64 {
+            let (at, node, ev) = &events[next_event];
+            let r = match ev {
+                ScheduledEvent::Param(p, v) => handle.set_param(node, p, *v, *at),
+                ScheduledEvent::Midi(m) => handle.send_midi(node, *m, *at),
+            };
+            r.map_err(RenderError::Event)?;
+            next_event += 1;
+        }
+        let ib = &mut in_buf[..n * in_ch];
+        match &input {
+            Some(a) => {
+                for (k, x) in ib.iter_mut().enumerate() {
+                    *x = a
+                        .samples
+                        .get(t as usize * in_ch + k)
+                        .copied()
+                        .unwrap_or(0.0);
+                }
+            }
+            None => ib.fill(0.0),
+        }
+        let ob = &mut out_buf[..n * out_ch];
+        let before = crate::alloc_check::violations();
+        let t0 = Instant::now();
+        crate::alloc_check::no_alloc(|| engine.process(ib, ob));
+        let dt = t0.elapsed().as_nanos() as u64;
+        violations += crate::alloc_check::violations() - before;
+        calls += 1;
+        if opts.keep_timings {
+            timings.push(dt);
+        }
+        // Keep frames after the latency we compensate.
+        for f in 0..n as u64 {
+            if t + f >= skip {
+                out.extend_from_slice(&ob[f as usize * out_ch..(f as usize + 1) * out_ch]);
+            }
+        }
+        handle.drain(|m| messages.push(m));
+        t += n as u64;
+        if calls % 256 == 0 {
+            handle.collect();
+            progress(t, total);
+        }
+    }
+    progress(total, total);
+    let wall_secs = start.elapsed().as_secs_f64();
+    // Free the engine (and its schedule) here, so writer threads finish before we return.
+    drop(engine);
+    handle.collect();
+    Ok(Rendered {
+        audio: Audio {
+            sample_rate: sr,
+            channels: out_ch,
+            samples: out,
+            wav_format: input.and_then(|a| a.wav_format),
+        },
+        latency_frames: latency as u32,
+        alloc_violations: violations,
+        process_calls: calls,
+        timings_ns: timings,
+        messages,
+        wall_secs,
+    })
+}

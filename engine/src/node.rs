@@ -1,0 +1,235 @@
+//! Node types (control thread: built and validated off the audio thread) and the [`Processor`]
+//! trait (audio thread).
+//!
+//! A [`NodeType`] names a kind of node, lists its parameters and builds it: building checks the
+//! parameters, allocates everything the node will need, and returns a [`Built`] node (its
+//! ports, latency and processor). Only the processor crosses to the audio thread.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::msg::FromRt;
+use crate::param::{Event, ParamSpec, ParamValue};
+
+/// One audio port of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortSpec {
+    pub name: String,
+    pub channels: usize,
+}
+
+impl PortSpec {
+    pub fn new(name: impl Into<String>, channels: usize) -> Self {
+        Self {
+            name: name.into(),
+            channels,
+        }
+    }
+}
+
+/// What a built node looks like from the graph: ports, MIDI, latency, hardware role.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    pub inputs: Vec<PortSpec>,
+    pub outputs: Vec<PortSpec>,
+    pub midi_in: bool,
+    pub midi_out: bool,
+    /// Frames by which this node's output lags its input (0 for most DSP; a model's hop and
+    /// lookahead for inference nodes). The graph delays parallel paths to match.
+    pub latency_frames: u32,
+    /// Set on the audio input node: its outputs carry hardware input channels `first..first+n`.
+    pub hw_input: Option<usize>,
+    /// Set on the audio output node: its inputs go to hardware output channels `first..first+n`.
+    pub hw_output: Option<usize>,
+}
+
+/// Facts about the engine a node is built for.
+#[derive(Debug, Clone)]
+pub struct BuildCtx {
+    pub sample_rate: f32,
+    pub max_block: usize,
+    /// Relative file paths in parameters resolve against this folder (the patch's).
+    pub base_dir: PathBuf,
+    /// Index this node will have in the schedule (used in messages it sends to the control side).
+    pub node_index: u32,
+}
+
+impl BuildCtx {
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = PathBuf::from(path);
+        if p.is_absolute() {
+            p
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+/// The checked parameters of one node, with defaults filled in.
+#[derive(Debug, Clone, Default)]
+pub struct Params(pub BTreeMap<String, ParamValue>);
+
+impl Params {
+    pub fn f32(&self, name: &str) -> f32 {
+        self.0.get(name).and_then(|v| v.as_f64()).unwrap_or(0.0) as f32
+    }
+    pub fn usize(&self, name: &str) -> usize {
+        self.0
+            .get(name)
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0)
+            .max(0) as usize
+    }
+    pub fn bool(&self, name: &str) -> bool {
+        self.0.get(name).and_then(|v| v.as_bool()).unwrap_or(false)
+    }
+    pub fn str(&self, name: &str) -> &str {
+        self.0.get(name).and_then(|v| v.as_str()).unwrap_or("")
+    }
+}
+
+/// A built node ready to be placed in a schedule.
+pub struct Built {
+    pub info: NodeInfo,
+    pub processor: Box<dyn Processor>,
+}
+
+/// A kind of node: name, parameters, and how to build one.
+pub struct NodeType {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub params: &'static [ParamSpec],
+    pub build: fn(&Params, &BuildCtx) -> Result<Built, String>,
+}
+
+impl NodeType {
+    pub fn param_index(&self, name: &str) -> Option<usize> {
+        self.params.iter().position(|p| p.name == name)
+    }
+
+    /// Checks `given` against the parameter list and fills in defaults.
+    pub fn check_params(
+        &self,
+        given: &BTreeMap<String, ParamValue>,
+    ) -> Result<Params, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut out = BTreeMap::new();
+        for (k, v) in given {
+            match self.params.iter().find(|p| p.name == k) {
+                None => errors.push((
+                    k.clone(),
+                    format!(
+                        "node type `{}` has no parameter `{k}` (it has: {})",
+                        self.name,
+                        self.params
+                            .iter()
+                            .map(|p| p.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
+                Some(spec) => match spec.check(v) {
+                    Ok(v) => {
+                        out.insert(k.clone(), v);
+                    }
+                    Err(e) => errors.push((k.clone(), e)),
+                },
+            }
+        }
+        for spec in self.params {
+            out.entry(spec.name.to_string())
+                .or_insert_with(|| spec.default_value());
+        }
+        if errors.is_empty() {
+            Ok(Params(out))
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The set of node types a graph may use.
+pub struct Registry {
+    types: Vec<NodeType>,
+}
+
+impl Registry {
+    /// The built-in node types.
+    pub fn builtin() -> Self {
+        Self {
+            types: crate::nodes::builtin_types(),
+        }
+    }
+    pub fn empty() -> Self {
+        Self { types: Vec::new() }
+    }
+    pub fn add(&mut self, t: NodeType) {
+        self.types.retain(|x| x.name != t.name);
+        self.types.push(t);
+    }
+    pub fn get(&self, name: &str) -> Option<&NodeType> {
+        self.types.iter().find(|t| t.name == name)
+    }
+    pub fn types(&self) -> &[NodeType] {
+        &self.types
+    }
+    pub fn names(&self) -> Vec<&'static str> {
+        self.types.iter().map(|t| t.name).collect()
+    }
+}
+
+/// Where a processor puts what it emits: MIDI for downstream nodes, messages for the control side.
+pub struct Emit<'a> {
+    pub(crate) midi: &'a mut Vec<Event>,
+    pub(crate) to_control: &'a mut rtrb::Producer<FromRt>,
+    pub(crate) dropped: &'a mut u64,
+    /// Frame offset of the current sub-block within the block (added to MIDI offsets).
+    pub(crate) base_offset: u32,
+}
+
+impl Emit<'_> {
+    /// Sends MIDI, stamped `offset` frames into the current sub-block, to nodes connected to this
+    /// node's MIDI output. A full buffer drops the event and counts it.
+    #[inline]
+    pub fn midi(&mut self, offset: u32, msg: [u8; 3]) {
+        if self.midi.len() < self.midi.capacity() {
+            self.midi.push(Event {
+                offset: self.base_offset + offset,
+                kind: crate::param::EventKind::Midi(msg),
+            });
+        } else {
+            *self.dropped += 1;
+        }
+    }
+    /// Sends a message to the control side. A full ring drops it and counts it.
+    #[inline]
+    pub fn control(&mut self, msg: FromRt) {
+        if self.to_control.push(msg).is_err() {
+            *self.dropped += 1;
+        }
+    }
+}
+
+/// Buffers and timing for one process call.
+pub struct ProcessIo<'a, 'b> {
+    /// Frames in this call (1..=MAX_BLOCK_FRAMES).
+    pub frames: usize,
+    /// Engine sample time of the first frame of this call.
+    pub sample_time: u64,
+    pub sample_rate: f32,
+    /// Input channels of all input ports, in port order, each `frames` long.
+    pub inputs: &'b [&'a [f32]],
+    /// Output channels of all output ports, in port order, each `frames` long.
+    pub outputs: &'b mut [&'a mut [f32]],
+    pub emit: Emit<'b>,
+}
+
+/// Audio-thread half of a node. Implementations must not allocate, free, lock, block or log.
+pub trait Processor: Send {
+    /// Processes `io.frames` frames. Events for this node were applied just before this call
+    /// (the engine splits blocks at event offsets, so events are sample-accurate).
+    fn process(&mut self, io: &mut ProcessIo);
+
+    /// Applies one event (a runtime parameter or MIDI), at the current position in time.
+    fn event(&mut self, _kind: &crate::param::EventKind) {}
+}

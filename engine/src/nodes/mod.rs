@@ -1,0 +1,32 @@
+//! Built-in node types. Each file holds a node's spec (parameters and `build`, control thread)
+//! and its processor (audio thread).
+
+pub mod basic;
+pub mod io;
+pub mod meter;
+pub mod player;
+pub mod recorder;
+pub mod resample;
+pub mod synth;
+
+use crate::node::NodeType;
+
+/// Every built-in node type.
+pub fn builtin_types() -> Vec<NodeType> {
+    vec![
+        io::INPUT,
+        io::OUTPUT,
+        player::PLAYER,
+        basic::GAIN,
+        basic::PAN,
+        basic::MIXER,
+        basic::OSC,
+        meter::METER,
+        recorder::RECORDER,
+        synth::SYNTH,
+        resample::RESAMPLE,
+    ]
+}
+
+/// Smoothing time of continuous parameters, in milliseconds.
+pub const SMOOTH_MS: f32 = 20.0;
