@@ -42,10 +42,7 @@ impl Audio {
 #[derive(Debug, thiserror::Error)]
 pub enum AudioFileError {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path}: cannot decode: {msg}")]
     Decode { path: String, msg: String },
     #[error("{path}: cannot write WAV: {msg}")]
@@ -65,26 +62,15 @@ pub fn read(path: &Path) -> Result<Audio, AudioFileError> {
             return read_wav(r, &p);
         }
     }
-    let file = File::open(path).map_err(|source| AudioFileError::Io {
-        path: p.clone(),
-        source,
-    })?;
+    let file = File::open(path).map_err(|source| AudioFileError::Io { path: p.clone(), source })?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
-    let dec_err = |msg: String| AudioFileError::Decode {
-        path: p.clone(),
-        msg,
-    };
+    let dec_err = |msg: String| AudioFileError::Decode { path: p.clone(), msg };
     let probed = symphonia::default::get_probe()
-        .format(
-            &hint,
-            mss,
-            &FormatOptions::default(),
-            &MetadataOptions::default(),
-        )
+        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
         .map_err(|e| dec_err(e.to_string()))?;
     let mut format = probed.format;
     let track = format
@@ -140,12 +126,7 @@ fn read_wav<R: std::io::Read>(r: hound::WavReader<R>, p: &str) -> Result<Audio, 
         msg: e.to_string(),
     };
     let (samples, fmt): (Vec<f32>, WavFormat) = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => (
-            r.into_samples::<f32>()
-                .collect::<Result<_, _>>()
-                .map_err(err)?,
-            WavFormat::Float32,
-        ),
+        (hound::SampleFormat::Float, 32) => (r.into_samples::<f32>().collect::<Result<_, _>>().map_err(err)?, WavFormat::Float32),
         (hound::SampleFormat::Int, 16) => (
             r.into_samples::<i16>()
                 .map(|s| s.map(|v| v as f32 / 32768.0))
@@ -206,16 +187,10 @@ pub fn wav_spec(channels: usize, sample_rate: u32, format: WavFormat) -> hound::
 
 /// Writes one sample in `format` (integer formats round and clip).
 #[inline]
-pub fn write_sample<W: std::io::Write + std::io::Seek>(
-    w: &mut hound::WavWriter<W>,
-    x: f32,
-    format: WavFormat,
-) -> hound::Result<()> {
+pub fn write_sample<W: std::io::Write + std::io::Seek>(w: &mut hound::WavWriter<W>, x: f32, format: WavFormat) -> hound::Result<()> {
     match format {
         WavFormat::Int16 => w.write_sample((x * 32768.0).round().clamp(-32768.0, 32767.0) as i16),
-        WavFormat::Int24 => {
-            w.write_sample((x * 8388608.0).round().clamp(-8388608.0, 8388607.0) as i32)
-        }
+        WavFormat::Int24 => w.write_sample((x * 8388608.0).round().clamp(-8388608.0, 8388607.0) as i32),
         WavFormat::Float32 => w.write_sample(x),
     }
 }
@@ -227,8 +202,7 @@ pub fn write_wav(path: &Path, audio: &Audio, format: WavFormat) -> Result<(), Au
         path: p.clone(),
         msg: e.to_string(),
     };
-    let mut w = hound::WavWriter::create(path, wav_spec(audio.channels, audio.sample_rate, format))
-        .map_err(werr)?;
+    let mut w = hound::WavWriter::create(path, wav_spec(audio.channels, audio.sample_rate, format)).map_err(werr)?;
     for &x in &audio.samples {
         write_sample(&mut w, x, format).map_err(werr)?;
     }

@@ -42,11 +42,7 @@ impl Resampler {
     pub fn new(from: u32, to: u32) -> Self {
         let (from, to) = (from.max(1) as u64, to.max(1) as u64);
         // Downsampling: cut a little below the new Nyquist. Upsampling: the input's own Nyquist.
-        let fc = if to < from {
-            0.97 * to as f64 / from as f64
-        } else {
-            1.0
-        };
+        let fc = if to < from { 0.97 * to as f64 / from as f64 } else { 1.0 };
         let half_width = HALF_ZEROS as f64 / fc;
         let beta = 8.0;
         let i0b = bessel_i0(beta);
@@ -178,9 +174,7 @@ mod tests {
     use super::*;
 
     fn sine(rate: f32, hz: f32, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (2.0 * std::f32::consts::PI * hz * i as f32 / rate).sin())
-            .collect()
+        (0..n).map(|i| (2.0 * std::f32::consts::PI * hz * i as f32 / rate).sin()).collect()
     }
 
     #[test]

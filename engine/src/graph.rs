@@ -185,25 +185,26 @@ const STRIDE: usize = MAX_BLOCK_FRAMES;
 
 impl Schedule {
     /// Builds and compiles `desc`. Runs on the control thread; may allocate, read files, spawn threads.
-    pub fn compile(
-        desc: &GraphDesc,
-        registry: &Registry,
-        sample_rate: f32,
-    ) -> Result<Schedule, Vec<GraphError>> {
+    pub fn compile(desc: &GraphDesc, registry: &Registry, sample_rate: f32) -> Result<Schedule, Vec<GraphError>> {
+        Self::compile_with(desc, registry, sample_rate, false)
+    }
+
+    /// As `compile`; with `dry_run` nodes check everything but create no files and start no threads.
+    pub fn compile_with(desc: &GraphDesc, registry: &Registry, sample_rate: f32, dry_run: bool) -> Result<Schedule, Vec<GraphError>> {
         let mut errors = Vec::new();
         let n = desc.nodes.len();
         let mut index_of: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, nd) in desc.nodes.iter().enumerate() {
             if index_of.insert(nd.id.as_str(), i).is_some() {
-                errors.push(GraphError::new(
-                    ErrorLoc::Node(i),
-                    format!("node id `{}` is used twice", nd.id),
-                ));
+                errors.push(GraphError::new(ErrorLoc::Node(i), format!("node id `{}` is used twice", nd.id)));
             }
             if !valid_id(&nd.id) {
                 errors.push(GraphError::new(
                     ErrorLoc::Node(i),
-                    format!("node id `{}` must start with a letter and hold only letters, digits, `_` and `-`", nd.id),
+                    format!(
+                        "node id `{}` must start with a letter and hold only letters, digits, `_` and `-`",
+                        nd.id
+                    ),
                 ));
             }
         }
@@ -213,11 +214,7 @@ impl Schedule {
             let Some(t) = registry.get(&nd.kind) else {
                 errors.push(GraphError::new(
                     ErrorLoc::Node(i),
-                    format!(
-                        "unknown node type `{}` (known types: {})",
-                        nd.kind,
-                        registry.names().join(", ")
-                    ),
+                    format!("unknown node type `{}` (known types: {})", nd.kind, registry.names().join(", ")),
                 ));
                 built.push(None);
                 continue;
@@ -237,6 +234,7 @@ impl Schedule {
                 max_block: MAX_BLOCK_FRAMES,
                 base_dir: desc.base_dir.clone(),
                 node_index: i as u32,
+                dry_run,
             };
             match (t.build)(&params, &ctx) {
                 Ok(b) => {
@@ -251,10 +249,7 @@ impl Schedule {
                     built.push(Some(b));
                 }
                 Err(e) => {
-                    errors.push(GraphError::new(
-                        ErrorLoc::Node(i),
-                        format!("node `{}`: {e}", nd.id),
-                    ));
+                    errors.push(GraphError::new(ErrorLoc::Node(i), format!("node `{}`: {e}", nd.id)));
                     built.push(None);
                 }
             }
@@ -262,10 +257,7 @@ impl Schedule {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let infos: Vec<NodeInfo> = built
-            .iter()
-            .map(|b| b.as_ref().unwrap().info.clone())
-            .collect();
+        let infos: Vec<NodeInfo> = built.iter().map(|b| b.as_ref().unwrap().info.clone()).collect();
 
         // Resolve connections.
         struct Edge {
@@ -278,28 +270,19 @@ impl Schedule {
         let mut edges = Vec::new();
         for (ci, c) in desc.connections.iter().enumerate() {
             let loc = || ErrorLoc::Connection(ci);
-            let (Some(&s), Some(&d)) = (
-                index_of.get(c.from.node.as_str()),
-                index_of.get(c.to.node.as_str()),
-            ) else {
+            let (Some(&s), Some(&d)) = (index_of.get(c.from.node.as_str()), index_of.get(c.to.node.as_str())) else {
                 for r in [&c.from, &c.to] {
                     if !index_of.contains_key(r.node.as_str()) {
                         errors.push(GraphError::new(
                             loc(),
-                            format!(
-                                "connection names node `{}`, which the graph does not have",
-                                r.node
-                            ),
+                            format!("connection names node `{}`, which the graph does not have", r.node),
                         ));
                     }
                 }
                 continue;
             };
             if s == d {
-                errors.push(GraphError::new(
-                    loc(),
-                    format!("node `{}` is connected to itself", c.from.node),
-                ));
+                errors.push(GraphError::new(loc(), format!("node `{}` is connected to itself", c.from.node)));
                 continue;
             }
             let from_midi = c.from.port.as_deref() == Some("midi");
@@ -308,21 +291,12 @@ impl Schedule {
                 if !(from_midi && to_midi) {
                     errors.push(GraphError::new(
                         loc(),
-                        format!(
-                            "`{}` -> `{}` joins a MIDI port to an audio port",
-                            c.from, c.to
-                        ),
+                        format!("`{}` -> `{}` joins a MIDI port to an audio port", c.from, c.to),
                     ));
                 } else if !infos[s].midi_out {
-                    errors.push(GraphError::new(
-                        loc(),
-                        format!("node `{}` has no MIDI output", c.from.node),
-                    ));
+                    errors.push(GraphError::new(loc(), format!("node `{}` has no MIDI output", c.from.node)));
                 } else if !infos[d].midi_in {
-                    errors.push(GraphError::new(
-                        loc(),
-                        format!("node `{}` has no MIDI input", c.to.node),
-                    ));
+                    errors.push(GraphError::new(loc(), format!("node `{}` has no MIDI input", c.to.node)));
                 } else {
                     edges.push(Edge {
                         src: s,
@@ -342,7 +316,10 @@ impl Schedule {
                     if a != b && a != 1 && b != 1 {
                         errors.push(GraphError::new(
                             loc(),
-                            format!("`{}` has {a} channels but `{}` has {b} (connect equal counts, or mono to anything)", c.from, c.to),
+                            format!(
+                                "`{}` has {a} channels but `{}` has {b} (connect equal counts, or mono to anything)",
+                                c.from, c.to
+                            ),
                         ));
                     } else {
                         edges.push(Edge {
@@ -356,10 +333,7 @@ impl Schedule {
                 }
                 (sp, dp) => {
                     if let Err(e) = sp {
-                        errors.push(GraphError::new(
-                            loc(),
-                            format!("node `{}` {e}", c.from.node),
-                        ));
+                        errors.push(GraphError::new(loc(), format!("node `{}` {e}", c.from.node)));
                     }
                     if let Err(e) = dp {
                         errors.push(GraphError::new(loc(), format!("node `{}` {e}", c.to.node)));
@@ -377,8 +351,7 @@ impl Schedule {
             indeg[e.dst] += 1;
         }
         let mut order = Vec::with_capacity(n);
-        let mut ready: std::collections::BTreeSet<usize> =
-            (0..n).filter(|&i| indeg[i] == 0).collect();
+        let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
         while let Some(&i) = ready.iter().next() {
             ready.remove(&i);
             order.push(i);
@@ -390,10 +363,7 @@ impl Schedule {
             }
         }
         if order.len() < n {
-            let stuck: Vec<&str> = (0..n)
-                .filter(|i| indeg[*i] > 0)
-                .map(|i| desc.nodes[i].id.as_str())
-                .collect();
+            let stuck: Vec<&str> = (0..n).filter(|i| indeg[*i] > 0).map(|i| desc.nodes[i].id.as_str()).collect();
             let ci = desc
                 .connections
                 .iter()
@@ -448,9 +418,7 @@ impl Schedule {
             let b = b.unwrap();
             let info = &infos[i];
             let n_in: usize = info.inputs.iter().map(|p| p.channels).sum();
-            let port_base = |ports: &[crate::node::PortSpec], p: usize| {
-                ports[..p].iter().map(|x| x.channels).sum::<usize>()
-            };
+            let port_base = |ports: &[crate::node::PortSpec], p: usize| ports[..p].iter().map(|x| x.channels).sum::<usize>();
             let mut per_channel: Vec<Vec<(usize, f32, u32)>> = vec![Vec::new(); n_in];
             for e in edges.iter().filter(|e| e.dst == i && !e.midi) {
                 let sc = infos[e.src].outputs[e.src_port].channels;
@@ -466,11 +434,7 @@ impl Schedule {
                     } else {
                         // Many to mono: the mean of the source channels.
                         for j in 0..sc {
-                            per_channel[dbase + k].push((
-                                out_bufs[e.src][sbase + j],
-                                1.0 / sc as f32,
-                                delay,
-                            ));
+                            per_channel[dbase + k].push((out_bufs[e.src][sbase + j], 1.0 / sc as f32, delay));
                         }
                     }
                 }
@@ -497,11 +461,7 @@ impl Schedule {
                     }
                 }
             }
-            let midi_targets: Vec<usize> = edges
-                .iter()
-                .filter(|e| e.src == i && e.midi)
-                .map(|e| e.dst)
-                .collect();
+            let midi_targets: Vec<usize> = edges.iter().filter(|e| e.src == i && e.midi).map(|e| e.dst).collect();
             if let Some(first) = info.hw_input {
                 hw_in_channels = hw_in_channels.max(first + out_bufs[i].len());
             }
@@ -516,11 +476,7 @@ impl Schedule {
                 feeds,
                 outputs: out_bufs[i].clone(),
                 events: Vec::with_capacity(NODE_EVENT_CAPACITY),
-                midi_out: Vec::with_capacity(if info.midi_out {
-                    NODE_EVENT_CAPACITY
-                } else {
-                    0
-                }),
+                midi_out: Vec::with_capacity(if info.midi_out { NODE_EVENT_CAPACITY } else { 0 }),
                 midi_targets,
                 hw_input: info.hw_input,
                 hw_output: info.hw_output,
@@ -530,10 +486,7 @@ impl Schedule {
         for (pos, &i) in order.iter().enumerate() {
             slot_of[i] = pos as u32;
         }
-        let mut slots: Vec<Slot> = order
-            .iter()
-            .map(|&i| slots_by_desc[i].take().unwrap())
-            .collect();
+        let mut slots: Vec<Slot> = order.iter().map(|&i| slots_by_desc[i].take().unwrap()).collect();
         for s in &mut slots {
             for t in &mut s.midi_targets {
                 *t = slot_of[*t] as usize;
@@ -686,8 +639,7 @@ impl Schedule {
                 let len = end - start;
                 let pool = self.pool.as_mut_ptr();
                 let mut ins: [&[f32]; MAX_NODE_CHANNELS] = [&[]; MAX_NODE_CHANNELS];
-                let mut outs: [&mut [f32]; MAX_NODE_CHANNELS] =
-                    std::array::from_fn(|_| <&mut [f32]>::default());
+                let mut outs: [&mut [f32]; MAX_NODE_CHANNELS] = std::array::from_fn(|_| <&mut [f32]>::default());
                 for (k, src) in slot.inputs.iter().enumerate() {
                     let b = match *src {
                         InSrc::Direct(b) | InSrc::Scratch(b) => b,
@@ -697,17 +649,14 @@ impl Schedule {
                     // SAFETY: `b` indexes a buffer inside `pool` (asserted above); input buffers
                     // are only read during this call, and compile never gives a node one of its
                     // own output buffers as an input, so no `&mut` below aliases these.
-                    ins[k] =
-                        unsafe { std::slice::from_raw_parts(pool.add(b * STRIDE + start), len) };
+                    ins[k] = unsafe { std::slice::from_raw_parts(pool.add(b * STRIDE + start), len) };
                 }
                 for (k, &b) in slot.outputs.iter().enumerate() {
                     debug_assert!(b * STRIDE + end <= pool_len);
                     // SAFETY: each output buffer index is unique to this node and channel
                     // (compile hands them out once), so these `&mut` slices are disjoint from
                     // each other and from every input slice above; they live only for this call.
-                    outs[k] = unsafe {
-                        std::slice::from_raw_parts_mut(pool.add(b * STRIDE + start), len)
-                    };
+                    outs[k] = unsafe { std::slice::from_raw_parts_mut(pool.add(b * STRIDE + start), len) };
                 }
                 let n_in = slot.inputs.len();
                 let n_out = slot.outputs.len();
@@ -779,11 +728,7 @@ fn find_port(ports: &[crate::node::PortSpec], name: Option<&str>) -> Result<usiz
             } else {
                 format!(
                     "has no port `{p}` (it has: {})",
-                    ports
-                        .iter()
-                        .map(|x| x.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    ports.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
                 )
             }
         }),
@@ -792,6 +737,5 @@ fn find_port(ports: &[crate::node::PortSpec], name: Option<&str>) -> Result<usiz
 
 fn valid_id(id: &str) -> bool {
     let mut c = id.chars();
-    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic())
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic()) && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
 }

@@ -27,12 +27,7 @@ pub enum ToRt {
     /// An event for node `node` of schedule generation `gen`, applied at engine sample time `at`
     /// (or at the start of the next block if `at` is `AT_ONCE` or has passed, counted late). Events for another generation
     /// are dropped and counted.
-    Event {
-        gen: u64,
-        node: u32,
-        at: u64,
-        kind: EventKind,
-    },
+    Event { gen: u64, node: u32, at: u64, kind: EventKind },
     /// A new compiled graph: crossfade to it. The old one is retired through basedrop.
     Swap(Owned<Schedule>),
 }
@@ -49,11 +44,7 @@ pub enum FromRt {
         rms: [f32; METER_CHANNELS],
     },
     /// MIDI a node emitted towards the outside (MIDI out ports come with the MIDI issue).
-    Midi {
-        node: u32,
-        sample_time: u64,
-        msg: [u8; 3],
-    },
+    Midi { node: u32, sample_time: u64, msg: [u8; 3] },
     /// The crossfade to schedule `gen` finished; the previous one was retired.
     Swapped { gen: u64 },
 }

@@ -52,6 +52,8 @@ pub struct BuildCtx {
     pub base_dir: PathBuf,
     /// Index this node will have in the schedule (used in messages it sends to the control side).
     pub node_index: u32,
+    /// Validation only (`stagebox check`): check everything, but create no files and start no threads.
+    pub dry_run: bool,
 }
 
 impl BuildCtx {
@@ -74,11 +76,7 @@ impl Params {
         self.0.get(name).and_then(|v| v.as_f64()).unwrap_or(0.0) as f32
     }
     pub fn usize(&self, name: &str) -> usize {
-        self.0
-            .get(name)
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0)
-            .max(0) as usize
+        self.0.get(name).and_then(|v| v.as_i64()).unwrap_or(0).max(0) as usize
     }
     pub fn bool(&self, name: &str) -> bool {
         self.0.get(name).and_then(|v| v.as_bool()).unwrap_or(false)
@@ -108,10 +106,7 @@ impl NodeType {
     }
 
     /// Checks `given` against the parameter list and fills in defaults.
-    pub fn check_params(
-        &self,
-        given: &BTreeMap<String, ParamValue>,
-    ) -> Result<Params, Vec<(String, String)>> {
+    pub fn check_params(&self, given: &BTreeMap<String, ParamValue>) -> Result<Params, Vec<(String, String)>> {
         let mut errors = Vec::new();
         let mut out = BTreeMap::new();
         for (k, v) in given {
@@ -121,11 +116,7 @@ impl NodeType {
                     format!(
                         "node type `{}` has no parameter `{k}` (it has: {})",
                         self.name,
-                        self.params
-                            .iter()
-                            .map(|p| p.name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        self.params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
                     ),
                 )),
                 Some(spec) => match spec.check(v) {
@@ -137,8 +128,7 @@ impl NodeType {
             }
         }
         for spec in self.params {
-            out.entry(spec.name.to_string())
-                .or_insert_with(|| spec.default_value());
+            out.entry(spec.name.to_string()).or_insert_with(|| spec.default_value());
         }
         if errors.is_empty() {
             Ok(Params(out))

@@ -39,14 +39,7 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    pub const fn float(
-        name: &'static str,
-        min: f32,
-        max: f32,
-        default: f32,
-        unit: &'static str,
-        doc: &'static str,
-    ) -> Self {
+    pub const fn float(name: &'static str, min: f32, max: f32, default: f32, unit: &'static str, doc: &'static str) -> Self {
         Self {
             name,
             kind: ParamKind::Float {
@@ -59,25 +52,14 @@ impl ParamSpec {
             doc,
         }
     }
-    pub const fn int(
-        name: &'static str,
-        min: i64,
-        max: i64,
-        default: i64,
-        doc: &'static str,
-    ) -> Self {
+    pub const fn int(name: &'static str, min: i64, max: i64, default: i64, doc: &'static str) -> Self {
         Self {
             name,
             kind: ParamKind::Int { min, max, default },
             doc,
         }
     }
-    pub const fn boolean(
-        name: &'static str,
-        default: bool,
-        runtime: bool,
-        doc: &'static str,
-    ) -> Self {
+    pub const fn boolean(name: &'static str, default: bool, runtime: bool, doc: &'static str) -> Self {
         Self {
             name,
             kind: ParamKind::Bool { default, runtime },
@@ -91,20 +73,10 @@ impl ParamSpec {
             doc,
         }
     }
-    pub const fn choice(
-        name: &'static str,
-        options: &'static [&'static str],
-        default: usize,
-        runtime: bool,
-        doc: &'static str,
-    ) -> Self {
+    pub const fn choice(name: &'static str, options: &'static [&'static str], default: usize, runtime: bool, doc: &'static str) -> Self {
         Self {
             name,
-            kind: ParamKind::Enum {
-                options,
-                default,
-                runtime,
-            },
+            kind: ParamKind::Enum { options, default, runtime },
             doc,
         }
     }
@@ -125,38 +97,26 @@ impl ParamSpec {
             ParamKind::Int { default, .. } => ParamValue::Int(default),
             ParamKind::Bool { default, .. } => ParamValue::Bool(default),
             ParamKind::Str { default } => ParamValue::Str(default.to_string()),
-            ParamKind::Enum {
-                options, default, ..
-            } => ParamValue::Str(options[default].to_string()),
+            ParamKind::Enum { options, default, .. } => ParamValue::Str(options[default].to_string()),
         }
     }
 
     /// Checks `v` against kind and range; returns the value the node will see, or why not.
     pub fn check(&self, v: &ParamValue) -> Result<ParamValue, String> {
         match (self.kind, v) {
-            (
-                ParamKind::Float { min, max, unit, .. },
-                ParamValue::Float(_) | ParamValue::Int(_),
-            ) => {
+            (ParamKind::Float { min, max, unit, .. }, ParamValue::Float(_) | ParamValue::Int(_)) => {
                 let x = v.as_f64().unwrap_or(f64::NAN);
                 if !x.is_finite() {
                     return Err(format!("`{}` must be a finite number", self.name));
                 }
                 if x < min as f64 || x > max as f64 {
-                    return Err(format!(
-                        "`{}` = {x} is out of range {min}..={max}{}",
-                        self.name,
-                        unit_suffix(unit)
-                    ));
+                    return Err(format!("`{}` = {x} is out of range {min}..={max}{}", self.name, unit_suffix(unit)));
                 }
                 Ok(ParamValue::Float(x))
             }
             (ParamKind::Int { min, max, .. }, ParamValue::Int(i)) => {
                 if *i < min || *i > max {
-                    return Err(format!(
-                        "`{}` = {i} is out of range {min}..={max}",
-                        self.name
-                    ));
+                    return Err(format!("`{}` = {i} is out of range {min}..={max}", self.name));
                 }
                 Ok(ParamValue::Int(*i))
             }
@@ -166,19 +126,10 @@ impl ParamSpec {
                 if options.contains(&s.as_str()) {
                     Ok(ParamValue::Str(s.clone()))
                 } else {
-                    Err(format!(
-                        "`{}` = \"{s}\" is not one of {}",
-                        self.name,
-                        quoted_list(options)
-                    ))
+                    Err(format!("`{}` = \"{s}\" is not one of {}", self.name, quoted_list(options)))
                 }
             }
-            (kind, other) => Err(format!(
-                "`{}` must be {}, not {}",
-                self.name,
-                kind_name(&kind),
-                other.type_name()
-            )),
+            (kind, other) => Err(format!("`{}` must be {}, not {}", self.name, kind_name(&kind), other.type_name())),
         }
     }
 
@@ -187,9 +138,7 @@ impl ParamSpec {
         match (self.kind, v) {
             (ParamKind::Float { .. }, _) => v.as_f64().map(|x| x as f32),
             (ParamKind::Bool { .. }, ParamValue::Bool(b)) => Some(if *b { 1.0 } else { 0.0 }),
-            (ParamKind::Enum { options, .. }, ParamValue::Str(s)) => {
-                options.iter().position(|o| o == s).map(|i| i as f32)
-            }
+            (ParamKind::Enum { options, .. }, ParamValue::Str(s)) => options.iter().position(|o| o == s).map(|i| i as f32),
             _ => None,
         }
     }
@@ -204,11 +153,7 @@ fn unit_suffix(unit: &str) -> String {
 }
 
 fn quoted_list(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|o| format!("\"{o}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ")
 }
 
 fn kind_name(k: &ParamKind) -> &'static str {
@@ -384,5 +329,72 @@ pub fn db_to_gain(db: f32) -> f32 {
         0.0
     } else {
         10f32.powf(db / 20.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_ramp_lands_exactly_after_ramp_frames() {
+        let mut s = Smoother::new(0.0, 4);
+        s.set_target(1.0);
+        let v: Vec<f32> = (0..6).map(|_| s.next()).collect();
+        assert_eq!(v, vec![0.25, 0.5, 0.75, 1.0, 1.0, 1.0]);
+        assert!(s.is_settled());
+    }
+
+    #[test]
+    fn retarget_mid_ramp_starts_from_the_current_value() {
+        let mut s = Smoother::new(0.0, 4);
+        s.set_target(1.0);
+        s.next();
+        s.next(); // 0.5
+        s.set_target(0.0);
+        let v: Vec<f32> = (0..4).map(|_| s.next()).collect();
+        assert_eq!(v, vec![0.375, 0.25, 0.125, 0.0]);
+    }
+
+    #[test]
+    fn ramp_of_n_steps_sums_like_an_arithmetic_series() {
+        // Sum over the ramp = n * (start + end) / 2 + (end - start) / 2 (discrete trapezoid).
+        let n = 480;
+        let mut s = Smoother::new(0.2, n);
+        s.set_target(0.8);
+        let sum: f64 = (0..n).map(|_| s.next() as f64).sum();
+        let want = n as f64 * (0.2 + 0.8) / 2.0 + (0.8 - 0.2) / 2.0;
+        assert!((sum - want).abs() < 1e-3, "{sum} vs {want}");
+    }
+
+    #[test]
+    fn settled_smoother_is_constant() {
+        let mut s = Smoother::with_time(0.5, 20.0, 48000.0);
+        assert!((0..1000).all(|_| s.next() == 0.5));
+    }
+
+    #[test]
+    fn one_pole_reaches_63_percent_after_tau() {
+        let sr = 48000.0;
+        let mut p = OnePole::new(0.0, 0.01, sr);
+        let mut y = 0.0;
+        for _ in 0..480 {
+            y = p.next(1.0);
+        }
+        assert!((y - (1.0 - (-1.0f32).exp())).abs() < 1e-3, "{y}");
+    }
+
+    #[test]
+    fn param_check_reports_range_and_type() {
+        let p = ParamSpec::float("gain_db", -120.0, 24.0, 0.0, "dB", "");
+        assert!(p.check(&ParamValue::Float(30.0)).unwrap_err().contains("out of range -120..=24 dB"));
+        assert!(p.check(&ParamValue::Str("loud".into())).unwrap_err().contains("must be a number"));
+        assert_eq!(p.check(&ParamValue::Int(3)).unwrap(), ParamValue::Float(3.0));
+        let e = ParamSpec::choice("waveform", &["sine", "saw"], 0, true, "");
+        assert!(e
+            .check(&ParamValue::Str("tri".into()))
+            .unwrap_err()
+            .contains("not one of \"sine\", \"saw\""));
+        assert_eq!(e.runtime_value(&ParamValue::Str("saw".into())), Some(1.0));
     }
 }

@@ -100,29 +100,16 @@ impl Engine {
             out.fill(0.0);
             let mut dropped = 0;
             if let Some(cur) = self.current.as_mut() {
-                dropped += cur.run(
-                    frames,
-                    self.sample_time,
-                    &self.hw_in,
-                    in_ch,
-                    &mut self.to_ctl,
-                );
+                dropped += cur.run(frames, self.sample_time, &self.hw_in, in_ch, &mut self.to_ctl);
             }
             if let Some(old) = self.old.as_mut() {
-                dropped += old.run(
-                    frames,
-                    self.sample_time,
-                    &self.hw_in,
-                    in_ch,
-                    &mut self.to_ctl,
-                );
+                dropped += old.run(frames, self.sample_time, &self.hw_in, in_ch, &mut self.to_ctl);
             }
             // Mix: current (fading in while `fade_len` > 0) plus old (fading out).
             let fading = self.fade_len > 0;
             for t in 0..frames {
                 let (g_new, g_old) = if fading {
-                    let x = ((self.fade_pos + t) as f32 / self.fade_len as f32).min(1.0)
-                        * std::f32::consts::FRAC_PI_2;
+                    let x = ((self.fade_pos + t) as f32 / self.fade_len as f32).min(1.0) * std::f32::consts::FRAC_PI_2;
                     (x.sin(), x.cos())
                 } else {
                     (1.0, 0.0)
@@ -183,24 +170,10 @@ impl Engine {
                         RtStats::add(&self.stats.swaps, 1);
                     }
                 }
-                ToRt::Event {
-                    gen,
-                    node,
-                    at,
-                    kind,
-                } => {
-                    let at = if at == crate::msg::AT_ONCE {
-                        self.sample_time
-                    } else {
-                        at
-                    };
+                ToRt::Event { gen, node, at, kind } => {
+                    let at = if at == crate::msg::AT_ONCE { self.sample_time } else { at };
                     if self.pending.len() < self.pending.capacity() {
-                        self.pending.push(Pending {
-                            at,
-                            gen,
-                            node,
-                            kind,
-                        });
+                        self.pending.push(Pending { at, gen, node, kind });
                     } else {
                         RtStats::add(&self.stats.events_dropped, 1);
                     }
@@ -227,13 +200,7 @@ impl Engine {
                 (p.at - self.sample_time) as u32
             };
             let ok = match self.current.as_mut() {
-                Some(cur) if cur.gen == p.gen => cur.push_event(
-                    p.node,
-                    Event {
-                        offset,
-                        kind: p.kind,
-                    },
-                ),
+                Some(cur) if cur.gen == p.gen => cur.push_event(p.node, Event { offset, kind: p.kind }),
                 _ => false,
             };
             if !ok {
@@ -298,12 +265,7 @@ impl EngineHandle {
         self.nodes = schedule
             .nodes()
             .iter()
-            .map(|n| {
-                (
-                    n.clone(),
-                    registry.get(&n.kind).map(|t| t.params).unwrap_or(&[]),
-                )
-            })
+            .map(|n| (n.clone(), registry.get(&n.kind).map(|t| t.params).unwrap_or(&[])))
             .collect();
         self.latency_frames = schedule.latency_frames();
         let owned = Owned::new(&self.collector.handle(), schedule);
@@ -338,21 +300,13 @@ impl EngineHandle {
             .ok_or_else(|| format!("node `{node}` has no parameter `{param}`"))?;
         let spec = specs[pi];
         if !spec.is_runtime() {
-            return Err(format!(
-                "`{node}.{param}` is fixed when the node is built; change it in the patch"
-            ));
+            return Err(format!("`{node}.{param}` is fixed when the node is built; change it in the patch"));
         }
         Ok((i as u32, pi as u16, spec))
     }
 
     /// Sets a runtime parameter at engine sample time `at` (`msg::AT_ONCE`: as soon as possible).
-    pub fn set_param(
-        &mut self,
-        node: &str,
-        param: &str,
-        value: f32,
-        at: u64,
-    ) -> Result<(), String> {
+    pub fn set_param(&mut self, node: &str, param: &str, value: f32, at: u64) -> Result<(), String> {
         let (ni, pi, spec) = self.resolve_param(node, param)?;
         let value = match spec.kind {
             crate::param::ParamKind::Float { min, max, .. } => {

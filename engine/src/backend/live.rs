@@ -82,19 +82,15 @@ pub fn list() -> Vec<(String, Result<Vec<(String, String)>, String>)> {
 fn pick_host(choice: HostChoice) -> Result<cpal::Host, LiveError> {
     #[cfg(feature = "jack")]
     let jack = || -> Result<cpal::Host, LiveError> {
-        let h = cpal::host_from_id(cpal::HostId::Jack)
-            .map_err(|e| LiveError::Backend(format!("JACK: {e}")))?;
+        let h = cpal::host_from_id(cpal::HostId::Jack).map_err(|e| LiveError::Backend(format!("JACK: {e}")))?;
         if h.default_output_device().is_none() {
             return Err(LiveError::NoDevice("no JACK server is running".into()));
         }
         Ok(h)
     };
     #[cfg(not(feature = "jack"))]
-    let jack = || -> Result<cpal::Host, LiveError> {
-        Err(LiveError::Backend(
-            "this build has no JACK support (cargo feature `jack`)".into(),
-        ))
-    };
+    let jack =
+        || -> Result<cpal::Host, LiveError> { Err(LiveError::Backend("this build has no JACK support (cargo feature `jack`)".into())) };
     match choice {
         HostChoice::Jack => jack(),
         HostChoice::Alsa => Ok(cpal::default_host()),
@@ -110,9 +106,7 @@ impl LiveDevice {
         let find = |output: bool| -> Result<Option<cpal::Device>, LiveError> {
             match &opts.device {
                 Some(name) => {
-                    let devs = host
-                        .devices()
-                        .map_err(|e| LiveError::Backend(e.to_string()))?;
+                    let devs = host.devices().map_err(|e| LiveError::Backend(e.to_string()))?;
                     let mut names = Vec::new();
                     for d in devs {
                         let n = d.name().unwrap_or_default();
@@ -142,8 +136,7 @@ impl LiveDevice {
                 }),
             }
         };
-        let out_device = find(true)?
-            .ok_or_else(|| LiveError::NoDevice(format!("{host_name} has no output device")))?;
+        let out_device = find(true)?.ok_or_else(|| LiveError::NoDevice(format!("{host_name} has no output device")))?;
         let default = out_device
             .default_output_config()
             .map_err(|e| LiveError::NoDevice(format!("{host_name}: {e}")))?;
@@ -168,9 +161,7 @@ impl LiveDevice {
                     let ch = if host_name == "JACK" {
                         opts.in_channels
                     } else {
-                        d.default_input_config()
-                            .map(|c| c.channels() as usize)
-                            .unwrap_or(opts.in_channels)
+                        d.default_input_config().map(|c| c.channels() as usize).unwrap_or(opts.in_channels)
                     };
                     (
                         Some(d),
@@ -209,10 +200,7 @@ impl LiveDevice {
     }
     /// Input channels the engine will receive (0 when there is no input device).
     pub fn in_channels(&self) -> usize {
-        self.in_config
-            .as_ref()
-            .map(|c| c.channels as usize)
-            .unwrap_or(0)
+        self.in_config.as_ref().map(|c| c.channels as usize).unwrap_or(0)
     }
 
     /// Starts the streams; the engine moves into the output callback.
@@ -247,10 +235,7 @@ impl LiveDevice {
                                     // (data has at least n samples).
                                     unsafe { chunk.commit_all() };
                                 }
-                                RtStats::add(
-                                    &st.input_overruns,
-                                    ((data.len() - n) / in_ch.max(1)) as u64,
-                                );
+                                RtStats::add(&st.input_overruns, ((data.len() - n) / in_ch.max(1)) as u64);
                             })
                         },
                         move |e| on_error(e, &err_stats, &err_lost),

@@ -112,9 +112,7 @@ pub fn render(
 
     let cfg = EngineConfig::new(sr as f32, in_ch, out_ch);
     let (mut handle, mut engine) = EngineHandle::new(cfg);
-    handle
-        .swap(schedule, registry)
-        .map_err(RenderError::Event)?;
+    handle.swap(schedule, registry).map_err(RenderError::Event)?;
 
     let mut events = opts.events.clone();
     events.sort_by_key(|e| e.0);
@@ -124,11 +122,7 @@ pub fn render(
     let mut in_buf = vec![0.0f32; bs * in_ch];
     let mut out_buf = vec![0.0f32; bs * out_ch];
     let mut out = Vec::with_capacity((keep as usize) * out_ch);
-    let mut timings = Vec::with_capacity(if opts.keep_timings {
-        (total as usize).div_ceil(bs)
-    } else {
-        0
-    });
+    let mut timings = Vec::with_capacity(if opts.keep_timings { (total as usize).div_ceil(bs) } else { 0 });
     let mut messages = Vec::new();
     let mut violations = 0;
     let mut calls = 0;
@@ -150,11 +144,7 @@ pub fn render(
         match &input {
             Some(a) => {
                 for (k, x) in ib.iter_mut().enumerate() {
-                    *x = a
-                        .samples
-                        .get(t as usize * in_ch + k)
-                        .copied()
-                        .unwrap_or(0.0);
+                    *x = a.samples.get(t as usize * in_ch + k).copied().unwrap_or(0.0);
                 }
             }
             None => ib.fill(0.0),

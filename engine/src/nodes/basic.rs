@@ -7,14 +7,7 @@ use crate::param::{db_to_gain, EventKind, ParamSpec, Smoother};
 
 // ---------------------------------------------------------------- gain
 const GAIN_PARAMS: &[ParamSpec] = &[
-    ParamSpec::float(
-        "gain_db",
-        -120.0,
-        24.0,
-        0.0,
-        "dB",
-        "gain; -120 dB is silence",
-    ),
+    ParamSpec::float("gain_db", -120.0, 24.0, 0.0, "dB", "gain; -120 dB is silence"),
     ParamSpec::float(
         "pan",
         -1.0,
@@ -157,13 +150,7 @@ const MIXER_PARAMS: &[ParamSpec] = &[
     ParamSpec::float("gain_db_6", -120.0, 24.0, 0.0, "dB", "gain of in6"),
     ParamSpec::float("gain_db_7", -120.0, 24.0, 0.0, "dB", "gain of in7"),
     ParamSpec::float("gain_db_8", -120.0, 24.0, 0.0, "dB", "gain of in8"),
-    ParamSpec::int(
-        "inputs",
-        1,
-        MIXER_MAX_INPUTS as i64,
-        2,
-        "number of input ports (in1, in2, ...)",
-    ),
+    ParamSpec::int("inputs", 1, MIXER_MAX_INPUTS as i64, 2, "number of input ports (in1, in2, ...)"),
     ParamSpec::int("channels", 1, 16, 2, "channels of every port"),
 ];
 
@@ -215,14 +202,10 @@ pub const MIXER: NodeType = NodeType {
             "gain_db_7",
             "gain_db_8",
         ];
-        let gains = std::array::from_fn(|i| {
-            Smoother::with_time(db_to_gain(p.f32(names[i])), SMOOTH_MS, ctx.sample_rate)
-        });
+        let gains = std::array::from_fn(|i| Smoother::with_time(db_to_gain(p.f32(names[i])), SMOOTH_MS, ctx.sample_rate));
         Ok(Built {
             info: NodeInfo {
-                inputs: (1..=n)
-                    .map(|i| PortSpec::new(format!("in{i}"), ch))
-                    .collect(),
+                inputs: (1..=n).map(|i| PortSpec::new(format!("in{i}"), ch)).collect(),
                 outputs: vec![PortSpec::new("out", ch)],
                 ..Default::default()
             },
@@ -319,10 +302,7 @@ pub const OSC: NodeType = NodeType {
     doc: "Test tone: sine, saw, square, triangle or white noise.",
     params: OSC_PARAMS,
     build: |p: &Params, ctx: &BuildCtx| {
-        let wf = WAVEFORMS
-            .iter()
-            .position(|w| *w == p.str("waveform"))
-            .unwrap_or(0) as u8;
+        let wf = WAVEFORMS.iter().position(|w| *w == p.str("waveform")).unwrap_or(0) as u8;
         Ok(Built {
             info: NodeInfo {
                 outputs: vec![PortSpec::new("out", p.usize("channels"))],

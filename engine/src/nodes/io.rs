@@ -6,13 +6,7 @@ use crate::param::ParamSpec;
 
 const IO_PARAMS: &[ParamSpec] = &[
     ParamSpec::int("channels", 1, 16, 2, "number of channels"),
-    ParamSpec::int(
-        "first_channel",
-        0,
-        47,
-        0,
-        "first hardware channel (0-based)",
-    ),
+    ParamSpec::int("first_channel", 0, 47, 0, "first hardware channel (0-based)"),
 ];
 
 struct Passive;
@@ -27,7 +21,11 @@ pub const INPUT: NodeType = NodeType {
     build: |p: &Params, _: &BuildCtx| {
         let ch = p.usize("channels");
         Ok(Built {
-            info: NodeInfo { outputs: vec![PortSpec::new("out", ch)], hw_input: Some(p.usize("first_channel")), ..Default::default() },
+            info: NodeInfo {
+                outputs: vec![PortSpec::new("out", ch)],
+                hw_input: Some(p.usize("first_channel")),
+                ..Default::default()
+            },
             processor: Box::new(Passive),
         })
     },

@@ -6,13 +6,7 @@ use crate::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, Process
 use crate::param::ParamSpec;
 
 const METER_PARAMS: &[ParamSpec] = &[
-    ParamSpec::int(
-        "channels",
-        1,
-        METER_CHANNELS as i64,
-        2,
-        "channels measured (and passed through)",
-    ),
+    ParamSpec::int("channels", 1, METER_CHANNELS as i64, 2, "channels measured (and passed through)"),
     ParamSpec::int("interval_ms", 5, 5000, 50, "how often levels are reported"),
 ];
 
@@ -61,8 +55,7 @@ pub const METER: NodeType = NodeType {
     params: METER_PARAMS,
     build: |p: &Params, ctx: &BuildCtx| {
         let ch = p.usize("channels");
-        let interval =
-            ((p.usize("interval_ms") as f32 * 0.001 * ctx.sample_rate).round() as u32).max(1);
+        let interval = ((p.usize("interval_ms") as f32 * 0.001 * ctx.sample_rate).round() as u32).max(1);
         Ok(Built {
             info: NodeInfo {
                 inputs: vec![PortSpec::new("in", ch)],

@@ -7,18 +7,9 @@ use crate::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, Process
 use crate::param::{db_to_gain, EventKind, ParamSpec, Smoother};
 
 const PLAYER_PARAMS: &[ParamSpec] = &[
-    ParamSpec::string(
-        "path",
-        "",
-        "audio file (WAV, FLAC, MP3, OGG), relative to the patch",
-    ),
+    ParamSpec::string("path", "", "audio file (WAV, FLAC, MP3, OGG), relative to the patch"),
     ParamSpec::boolean("loop", false, true, "start again at the end"),
-    ParamSpec::boolean(
-        "playing",
-        true,
-        true,
-        "play (turning it on at the end starts again)",
-    ),
+    ParamSpec::boolean("playing", true, true, "play (turning it on at the end starts again)"),
     ParamSpec::float("gain_db", -120.0, 24.0, 0.0, "dB", "gain"),
     ParamSpec::int(
         "channels",
@@ -62,11 +53,7 @@ impl Processor for PlayerProc {
             let g = self.gain.next();
             let live = self.playing && self.pos < self.frames;
             for (c, o) in io.outputs.iter_mut().enumerate() {
-                o[t] = if live {
-                    self.data[self.pos * fc + c % fc] * g
-                } else {
-                    0.0
-                };
+                o[t] = if live { self.data[self.pos * fc + c % fc] * g } else { 0.0 };
             }
             if live {
                 self.pos += 1;
@@ -89,17 +76,8 @@ pub const PLAYER: NodeType = NodeType {
         let path = ctx.resolve(p.str("path"));
         let audio = crate::audio_file::read(&path).map_err(|e| e.to_string())?;
         let fc = audio.channels;
-        let data = crate::dsp::resample_interleaved(
-            &audio.samples,
-            fc,
-            audio.sample_rate,
-            ctx.sample_rate as u32,
-        );
-        let ch = if p.usize("channels") == 0 {
-            fc
-        } else {
-            p.usize("channels")
-        };
+        let data = crate::dsp::resample_interleaved(&audio.samples, fc, audio.sample_rate, ctx.sample_rate as u32);
+        let ch = if p.usize("channels") == 0 { fc } else { p.usize("channels") };
         let frames = data.len() / fc.max(1);
         Ok(Built {
             info: NodeInfo {

@@ -23,21 +23,8 @@ const RECORDER_PARAMS: &[ParamSpec] = &[
     ParamSpec::int("channels", 1, 16, 2, "channels recorded"),
     ParamSpec::choice("format", FORMATS, 0, false, "sample format"),
     ParamSpec::boolean("record", true, true, "recording on (off pauses the take)"),
-    ParamSpec::int(
-        "flush_ms",
-        20,
-        10000,
-        250,
-        "how often the WAV header is brought up to date",
-    ),
-    ParamSpec::float(
-        "buffer_secs",
-        1.0,
-        60.0,
-        8.0,
-        "s",
-        "ring between audio and writer thread",
-    ),
+    ParamSpec::int("flush_ms", 20, 10000, 250, "how often the WAV header is brought up to date"),
+    ParamSpec::float("buffer_secs", 1.0, 60.0, 8.0, "s", "ring between audio and writer thread"),
 ];
 
 struct RecorderProc {
@@ -106,16 +93,8 @@ pub fn free_take_path(path: &Path) -> PathBuf {
     if !path.exists() {
         return path.to_path_buf();
     }
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("take")
-        .to_string();
-    let ext = path
-        .extension()
-        .and_then(|s| s.to_str())
-        .unwrap_or("wav")
-        .to_string();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("take").to_string();
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("wav").to_string();
     (1..)
         .map(|i| path.with_file_name(format!("{stem}-{i}.{ext}")))
         .find(|p| !p.exists())
@@ -181,6 +160,23 @@ pub const RECORDER: NodeType = NodeType {
             _ => WavFormat::Int24,
         };
         let path = free_take_path(&ctx.resolve(p.str("path")));
+        let info = NodeInfo {
+            inputs: vec![PortSpec::new("in", ch)],
+            ..Default::default()
+        };
+        if ctx.dry_run {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(format!("folder {} does not exist", dir.display()));
+            }
+            let processor = Box::new(RecorderProc {
+                ring: None,
+                record: false,
+                dropped: Arc::new(AtomicU64::new(0)),
+                writer: None,
+            });
+            return Ok(Built { info, processor });
+        }
         let spec = wav_spec(ch, ctx.sample_rate as u32, format);
         let mut w = hound::WavWriter::create(&path, spec).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         w.flush().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -194,8 +190,13 @@ pub const RECORDER: NodeType = NodeType {
             .map_err(|e| format!("cannot start writer thread: {e}"))?;
         tracing::info!("recorder: recording to {}", path.display());
         Ok(Built {
-            info: NodeInfo { inputs: vec![PortSpec::new("in", ch)], ..Default::default() },
-            processor: Box::new(RecorderProc { ring: Some(prod), record: p.bool("record"), dropped: Arc::new(AtomicU64::new(0)), writer: Some(writer) }),
+            info,
+            processor: Box::new(RecorderProc {
+                ring: Some(prod),
+                record: p.bool("record"),
+                dropped: Arc::new(AtomicU64::new(0)),
+                writer: Some(writer),
+            }),
         })
     },
 };

@@ -72,9 +72,7 @@ pub const RESAMPLE: NodeType = NodeType {
         let ch = p.usize("channels");
         let probe_down = Resampler::new(e, r);
         let probe_up = Resampler::new(r, e);
-        let latency = probe_down.lookahead_in() as u64
-            + (probe_up.lookahead_in() as u64 * e as u64).div_ceil(r as u64)
-            + 2;
+        let latency = probe_down.lookahead_in() as u64 + (probe_up.lookahead_in() as u64 * e as u64).div_ceil(r as u64) + 2;
         let size = ((2 * latency + 64) as usize).next_power_of_two();
         let chains = (0..ch)
             .map(|_| Chain {
@@ -92,11 +90,7 @@ pub const RESAMPLE: NodeType = NodeType {
                 latency_frames: latency as u32,
                 ..Default::default()
             },
-            processor: Box::new(ResampleProc {
-                chains,
-                latency,
-                pos: 0,
-            }),
+            processor: Box::new(ResampleProc { chains, latency, pos: 0 }),
         })
     },
 };

@@ -14,23 +14,10 @@ const SYNTH_PARAMS: &[ParamSpec] = &[
     ParamSpec::float("decay_ms", 0.0, 5000.0, 150.0, "ms", "decay time"),
     ParamSpec::float("sustain", 0.0, 1.0, 0.6, "", "sustain level"),
     ParamSpec::float("release_ms", 0.0, 10000.0, 250.0, "ms", "release time"),
-    ParamSpec::int(
-        "voices",
-        1,
-        64,
-        16,
-        "polyphony (the oldest voice is stolen)",
-    ),
+    ParamSpec::int("voices", 1, 64, 16, "polyphony (the oldest voice is stolen)"),
     ParamSpec::int("midi_channel", 0, 16, 0, "MIDI channel 1-16; 0 = all"),
     ParamSpec::int("channels", 1, 2, 2, "output channels"),
-    ParamSpec::float(
-        "bend_range",
-        0.0,
-        48.0,
-        2.0,
-        "semitones",
-        "pitch-bend range",
-    ),
+    ParamSpec::float("bend_range", 0.0, 48.0, 2.0, "semitones", "pitch-bend range"),
 ];
 
 #[derive(Clone, Copy, PartialEq)]
@@ -106,9 +93,11 @@ impl SynthProc {
         };
     }
     fn note_off(&mut self, note: u8) {
-        for v in self.voices.iter_mut().filter(|v| {
-            v.note == note && matches!(v.stage, Stage::Attack | Stage::Decay | Stage::Sustain)
-        }) {
+        for v in self
+            .voices
+            .iter_mut()
+            .filter(|v| v.note == note && matches!(v.stage, Stage::Attack | Stage::Decay | Stage::Sustain))
+        {
             if self.pedal {
                 v.held_by_pedal = true;
             } else {
@@ -162,11 +151,7 @@ impl Processor for SynthProc {
 
     fn process(&mut self, io: &mut ProcessIo) {
         let sr = self.sr;
-        let (ra, rd, rr) = (
-            rate(self.attack_ms, sr),
-            rate(self.decay_ms, sr),
-            rate(self.release_ms, sr),
-        );
+        let (ra, rd, rr) = (rate(self.attack_ms, sr), rate(self.decay_ms, sr), rate(self.release_ms, sr));
         let bend = (2.0f32).powf(self.bend * self.bend_range / 12.0) as f64;
         for t in 0..io.frames {
             let mut y = 0.0f32;
@@ -219,9 +204,22 @@ pub const SYNTH: NodeType = NodeType {
     params: SYNTH_PARAMS,
     build: |p: &Params, ctx: &BuildCtx| {
         let wf = SYNTH_WAVES.iter().position(|w| *w == p.str("waveform")).unwrap_or(1) as u8;
-        let off = Voice { note: 0, hz: 0.0, vel: 0.0, phase: 0.0, stage: Stage::Off, env: 0.0, age: 0, held_by_pedal: false };
+        let off = Voice {
+            note: 0,
+            hz: 0.0,
+            vel: 0.0,
+            phase: 0.0,
+            stage: Stage::Off,
+            env: 0.0,
+            age: 0,
+            held_by_pedal: false,
+        };
         Ok(Built {
-            info: NodeInfo { outputs: vec![PortSpec::new("out", p.usize("channels"))], midi_in: true, ..Default::default() },
+            info: NodeInfo {
+                outputs: vec![PortSpec::new("out", p.usize("channels"))],
+                midi_in: true,
+                ..Default::default()
+            },
             processor: Box::new(SynthProc {
                 voices: vec![off; p.usize("voices")],
                 gain: Smoother::with_time(db_to_gain(p.f32("gain_db")), SMOOTH_MS, ctx.sample_rate),

@@ -1,0 +1,143 @@
+//! `stagebox render` (control thread; the offline backend runs the engine on this thread).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use stagebox_engine::audio_file::{self, WavFormat};
+use stagebox_engine::backend::offline::{self, RenderOptions};
+use stagebox_engine::Registry;
+use stagebox_patches::Patch;
+
+#[derive(clap::Args)]
+pub struct RenderArgs {
+    /// Patch to render.
+    #[arg(long)]
+    pub patch: PathBuf,
+    /// Input audio (WAV, FLAC, MP3, OGG) fed to the patch's `input` nodes.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Output WAV file.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Frames per process call.
+    #[arg(long, default_value_t = 512)]
+    pub block_size: usize,
+    /// Engine sample rate (default: the patch's, else the input's, else 48000); input is resampled.
+    #[arg(long)]
+    pub sample_rate: Option<u32>,
+    /// Length to render without input (or cut the input to), in seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Extra seconds rendered after the input ends (reverb tails, releases).
+    #[arg(long, default_value_t = 0.0)]
+    pub tail: f64,
+    /// Output sample format (default: the input WAV's, else float32).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Keep the graph's latency at the start instead of removing it.
+    #[arg(long)]
+    pub no_latency_compensation: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Int16,
+    Int24,
+    Float32,
+}
+
+pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
+    let registry = Registry::builtin();
+    let patch = match Patch::load(&a.patch, &registry) {
+        Ok(p) => p,
+        Err(e) => {
+            crate::print_patch_errors(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let input = match &a.input {
+        Some(p) => Some(audio_file::read(p).with_context(|| format!("reading input {}", p.display()))?),
+        None => None,
+    };
+    if input.is_none() && a.duration.is_none() {
+        anyhow::bail!("give --input, or --duration to render without input");
+    }
+    let sample_rate = a
+        .sample_rate
+        .or(patch.engine.sample_rate)
+        .or(input.as_ref().map(|i| i.sample_rate))
+        .unwrap_or(48000);
+    let opts = RenderOptions {
+        sample_rate,
+        block_size: a.block_size,
+        duration_secs: a.duration,
+        tail_secs: a.tail,
+        compensate_latency: !a.no_latency_compensation,
+        ..Default::default()
+    };
+    let audio_secs = input
+        .as_ref()
+        .map(|i| i.duration_secs())
+        .unwrap_or(0.0)
+        .max(a.duration.unwrap_or(0.0))
+        + a.tail;
+    let bar = if audio_secs >= 20.0 {
+        let b = indicatif::ProgressBar::new(1000);
+        b.set_style(indicatif::ProgressStyle::with_template("{spinner} rendering [{bar:40}] {percent}% eta {eta}").unwrap());
+        Some(b)
+    } else {
+        None
+    };
+    let result = offline::render(&patch.graph, &registry, input.as_ref(), &opts, |done, total| {
+        if let Some(b) = &bar {
+            b.set_position(if total == 0 { 1000 } else { done * 1000 / total });
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let rendered = match result {
+        Ok(r) => r,
+        Err(offline::RenderError::Graph(errs)) => {
+            let errs = stagebox_patches::PatchErrors(errs.into_iter().map(|e| patch.locate(e.loc, e.message)).collect());
+            crate::print_patch_errors(&errs);
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let format = match a.format {
+        Some(Format::Int16) => WavFormat::Int16,
+        Some(Format::Int24) => WavFormat::Int24,
+        Some(Format::Float32) => WavFormat::Float32,
+        None => rendered.audio.wav_format.unwrap_or(WavFormat::Float32),
+    };
+    audio_file::write_wav(&a.output, &rendered.audio, format)?;
+    let secs = rendered.audio.duration_secs();
+    eprintln!(
+        "rendered {:.2} s at {} Hz, {} ch to {} in {:.2} s ({:.0}x real time); graph latency {} frames{}",
+        secs,
+        sample_rate,
+        rendered.audio.channels,
+        a.output.display(),
+        rendered.wall_secs,
+        if rendered.wall_secs > 0.0 {
+            secs / rendered.wall_secs
+        } else {
+            f64::INFINITY
+        },
+        rendered.latency_frames,
+        if opts.compensate_latency && rendered.latency_frames > 0 {
+            " (compensated)"
+        } else {
+            ""
+        }
+    );
+    if rendered.alloc_violations > 0 {
+        tracing::error!(
+            "{} allocations happened inside process calls (a node breaks the real-time rules)",
+            rendered.alloc_violations
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

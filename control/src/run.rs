@@ -1,0 +1,465 @@
+//! `stagebox run` (main thread = control thread): opens the audio backend, moves the engine
+//! onto the audio thread, then loops every 10 ms: drains results and timings, frees what the
+//! audio thread retired, reloads the patch when its file changes (or on SIGHUP or the `reload`
+//! command), and on exit writes the stats JSON.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use notify::Watcher;
+use serde_json::json;
+use stagebox_engine::backend::live::{self, HostChoice, LiveDevice, LiveOptions};
+use stagebox_engine::backend::paced::Paced;
+use stagebox_engine::msg::{FromRt, AT_ONCE};
+use stagebox_engine::stats::RtStats;
+use stagebox_engine::{EngineConfig, EngineHandle, Registry};
+use stagebox_patches::Patch;
+
+use crate::histogram::Histogram;
+
+/// The clip played when no audio device is found.
+pub const DEMO_CLIP: &[u8] = include_bytes!("../../assets/demo.wav");
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// JACK if a server is running, else ALSA; the demo clip if neither has a device.
+    Auto,
+    Jack,
+    Alsa,
+    /// No device: real-time pace on a plain thread, the demo clip as input.
+    None,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Patch to run.
+    #[arg(long, default_value = "patches/default.toml")]
+    pub patch: PathBuf,
+    /// Audio backend.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+    /// Device name (or a unique part of it); see `stagebox devices`.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Buffer size in frames (ALSA; JACK uses the server's).
+    #[arg(long)]
+    pub buffer: Option<u32>,
+    /// Sample rate (ALSA; JACK uses the server's).
+    #[arg(long)]
+    pub sample_rate: Option<u32>,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Write run statistics (callbacks, xruns, callback times, ...) to this JSON file on exit.
+    #[arg(long)]
+    pub stats_json: Option<PathBuf>,
+    /// Print meter levels once a second (always on in demo mode).
+    #[arg(long)]
+    pub meters: bool,
+    /// Do not reload the patch when its file changes.
+    #[arg(long)]
+    pub no_watch: bool,
+}
+
+enum AudioIo {
+    Live(live::Running),
+    Paced(Paced),
+}
+
+impl AudioIo {
+    fn timings(&mut self) -> &mut rtrb::Consumer<u32> {
+        match self {
+            AudioIo::Live(r) => &mut r.timings,
+            AudioIo::Paced(p) => &mut p.timings,
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct MeterState {
+    reports: u64,
+    silent_reports: u64,
+    peak: Vec<f32>,
+    rms: Vec<f32>,
+}
+
+fn db(x: f32) -> f64 {
+    if x <= 1e-6 {
+        -120.0
+    } else {
+        20.0 * (x as f64).log10()
+    }
+}
+
+fn load_patch(path: &Path, registry: &Registry) -> Result<Patch, String> {
+    Patch::load(path, registry).map_err(|e| e.0.iter().map(|x| x.pretty()).collect::<Vec<_>>().join("\n"))
+}
+
+/// Demo clip, resampled to `sr` and spread over `channels` (interleaved).
+fn demo_input(sr: u32, channels: usize) -> anyhow::Result<Vec<f32>> {
+    if channels == 0 {
+        return Ok(Vec::new());
+    }
+    let r = hound::WavReader::new(std::io::Cursor::new(DEMO_CLIP))?;
+    let spec = r.spec();
+    let mono: Vec<f32> = r
+        .into_samples::<i16>()
+        .map(|s| s.map(|v| v as f32 / 32768.0))
+        .collect::<Result<_, _>>()?;
+    let mono = stagebox_engine::dsp::resample_interleaved(&mono, 1, spec.sample_rate, sr);
+    Ok(mono.iter().flat_map(|&x| std::iter::repeat_n(x, channels)).collect())
+}
+
+pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let registry = Registry::builtin();
+    let mut patch_path = a.patch.clone();
+    let patch = match load_patch(&patch_path, &registry) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let probe = match patch.check(&registry, patch.engine.sample_rate.unwrap_or(48000) as f32) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::print_patch_errors(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let (want_in, want_out) = (probe.input_channels(), probe.output_channels().max(1));
+    drop(probe);
+
+    // Choose the backend.
+    let mut demo = a.backend == BackendArg::None;
+    let mut device = None;
+    if !demo {
+        let opts = LiveOptions {
+            host: match a.backend {
+                BackendArg::Jack => HostChoice::Jack,
+                BackendArg::Alsa => HostChoice::Alsa,
+                _ => HostChoice::Auto,
+            },
+            device: a.device.clone(),
+            buffer_frames: a.buffer.or(patch.engine.block_size),
+            sample_rate: a.sample_rate.or(patch.engine.sample_rate),
+            in_channels: want_in,
+            out_channels: want_out,
+        };
+        match LiveDevice::open(&opts) {
+            Ok(d) => device = Some(d),
+            Err(e) if a.backend == BackendArg::Auto => {
+                eprintln!("stagebox: no audio device is available ({e}).");
+                eprintln!(
+                    "stagebox: playing the bundled demo clip through {} in real time instead; levels below.",
+                    patch_path.display()
+                );
+                eprintln!("stagebox: connect a sound card or start JACK, then see `stagebox devices`.");
+                demo = true;
+            }
+            Err(e) => anyhow::bail!(
+                "cannot open the {} backend: {e}",
+                if a.backend == BackendArg::Jack { "JACK" } else { "ALSA" }
+            ),
+        }
+    }
+    let (sr, in_ch, out_ch, backend_name, device_name) = match &device {
+        Some(d) => (
+            d.sample_rate(),
+            d.in_channels(),
+            d.out_channels(),
+            d.host_name().to_string(),
+            d.device_name(),
+        ),
+        None => (
+            a.sample_rate.or(patch.engine.sample_rate).unwrap_or(48000),
+            want_in,
+            want_out,
+            "none".to_string(),
+            "demo".to_string(),
+        ),
+    };
+    let schedule = match patch.compile(&registry, sr as f32) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::print_patch_errors(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut cfg = EngineConfig::new(sr as f32, in_ch, out_ch);
+    cfg.fade_ms = patch.engine.fade_ms.unwrap_or(30.0);
+    let (mut handle, engine) = EngineHandle::new(cfg);
+    handle.swap(schedule, &registry).map_err(|e| anyhow::anyhow!(e))?;
+    let stats = handle.stats.clone();
+    let alloc_checked = stagebox_engine::alloc_check::is_installed();
+    let alloc_before = stagebox_engine::alloc_check::violations();
+
+    let mut audio = match device {
+        Some(d) => AudioIo::Live(d.start(engine).context("starting audio")?),
+        None => {
+            let block = a.buffer.or(patch.engine.block_size).unwrap_or(256) as usize;
+            AudioIo::Paced(Paced::start(engine, block, demo_input(sr, in_ch)?)?)
+        }
+    };
+    tracing::info!(
+        "running {} on {backend_name} ({device_name}), {sr} Hz, {in_ch} in / {out_ch} out, graph latency {} frames",
+        patch_path.display(),
+        handle.latency_frames()
+    );
+
+    // Stop and reload signals.
+    let term = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+
+    // Patch file watcher (the folder, since editors replace files by renaming).
+    let (fs_tx, fs_rx) = mpsc::channel::<()>();
+    let mut watcher = None;
+    if !a.no_watch {
+        let name = patch_path.file_name().map(|n| n.to_os_string());
+        let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if let Ok(ev) = ev {
+                if matches!(ev.kind, notify::EventKind::Modify(_) | notify::EventKind::Create(_))
+                    && ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+                {
+                    let _ = fs_tx.send(());
+                }
+            }
+        });
+        match w {
+            Ok(mut w) => {
+                let dir = patch_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                match w.watch(dir, notify::RecursiveMode::NonRecursive) {
+                    Ok(()) => watcher = Some(w),
+                    Err(e) => tracing::warn!("not watching {} for changes: {e}", dir.display()),
+                }
+            }
+            Err(e) => tracing::warn!("no file watching: {e}"),
+        }
+    }
+
+    // Commands on standard input.
+    let (cmd_tx, cmd_rx) = mpsc::channel::<String>();
+    std::thread::Builder::new().name("stagebox-stdin".into()).spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(l) => {
+                    if cmd_tx.send(l).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    })?;
+
+    let started = Instant::now();
+    let mut hist = Histogram::new();
+    let mut meters: BTreeMap<String, MeterState> = BTreeMap::new();
+    let mut reload_at: Option<Instant> = None;
+    let mut reloads_ok = 0u64;
+    let mut reloads_failed = 0u64;
+    let mut last_print = Instant::now();
+    let mut lost_reported = false;
+    let show_meters = a.meters || demo;
+    let node_ids = |h: &EngineHandle| h.nodes().map(|n| n.id.clone()).collect::<Vec<_>>();
+    let mut ids = node_ids(&handle);
+
+    loop {
+        std::thread::sleep(Duration::from_millis(10));
+        while let Ok(ns) = audio.timings().pop() {
+            hist.add(ns as u64);
+        }
+        handle.drain(|m| {
+            if let FromRt::Meter {
+                node, channels, peak, rms, ..
+            } = m
+            {
+                let id = ids.get(node as usize).cloned().unwrap_or_else(|| format!("#{node}"));
+                let st = meters.entry(id).or_default();
+                st.reports += 1;
+                let ch = channels as usize;
+                if peak[..ch].iter().all(|p| *p < 1e-4) {
+                    st.silent_reports += 1;
+                }
+                st.peak = peak[..ch].to_vec();
+                st.rms = rms[..ch].to_vec();
+            }
+        });
+        handle.collect();
+
+        if term.load(Ordering::Relaxed) {
+            tracing::info!("stopping (signal)");
+            break;
+        }
+        if a.duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d) {
+            break;
+        }
+        if fs_rx.try_iter().count() > 0 {
+            reload_at = Some(Instant::now() + Duration::from_millis(150));
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            reload_at = Some(Instant::now());
+        }
+        for line in cmd_rx.try_iter() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [] => {}
+                ["reload"] => reload_at = Some(Instant::now()),
+                ["load", p] => {
+                    patch_path = PathBuf::from(p);
+                    reload_at = Some(Instant::now());
+                }
+                ["set", node, param, value] => match value.parse::<f32>() {
+                    Ok(v) => match handle.set_param(node, param, v, AT_ONCE) {
+                        Ok(()) => tracing::info!("{node}.{param} = {v}"),
+                        Err(e) => tracing::warn!("set: {e}"),
+                    },
+                    Err(_) => tracing::warn!("set: `{value}` is not a number"),
+                },
+                ["quit"] | ["exit"] => term.store(true, Ordering::Relaxed),
+                ["status"] => eprintln!("{}", status_line(&stats, &hist, &meters)),
+                _ => tracing::warn!("unknown command `{line}` (commands: reload, load PATH, set NODE PARAM VALUE, status, quit)"),
+            }
+        }
+        if reload_at.is_some_and(|t| Instant::now() >= t) {
+            reload_at = None;
+            let t0 = Instant::now();
+            let result = load_patch(&patch_path, &registry).and_then(|p| {
+                p.compile(&registry, sr as f32)
+                    .map_err(|e| e.0.iter().map(|x| x.pretty()).collect::<Vec<_>>().join("\n"))
+                    .map(|s| (p, s))
+            });
+            match result {
+                Ok((p, s)) => {
+                    if s.input_channels() > in_ch || s.output_channels() > out_ch {
+                        tracing::warn!(
+                            "the new patch wants {} in / {} out channels; the device has {in_ch} / {out_ch}",
+                            s.input_channels(),
+                            s.output_channels()
+                        );
+                    }
+                    match handle.swap(s, &registry) {
+                        Ok(gen) => {
+                            reloads_ok += 1;
+                            ids = node_ids(&handle);
+                            meters.clear();
+                            tracing::info!(
+                                "reloaded {} (generation {gen}, compiled in {:.1} ms)",
+                                p.path.display(),
+                                t0.elapsed().as_secs_f64() * 1e3
+                            );
+                        }
+                        Err(e) => {
+                            reloads_failed += 1;
+                            tracing::error!("reload failed: {e}");
+                        }
+                    }
+                }
+                Err(e) => {
+                    reloads_failed += 1;
+                    tracing::error!("reload failed; the running patch stays:\n{e}");
+                }
+            }
+        }
+        if let AudioIo::Live(r) = &audio {
+            if r.device_lost() && !lost_reported {
+                tracing::error!("the audio device went away; the engine keeps its state, restart `stagebox run` to reconnect");
+                lost_reported = true;
+            }
+        }
+        if show_meters && last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            eprintln!("{}", status_line(&stats, &hist, &meters));
+        }
+    }
+    drop(watcher);
+    drop(audio);
+    handle.drain(|_| {});
+    handle.collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    let rt_allocs = stagebox_engine::alloc_check::violations() - alloc_before;
+    tracing::info!(
+        "stopped after {elapsed:.1} s: {} callbacks, {} xruns, callback median {:.1} us, p99 {:.1} us, max {:.1} us",
+        RtStats::get(&stats.callbacks),
+        RtStats::get(&stats.xruns),
+        hist.quantile_us(0.5),
+        hist.quantile_us(0.99),
+        hist.max_us()
+    );
+    if let Some(path) = &a.stats_json {
+        let meters_json: serde_json::Map<String, serde_json::Value> = meters
+            .iter()
+            .map(|(k, m)| {
+                (
+                    k.clone(),
+                    json!({
+                        "reports": m.reports,
+                        "silent_reports": m.silent_reports,
+                        "last_peak_db": m.peak.iter().map(|x| db(*x)).collect::<Vec<_>>(),
+                        "last_rms_db": m.rms.iter().map(|x| db(*x)).collect::<Vec<_>>(),
+                    }),
+                )
+            })
+            .collect();
+        let j = json!({
+            "backend": backend_name,
+            "device": device_name,
+            "demo": demo,
+            "patch": patch_path.display().to_string(),
+            "sample_rate": sr,
+            "block_size": RtStats::get(&stats.last_block_frames),
+            "in_channels": in_ch,
+            "out_channels": out_ch,
+            "duration_secs": elapsed,
+            "callbacks": RtStats::get(&stats.callbacks),
+            "frames": RtStats::get(&stats.frames),
+            "xruns": RtStats::get(&stats.xruns),
+            "callback_us": {
+                "count": hist.count(),
+                "median": hist.quantile_us(0.5),
+                "p99": hist.quantile_us(0.99),
+                "max": hist.max_us(),
+                "mean": hist.mean_us(),
+            },
+            "input_underrun_frames": RtStats::get(&stats.input_underruns),
+            "input_overrun_frames": RtStats::get(&stats.input_overruns),
+            "events_dropped": RtStats::get(&stats.events_dropped),
+            "events_late": RtStats::get(&stats.events_late),
+            "from_rt_dropped": RtStats::get(&stats.from_rt_dropped),
+            "timings_dropped": RtStats::get(&stats.timings_dropped),
+            "swaps": RtStats::get(&stats.swaps),
+            "reloads_ok": reloads_ok,
+            "reloads_failed": reloads_failed,
+            "rt_allocations": rt_allocs,
+            "alloc_check_installed": alloc_checked,
+            "latency_frames": handle.latency_frames(),
+            "meters": meters_json,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&j)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_line(stats: &RtStats, hist: &Histogram, meters: &BTreeMap<String, MeterState>) -> String {
+    let mut s = format!(
+        "callbacks {:>7}  xruns {}  cb median {:>6.1} us  max {:>7.1} us",
+        RtStats::get(&stats.callbacks),
+        RtStats::get(&stats.xruns),
+        hist.quantile_us(0.5),
+        hist.max_us()
+    );
+    for (id, m) in meters {
+        let levels: Vec<String> = m.peak.iter().map(|p| format!("{:>6.1}", db(*p))).collect();
+        s.push_str(&format!("  | {id} peak dB {}", levels.join(" ")));
+    }
+    s
+}
