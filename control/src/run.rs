@@ -263,6 +263,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 
     let started = Instant::now();
     let mut hist = Histogram::new();
+    let mut late_callbacks = 0u64;
     let mut meters: BTreeMap<String, MeterState> = BTreeMap::new();
     let mut reload_at: Option<Instant> = None;
     let mut reloads_ok = 0u64;
@@ -275,8 +276,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 
     loop {
         std::thread::sleep(Duration::from_millis(10));
+        // A callback that took longer than its block's duration missed its deadline.
+        let period_ns = (RtStats::get(&stats.last_block_frames) as f64 / sr as f64 * 1e9) as u64;
         while let Ok(ns) = audio.timings().pop() {
             hist.add(ns as u64);
+            if period_ns > 0 && ns as u64 > period_ns {
+                late_callbacks += 1;
+            }
         }
         handle.drain(|m| {
             if let FromRt::Meter {
@@ -423,6 +429,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "callbacks": RtStats::get(&stats.callbacks),
             "frames": RtStats::get(&stats.frames),
             "xruns": RtStats::get(&stats.xruns),
+            "late_callbacks": late_callbacks,
             "callback_us": {
                 "count": hist.count(),
                 "median": hist.quantile_us(0.5),

@@ -262,8 +262,8 @@ impl Patch {
         let mut connections = Vec::new();
         let mut connect_spans = Vec::new();
         for c in raw.connect {
-            let span = c.span();
             let c = c.into_inner();
+            let span = c.from.span();
             for (what, s) in [(&c.from, "from"), (&c.to, "to")] {
                 let name = PortRef::parse(what.get_ref()).node;
                 if !nodes.iter().any(|n| n.id == name) {

@@ -94,8 +94,18 @@ fn pick_host(choice: HostChoice) -> Result<cpal::Host, LiveError> {
     match choice {
         HostChoice::Jack => jack(),
         HostChoice::Alsa => Ok(cpal::default_host()),
-        HostChoice::Auto => jack().or_else(|_| Ok(cpal::default_host())),
+        HostChoice::Auto if jack_server_running() => jack().or_else(|_| Ok(cpal::default_host())),
+        HostChoice::Auto => Ok(cpal::default_host()),
     }
+}
+
+/// Whether a JACK server (named by `JACK_DEFAULT_SERVER`, else `default`) has its socket up,
+/// checked without connecting (which would make libjack print errors when there is none).
+pub fn jack_server_running() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let name = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".into());
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    std::path::Path::new(&format!("/dev/shm/jack_{name}_{uid}_0")).exists()
 }
 
 impl LiveDevice {

@@ -1,0 +1,188 @@
+//! The `stagebox` binary's offline commands: render, check, --help.
+
+use stagebox_tests::*;
+
+fn read_i16(path: &std::path::Path) -> (hound::WavSpec, Vec<i16>) {
+    let r = hound::WavReader::open(path).unwrap();
+    let spec = r.spec();
+    (spec, r.into_samples::<i16>().map(|s| s.unwrap()).collect())
+}
+
+#[test]
+fn passthrough_render_reproduces_the_input_at_any_block_size() {
+    let d = tmp("passthrough");
+    let x = test_clip(48000 * 2 + 123, 48000);
+    let input = d.join("x.wav");
+    write_wav_i16(&input, 48000, 2, &x);
+    for bs in ["64", "512", "1", "999"] {
+        let out = d.join(format!("y{bs}.wav"));
+        let st = stagebox()
+            .args(["render", "--patch", "patches/passthrough.toml", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .args(["--block-size", bs])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let (spec, y) = read_i16(&out);
+        assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 48000, 16));
+        assert!(y == x, "block size {bs}: output differs from input");
+    }
+    assert_eq!(
+        std::fs::read(d.join("y64.wav")).unwrap(),
+        std::fs::read(d.join("y512.wav")).unwrap()
+    );
+}
+
+#[test]
+fn passthrough_render_resamples_when_rates_differ() {
+    let d = tmp("resample");
+    let x = test_clip(44100, 44100);
+    let input = d.join("x.wav");
+    write_wav_i16(&input, 44100, 2, &x);
+    let out = d.join("y.wav");
+    let st = stagebox()
+        .args(["render", "--patch", "patches/passthrough.toml", "--sample-rate", "48000", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (spec, y) = read_i16(&out);
+    assert_eq!(spec.sample_rate, 48000);
+    assert_eq!(y.len(), 48000 * 2);
+    // The left channel's 261.63 Hz sine, compared with the ideal resampled one (noise aside).
+    let mut err2 = 0.0;
+    let mut sig2 = 0.0;
+    for t in 1000..47000 {
+        let want = 0.4 * (2.0 * std::f64::consts::PI * 261.63 * t as f64 / 48000.0).sin() * 32767.0;
+        let got = y[2 * t] as f64;
+        err2 += (got - want).powi(2);
+        sig2 += want * want;
+    }
+    let snr = 10.0 * (sig2 / err2).log10();
+    assert!(snr > 25.0, "SNR {snr:.1} dB (noise in the clip limits it to about 30 dB)");
+}
+
+#[test]
+fn renders_are_deterministic_with_sources_and_latency() {
+    let d = tmp("det");
+    let patch = d.join("p.toml");
+    std::fs::write(
+        &patch,
+        r#"
+[[node]]
+id = "t"
+type = "osc"
+waveform = "noise"
+[[node]]
+id = "r"
+type = "resample"
+rate_hz = 16000
+[[node]]
+id = "out"
+type = "output"
+[[connect]]
+from = "t"
+to = "r"
+[[connect]]
+from = "r"
+to = "out"
+"#,
+    )
+    .unwrap();
+    let mut outs = Vec::new();
+    for (k, bs) in ["64", "64", "512"].iter().enumerate() {
+        let out = d.join(format!("o{k}.wav"));
+        let st = stagebox()
+            .args(["render", "--duration", "1.5", "--block-size", bs, "--patch"])
+            .arg(&patch)
+            .arg("--output")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        outs.push(std::fs::read(&out).unwrap());
+    }
+    assert!(outs[0] == outs[1], "two renders differ");
+    assert!(outs[0] == outs[2], "block sizes 64 and 512 differ");
+}
+
+#[test]
+fn check_accepts_the_shipped_patches() {
+    let out = stagebox()
+        .args([
+            "check",
+            "patches/default.toml",
+            "patches/passthrough.toml",
+            "patches/tone.toml",
+            "patches/examples/synth-and-file.toml",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches(": ok").count(), 4);
+}
+
+#[test]
+fn check_reports_file_line_and_column() {
+    let d = tmp("check");
+    let cases: &[(&str, &str, &str)] = &[
+        ("syntax.toml", "[[node]]\nid = \"a\"\ntype = \"gain\"\ngain_db = = 3\n", ":4:11:"),
+        ("type.toml", "[[node]]\nid = \"a\"\ntype = \"gian\"\n", ":3:8: error: unknown node type `gian`"),
+        ("range.toml", "[[node]]\nid = \"a\"\ntype = \"gain\"\n  gain_db = 40.0\n", ":4:13: error: `gain_db` = 40 is out of range"),
+        ("param.toml", "[[node]]\nid = \"a\"\ntype = \"osc\"\nfreq = 3\n", ":4:8: error: node type `osc` has no parameter `freq`"),
+        ("conn.toml", "[[node]]\nid = \"a\"\ntype = \"osc\"\n\n[[connect]]\nfrom = \"a\"\nto = \"nowhere\"\n", ":7:6: error: `to` names node `nowhere`"),
+        (
+            "channels.toml",
+            "[[node]]\nid = \"a\"\ntype = \"osc\"\nchannels = 3\n[[node]]\nid = \"o\"\ntype = \"output\"\n[[connect]]\nfrom = \"a\"\nto = \"o\"\n",
+            ":9:8: error: `a` has 3 channels but `o` has 2",
+        ),
+        ("file.toml", "[[node]]\nid = \"p\"\ntype = \"player\"\npath = \"missing.wav\"\n", ":3:8: error: node `p`:"),
+    ];
+    for (name, src, want) in cases {
+        let p = d.join(name);
+        std::fs::write(&p, src).unwrap();
+        let out = stagebox().arg("check").arg(&p).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: check should fail");
+        let expect = format!("{}{want}", p.display());
+        assert!(err.contains(&expect), "{name}: wanted `{expect}` in:\n{err}");
+    }
+}
+
+#[test]
+fn render_refuses_a_broken_patch_and_writes_nothing() {
+    let d = tmp("broken-render");
+    let p = d.join("b.toml");
+    std::fs::write(&p, "[[node]]\nid = \"a\"\ntype = \"nope\"\n").unwrap();
+    let out = d.join("o.wav");
+    let r = stagebox()
+        .args(["render", "--duration", "1", "--patch"])
+        .arg(&p)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("b.toml:3:8"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["render", "--help"],
+        vec!["check", "--help"],
+        vec!["devices", "--help"],
+        vec!["bench", "--help"],
+    ] {
+        let out = stagebox().args(&cmd).output().unwrap();
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "{cmd:?}");
+    }
+}
