@@ -95,8 +95,8 @@ impl JackServer {
         let child = Command::new("jackd")
             .args(["-n", &name, "-d", "dummy", "-r", &rate.to_string(), "-p", &period.to_string()])
             .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("jackd must be installed (Debian package jackd2; the README's test command installs it)");
         let uid = std::fs::metadata("/proc/self")

@@ -271,8 +271,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut last_print = Instant::now();
     let mut lost_reported = false;
     let show_meters = a.meters || demo;
-    let node_ids = |h: &EngineHandle| h.nodes().map(|n| n.id.clone()).collect::<Vec<_>>();
+    // Node ids by schedule generation: the current one and the one fading out.
+    let node_ids = |h: &EngineHandle| (h.generation(), h.nodes().map(|n| n.id.clone()).collect::<Vec<_>>());
     let mut ids = node_ids(&handle);
+    let mut prev_ids = ids.clone();
 
     loop {
         std::thread::sleep(Duration::from_millis(10));
@@ -286,10 +288,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         handle.drain(|m| {
             if let FromRt::Meter {
-                node, channels, peak, rms, ..
+                gen,
+                node,
+                channels,
+                peak,
+                rms,
+                ..
             } = m
             {
-                let id = ids.get(node as usize).cloned().unwrap_or_else(|| format!("#{node}"));
+                let names = if gen == ids.0 { &ids.1 } else { &prev_ids.1 };
+                let id = names.get(node as usize).cloned().unwrap_or_else(|| format!("#{node}"));
                 let st = meters.entry(id).or_default();
                 st.reports += 1;
                 let ch = channels as usize;
@@ -356,8 +364,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                     match handle.swap(s, &registry) {
                         Ok(gen) => {
                             reloads_ok += 1;
-                            ids = node_ids(&handle);
-                            meters.clear();
+                            prev_ids = std::mem::replace(&mut ids, node_ids(&handle));
                             tracing::info!(
                                 "reloaded {} (generation {gen}, compiled in {:.1} ms)",
                                 p.path.display(),

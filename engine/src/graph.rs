@@ -671,6 +671,7 @@ impl Schedule {
                         to_control,
                         dropped: &mut dropped,
                         base_offset: start as u32,
+                        gen: self.gen,
                     },
                 };
                 slot.processor.process(&mut io);

@@ -37,6 +37,7 @@ pub enum ToRt {
 pub enum FromRt {
     /// Peak and RMS (linear) of a meter node over its last interval.
     Meter {
+        gen: u64,
         node: u32,
         sample_time: u64,
         channels: u8,
@@ -44,7 +45,12 @@ pub enum FromRt {
         rms: [f32; METER_CHANNELS],
     },
     /// MIDI a node emitted towards the outside (MIDI out ports come with the MIDI issue).
-    Midi { node: u32, sample_time: u64, msg: [u8; 3] },
+    Midi {
+        gen: u64,
+        node: u32,
+        sample_time: u64,
+        msg: [u8; 3],
+    },
     /// The crossfade to schedule `gen` finished; the previous one was retired.
     Swapped { gen: u64 },
 }

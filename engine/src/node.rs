@@ -175,9 +175,15 @@ pub struct Emit<'a> {
     pub(crate) dropped: &'a mut u64,
     /// Frame offset of the current sub-block within the block (added to MIDI offsets).
     pub(crate) base_offset: u32,
+    pub(crate) gen: u64,
 }
 
 impl Emit<'_> {
+    /// Generation of the schedule this node runs in (stamped on messages to the control side).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.gen
+    }
     /// Sends MIDI, stamped `offset` frames into the current sub-block, to nodes connected to this
     /// node's MIDI output. A full buffer drops the event and counts it.
     #[inline]

@@ -355,3 +355,63 @@ fn take_string(cx: &mut Ctx, t: &mut BTreeMap<String, Spanned<toml::Value>>, key
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(src: &str) -> Vec<PatchError> {
+        Patch::parse(src, Path::new("p.toml"), &Registry::builtin())
+            .err()
+            .expect("should fail")
+            .0
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let e = errs("[[node]]\nid = \"a\"\ntype = \"gain\"\ngain_db = \n");
+        assert_eq!((e[0].line, e[0].col), (4, 11), "{}", e[0]);
+        assert!(e[0].to_string().starts_with("p.toml:4:11: error:"));
+    }
+
+    #[test]
+    fn unknown_sections_and_missing_keys_are_reported() {
+        let e = errs("[nodes]\nx = 1\n");
+        assert!(e[0].message.contains("unknown field `nodes`"), "{}", e[0]);
+        let e = errs("[[node]]\ntype = \"gain\"\n");
+        assert!(e[0].message.contains("has no `id`"), "{}", e[0]);
+        let e = errs("[[node]]\nid = 3\ntype = \"gain\"\n");
+        assert_eq!((e[0].line, e[0].col), (2, 6));
+        assert!(e[0].message.contains("`id` must be a string"));
+    }
+
+    #[test]
+    fn every_error_in_a_patch_is_reported_at_once() {
+        let e = errs("[[node]]\nid = \"a\"\ntype = \"gain\"\ngain_db = 99\npan = \"left\"\n\n[[node]]\nid = \"b\"\ntype = \"nope\"\n");
+        let at: Vec<(usize, usize)> = e.iter().map(|x| (x.line, x.col)).collect();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(at.contains(&(4, 11)) && at.contains(&(5, 7)) && at.contains(&(9, 8)), "{at:?}");
+    }
+
+    #[test]
+    fn pretty_errors_point_at_the_column() {
+        let e = errs("[[node]]\nid = \"a\"\ntype = \"gian\"\n");
+        let p = e[0].pretty();
+        assert!(p.contains("3 | type = \"gian\""), "{p}");
+        assert!(p.ends_with("|        ^"), "{p}");
+    }
+
+    #[test]
+    fn engine_settings_and_reserved_tables_parse() {
+        let p = Patch::parse(
+            "[engine]\nsample_rate = 44100\nblock_size = 64\n[[node]]\nid = \"t\"\ntype = \"osc\"\n[midi]\nlearn = true\n",
+            Path::new("dir/p.toml"),
+            &Registry::builtin(),
+        )
+        .unwrap();
+        assert_eq!(p.engine.sample_rate, Some(44100));
+        assert_eq!(p.engine.block_size, Some(64));
+        assert!(p.midi.is_some());
+        assert_eq!(p.graph.base_dir, PathBuf::from("dir"));
+    }
+}

@@ -248,7 +248,7 @@ impl LiveDevice {
                                 RtStats::add(&st.input_overruns, ((data.len() - n) / in_ch.max(1)) as u64);
                             })
                         },
-                        move |e| on_error(e, &err_stats, &err_lost),
+                        move |e| on_input_error(e, &err_stats, &err_lost),
                         None,
                     )
                     .map_err(|e| berr(&e))?;
@@ -311,6 +311,14 @@ impl LiveDevice {
             timings: timing_rx,
             lost,
         })
+    }
+}
+
+/// Input stream errors: a JACK server tells every client of the same xrun, so xruns are
+/// counted from the output stream only.
+fn on_input_error(e: cpal::StreamError, _stats: &RtStats, lost: &AtomicBool) {
+    if let cpal::StreamError::DeviceNotAvailable = e {
+        lost.store(true, Ordering::Relaxed);
     }
 }
 

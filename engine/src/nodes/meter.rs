@@ -35,6 +35,7 @@ impl Processor for MeterProc {
                     rms[c] = (self.sum_sq[c] / self.interval as f64).sqrt() as f32;
                 }
                 io.emit.control(FromRt::Meter {
+                    gen: io.emit.generation(),
                     node: self.node,
                     sample_time: io.sample_time + t as u64 + 1,
                     channels: ch as u8,

@@ -1,0 +1,127 @@
+//! A real-time run of the `stagebox` binary on a named dummy JACK server: 60 s at 128 frames and
+//! 48 kHz, with hot reloads of a changed and of a broken patch. Its own test binary, so nothing
+//! else runs beside it.
+
+use std::time::{Duration, Instant};
+
+use stagebox_tests::*;
+
+const TONE_PATCH: &str = r#"
+# default.toml with a test tone mixed in (the changed patch of the reload test)
+[[node]]
+id = "in"
+type = "input"
+channels = 2
+[[node]]
+id = "tone"
+type = "osc"
+freq_hz = 330.0
+gain_db = -12.0
+[[node]]
+id = "mix"
+type = "mixer"
+inputs = 2
+[[node]]
+id = "vol"
+type = "gain"
+gain_db = -3.0
+[[node]]
+id = "level2"
+type = "meter"
+[[node]]
+id = "out"
+type = "output"
+[[connect]]
+from = "in"
+to = "mix.in1"
+[[connect]]
+from = "tone"
+to = "mix.in2"
+[[connect]]
+from = "mix"
+to = "vol"
+[[connect]]
+from = "vol"
+to = "level2"
+[[connect]]
+from = "level2"
+to = "out"
+"#;
+
+/// xruns in the server's log that name our client without the server's own timer being late
+/// first (the dummy driver reports its own late wake-ups as `JackTimedDriver::Process XRun`).
+fn client_caused_xruns(log: &str) -> (usize, usize, usize) {
+    let lines: Vec<&str> = log.lines().collect();
+    let timer = lines.iter().filter(|l| l.contains("JackTimedDriver::Process XRun")).count();
+    let mut ours = 0;
+    let mut ours_alone = 0;
+    for (k, l) in lines.iter().enumerate() {
+        if l.contains("JackEngine::XRun: client = cpal_client") {
+            ours += 1;
+            let from = k.saturating_sub(4);
+            if !lines[from..k].iter().any(|p| p.contains("JackTimedDriver::Process XRun")) {
+                ours_alone += 1;
+            }
+        }
+    }
+    (timer, ours, ours_alone)
+}
+
+#[test]
+fn sixty_seconds_on_dummy_jack_with_hot_reloads() {
+    let d = tmp("jack");
+    let jack = JackServer::start(48000, 128);
+    let patch = d.join("default.toml");
+    std::fs::copy(root().join("patches/default.toml"), &patch).unwrap();
+    let stats = d.join("stats.json");
+    let mut child = stagebox()
+        .args(["run", "--backend", "jack", "--duration", "60", "--patch"])
+        .arg(&patch)
+        .arg("--stats-json")
+        .arg(&stats)
+        .env("JACK_DEFAULT_SERVER", &jack.name)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let at = |s: u64| {
+        let target = Duration::from_secs(s);
+        if let Some(w) = target.checked_sub(t0.elapsed()) {
+            std::thread::sleep(w);
+        }
+    };
+    at(10);
+    std::fs::write(&patch, TONE_PATCH).unwrap(); // a changed patch: reloads, crossfaded
+    at(25);
+    std::fs::write(&patch, "[[node]]\nid = \"in\"\ntype = \"input\"\nchannels = \n").unwrap(); // broken: must keep the tone
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    let s = read_json(&stats);
+    println!("{}", serde_json::to_string_pretty(&s).unwrap());
+    let (timer, ours, ours_alone) = client_caused_xruns(&jack.log_text());
+    println!("jackd log: {timer} timer xruns, {ours} naming our client, {ours_alone} of those without a late timer before them");
+    assert_eq!(s["backend"], "JACK");
+    assert_eq!(s["sample_rate"], 48000);
+    assert_eq!(s["block_size"], 128);
+    let callbacks = s["callbacks"].as_u64().unwrap();
+    assert!(callbacks >= 22500 * 95 / 100, "callbacks {callbacks}: audio did not keep running");
+    // `xruns` and `late_callbacks` are reported, not asserted to be zero: on these virtual
+    // machines the dummy server's own timer wakes more than a period late about once a second
+    // even with no client at all (see BENCHMARKS.md), and a stalled vCPU stretches a callback's
+    // wall time the same way. What Stagebox controls is asserted below and at the end: audio
+    // never stopped, nothing allocated, and no xrun was caused by Stagebox's client.
+    assert!(s["xruns"].is_u64() && s["late_callbacks"].is_u64());
+    assert_eq!(s["rt_allocations"], 0, "allocation on the audio thread");
+    assert_eq!(s["alloc_check_installed"], true);
+    assert_eq!(s["reloads_ok"], 1);
+    assert_eq!(s["reloads_failed"], 1);
+    // The tone patch's meter reported all the way from 10 s to the end, through the failed
+    // reload at 25 s, and never heard silence.
+    let m = &s["meters"]["level2"];
+    assert!(m["reports"].as_u64().unwrap() >= 45 * 20 * 9 / 10, "{m}");
+    assert_eq!(m["silent_reports"], 0, "{m}");
+    assert_eq!(
+        ours_alone, 0,
+        "xruns caused by Stagebox's client (not by the server's own late timer)"
+    );
+}
