@@ -70,6 +70,17 @@ pub struct GraphDesc {
     pub base_dir: PathBuf,
 }
 
+/// What a schedule is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileMode {
+    /// A live audio thread: nothing may wait.
+    Live,
+    /// The offline backend: inference nodes wait for their results (deterministic renders).
+    Offline,
+    /// Validation only: check everything, create no files, start no threads.
+    DryRun,
+}
+
 /// Where a compile error belongs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ErrorLoc {
@@ -186,11 +197,13 @@ const STRIDE: usize = MAX_BLOCK_FRAMES;
 impl Schedule {
     /// Builds and compiles `desc`. Runs on the control thread; may allocate, read files, spawn threads.
     pub fn compile(desc: &GraphDesc, registry: &Registry, sample_rate: f32) -> Result<Schedule, Vec<GraphError>> {
-        Self::compile_with(desc, registry, sample_rate, false)
+        Self::compile_with(desc, registry, sample_rate, CompileMode::Live)
     }
 
-    /// As `compile`; with `dry_run` nodes check everything but create no files and start no threads.
-    pub fn compile_with(desc: &GraphDesc, registry: &Registry, sample_rate: f32, dry_run: bool) -> Result<Schedule, Vec<GraphError>> {
+    /// As `compile`, for a given mode.
+    pub fn compile_with(desc: &GraphDesc, registry: &Registry, sample_rate: f32, mode: CompileMode) -> Result<Schedule, Vec<GraphError>> {
+        let dry_run = mode == CompileMode::DryRun;
+        let offline = mode == CompileMode::Offline;
         let mut errors = Vec::new();
         let n = desc.nodes.len();
         let mut index_of: BTreeMap<&str, usize> = BTreeMap::new();
@@ -235,6 +248,7 @@ impl Schedule {
                 base_dir: desc.base_dir.clone(),
                 node_index: i as u32,
                 dry_run,
+                offline,
             };
             match (t.build)(&params, &ctx) {
                 Ok(b) => {

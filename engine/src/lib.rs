@@ -16,6 +16,7 @@ pub mod audio_file;
 pub mod backend;
 pub mod dsp;
 pub mod graph;
+pub mod infer;
 pub mod msg;
 pub mod node;
 pub mod nodes;

@@ -51,6 +51,12 @@ pub enum FromRt {
         sample_time: u64,
         msg: [u8; 3],
     },
+    /// Inference counters of a model node (sent when they change, at most every 100 ms).
+    Infer {
+        gen: u64,
+        node: u32,
+        counts: crate::infer::InferCounts,
+    },
     /// The crossfade to schedule `gen` finished; the previous one was retired.
     Swapped { gen: u64 },
 }

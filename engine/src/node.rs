@@ -54,6 +54,9 @@ pub struct BuildCtx {
     pub node_index: u32,
     /// Validation only (`stagebox check`): check everything, but create no files and start no threads.
     pub dry_run: bool,
+    /// Built for the offline backend: nodes that wait on other threads (inference) may block
+    /// the render thread so that renders are deterministic.
+    pub offline: bool,
 }
 
 impl BuildCtx {

@@ -26,7 +26,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use stagebox_engine::graph::{ErrorLoc, Schedule};
+use stagebox_engine::graph::{CompileMode, ErrorLoc, Schedule};
 use stagebox_engine::{Connection, GraphDesc, NodeDesc, ParamValue, PortRef, Registry};
 use toml::Spanned;
 
@@ -315,7 +315,8 @@ impl Patch {
     }
 
     fn compile_with(&self, registry: &Registry, sample_rate: f32, dry_run: bool) -> Result<Schedule, PatchErrors> {
-        Schedule::compile_with(&self.graph, registry, sample_rate, dry_run)
+        let mode = if dry_run { CompileMode::DryRun } else { CompileMode::Live };
+        Schedule::compile_with(&self.graph, registry, sample_rate, mode)
             .map_err(|errs| PatchErrors(errs.into_iter().map(|e| self.locate(e.loc, e.message)).collect()))
     }
 

@@ -84,7 +84,7 @@ pub fn render(
         return Err(RenderError::BlockSize);
     }
     let sr = opts.sample_rate;
-    let schedule = Schedule::compile(desc, registry, sr as f32).map_err(RenderError::Graph)?;
+    let schedule = Schedule::compile_with(desc, registry, sr as f32, crate::graph::CompileMode::Offline).map_err(RenderError::Graph)?;
     let latency = schedule.latency_frames() as u64;
     let input = input.map(|a| {
         let samples = crate::dsp::resample_interleaved(&a.samples, a.channels, a.sample_rate, sr);

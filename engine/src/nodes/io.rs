@@ -9,7 +9,8 @@ const IO_PARAMS: &[ParamSpec] = &[
     ParamSpec::int("first_channel", 0, 47, 0, "first hardware channel (0-based)"),
 ];
 
-struct Passive;
+/// A processor that does nothing (hardware ports; dry-run stand-ins).
+pub struct Passive;
 impl Processor for Passive {
     fn process(&mut self, _io: &mut ProcessIo) {}
 }

@@ -2,6 +2,7 @@
 //! and its processor (audio thread).
 
 pub mod basic;
+pub mod infer_test;
 pub mod io;
 pub mod meter;
 pub mod player;
@@ -25,6 +26,7 @@ pub fn builtin_types() -> Vec<NodeType> {
         recorder::RECORDER,
         synth::SYNTH,
         resample::RESAMPLE,
+        infer_test::INFER_TEST,
     ]
 }
 
