@@ -264,6 +264,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut hist = Histogram::new();
     let mut late_callbacks = 0u64;
+    let mut inference: BTreeMap<(u64, String), stagebox_engine::infer::InferCounts> = BTreeMap::new();
     let mut meters: BTreeMap<String, MeterState> = BTreeMap::new();
     let mut reload_at: Option<Instant> = None;
     let mut reloads_ok = 0u64;
@@ -286,16 +287,15 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 late_callbacks += 1;
             }
         }
-        handle.drain(|m| {
-            if let FromRt::Meter {
+        handle.drain(|m| match m {
+            FromRt::Meter {
                 gen,
                 node,
                 channels,
                 peak,
                 rms,
                 ..
-            } = m
-            {
+            } => {
                 let names = if gen == ids.0 { &ids.1 } else { &prev_ids.1 };
                 let id = names.get(node as usize).cloned().unwrap_or_else(|| format!("#{node}"));
                 let st = meters.entry(id).or_default();
@@ -307,6 +307,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 st.peak = peak[..ch].to_vec();
                 st.rms = rms[..ch].to_vec();
             }
+            FromRt::Infer { gen, node, counts } => {
+                // Counters are cumulative per node instance; keyed by generation and id.
+                let names = if gen == ids.0 { &ids.1 } else { &prev_ids.1 };
+                let id = names.get(node as usize).cloned().unwrap_or_else(|| format!("#{node}"));
+                inference.insert((gen, id), counts);
+            }
+            _ => {}
         });
         handle.collect();
 
@@ -457,6 +464,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "alloc_check_installed": alloc_checked,
             "latency_frames": handle.latency_frames(),
             "meters": meters_json,
+            "late_windows": inference.values().map(|c| c.late).sum::<u64>(),
+            "dropped_windows": inference.values().map(|c| c.dropped).sum::<u64>(),
+            "inference": inference.iter().map(|((g, id), c)| json!({
+                "node": id, "generation": g, "windows": c.windows, "late": c.late, "dropped": c.dropped, "failed": c.failed,
+            })).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&j)? + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
