@@ -90,7 +90,12 @@ pub struct JackServer {
 impl JackServer {
     /// Starts `jackd -n NAME -d dummy -r RATE -p PERIOD` and waits for its socket.
     pub fn start(rate: u32, period: u32) -> JackServer {
-        let name = format!("stagebox-test-{}", std::process::id());
+        Self::start_named(&format!("stagebox-test-{}", std::process::id()), rate, period)
+    }
+
+    /// As `start`, with a given server name.
+    pub fn start_named(name: &str, rate: u32, period: u32) -> JackServer {
+        let name = name.to_string();
         let log = std::env::temp_dir().join(format!("{name}.jackd.log"));
         let child = Command::new("jackd")
             .args(["-n", &name, "-d", "dummy", "-r", &rate.to_string(), "-p", &period.to_string()])
@@ -115,6 +120,18 @@ impl JackServer {
     /// What the server printed so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl JackServer {
+    /// Stops the server (as if it crashed: SIGKILL) and waits until its socket is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap_or(0);
+        let _ = std::fs::remove_file(format!("/dev/shm/jack_{}_{uid}_0", self.name));
     }
 }
 

@@ -139,19 +139,19 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     // Choose the backend.
     let mut demo = a.backend == BackendArg::None;
     let mut device = None;
+    let opts = LiveOptions {
+        host: match a.backend {
+            BackendArg::Jack => HostChoice::Jack,
+            BackendArg::Alsa => HostChoice::Alsa,
+            _ => HostChoice::Auto,
+        },
+        device: a.device.clone(),
+        buffer_frames: a.buffer.or(patch.engine.block_size),
+        sample_rate: a.sample_rate.or(patch.engine.sample_rate),
+        in_channels: want_in,
+        out_channels: want_out,
+    };
     if !demo {
-        let opts = LiveOptions {
-            host: match a.backend {
-                BackendArg::Jack => HostChoice::Jack,
-                BackendArg::Alsa => HostChoice::Alsa,
-                _ => HostChoice::Auto,
-            },
-            device: a.device.clone(),
-            buffer_frames: a.buffer.or(patch.engine.block_size),
-            sample_rate: a.sample_rate.or(patch.engine.sample_rate),
-            in_channels: want_in,
-            out_channels: want_out,
-        };
         match LiveDevice::open(&opts) {
             Ok(d) => device = Some(d),
             Err(e) if a.backend == BackendArg::Auto => {
@@ -169,7 +169,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             ),
         }
     }
-    let (sr, in_ch, out_ch, backend_name, device_name) = match &device {
+    let (sr, in_ch, out_ch, mut backend_name, device_name) = match &device {
         Some(d) => (
             d.sample_rate(),
             d.in_channels(),
@@ -200,13 +200,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let alloc_checked = stagebox_engine::alloc_check::is_installed();
     let alloc_before = stagebox_engine::alloc_check::violations();
 
+    let paced_block = a.buffer.or(patch.engine.block_size).unwrap_or(256) as usize;
     let mut audio = match device {
         Some(d) => AudioIo::Live(d.start(engine).context("starting audio")?),
-        None => {
-            let block = a.buffer.or(patch.engine.block_size).unwrap_or(256) as usize;
-            AudioIo::Paced(Paced::start(engine, block, demo_input(sr, in_ch)?)?)
-        }
+        None => AudioIo::Paced(Paced::start(engine, paced_block, demo_input(sr, in_ch)?)?),
     };
+    // The last patch that loaded, rebuilt if the device goes away and comes back.
+    let mut current_patch = patch.clone();
+    let mut device_losses = 0u64;
+    let mut device_recoveries = 0u64;
+    let mut lost_since: Option<Instant> = None;
+    let mut last_try = Instant::now();
     tracing::info!(
         "running {} on {backend_name} ({device_name}), {sr} Hz, {in_ch} in / {out_ch} out, graph latency {} frames",
         patch_path.display(),
@@ -270,7 +274,6 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut reloads_ok = 0u64;
     let mut reloads_failed = 0u64;
     let mut last_print = Instant::now();
-    let mut lost_reported = false;
     let show_meters = a.meters || demo;
     // Node ids by schedule generation: the current one and the one fading out.
     let node_ids = |h: &EngineHandle| (h.generation(), h.nodes().map(|n| n.id.clone()).collect::<Vec<_>>());
@@ -361,6 +364,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             });
             match result {
                 Ok((p, s)) => {
+                    current_patch = p.clone();
                     if s.input_channels() > in_ch || s.output_channels() > out_ch {
                         tracing::warn!(
                             "the new patch wants {} in / {} out channels; the device has {in_ch} / {out_ch}",
@@ -390,10 +394,49 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        if let AudioIo::Live(r) = &audio {
-            if r.device_lost() && !lost_reported {
-                tracing::error!("the audio device went away; the engine keeps its state, restart `stagebox run` to reconnect");
-                lost_reported = true;
+        // A lost device: keep the patch running without one (silence in), retry every 2 s.
+        if matches!(&audio, AudioIo::Live(r) if r.device_lost()) {
+            device_losses += 1;
+            tracing::error!("the audio device went away; the patch keeps running without a device, retrying every 2 s");
+            let (h, e) = fresh_engine(&current_patch, &registry, cfg, stats.clone())?;
+            audio = AudioIo::Paced(Paced::start(e, paced_block, Vec::new())?);
+            handle = h;
+            ids = node_ids(&handle);
+            prev_ids = ids.clone();
+            backend_name = "none (device lost)".into();
+            lost_since = Some(Instant::now());
+            last_try = Instant::now();
+        }
+        if lost_since.is_some() && last_try.elapsed() >= Duration::from_secs(2) {
+            last_try = Instant::now();
+            match LiveDevice::open(&opts) {
+                Ok(d) if d.sample_rate() == sr && d.in_channels() == in_ch && d.out_channels() == out_ch => {
+                    let name = d.host_name().to_string();
+                    let (h, e) = fresh_engine(&current_patch, &registry, cfg, stats.clone())?;
+                    drop(audio);
+                    match d.start(e) {
+                        Ok(r) => {
+                            audio = AudioIo::Live(r);
+                            handle = h;
+                            ids = node_ids(&handle);
+                            prev_ids = ids.clone();
+                            device_recoveries += 1;
+                            backend_name = name;
+                            lost_since = None;
+                            tracing::info!("the audio device is back");
+                        }
+                        Err(err) => {
+                            tracing::warn!("the device came back but would not start: {err}");
+                            let (h, e) = fresh_engine(&current_patch, &registry, cfg, stats.clone())?;
+                            audio = AudioIo::Paced(Paced::start(e, paced_block, Vec::new())?);
+                            handle = h;
+                            ids = node_ids(&handle);
+                            prev_ids = ids.clone();
+                        }
+                    }
+                }
+                Ok(_) => tracing::warn!("a device is back with another rate or channel count; still waiting for the original"),
+                Err(_) => {}
             }
         }
         if show_meters && last_print.elapsed() >= Duration::from_secs(1) {
@@ -459,6 +502,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "timings_dropped": RtStats::get(&stats.timings_dropped),
             "swaps": RtStats::get(&stats.swaps),
             "reloads_ok": reloads_ok,
+            "device_losses": device_losses,
+            "device_recoveries": device_recoveries,
             "reloads_failed": reloads_failed,
             "rt_allocations": rt_allocs,
             "alloc_check_installed": alloc_checked,
@@ -473,6 +518,19 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, serde_json::to_string_pretty(&j)? + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A new engine running `patch`, counting into `stats` (control thread).
+fn fresh_engine(
+    patch: &Patch,
+    registry: &Registry,
+    cfg: EngineConfig,
+    stats: Arc<RtStats>,
+) -> anyhow::Result<(EngineHandle, stagebox_engine::Engine)> {
+    let schedule = patch.compile(registry, cfg.sample_rate).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut h, e) = EngineHandle::with_stats(cfg, stats);
+    h.swap(schedule, registry).map_err(|e| anyhow::anyhow!(e))?;
+    Ok((h, e))
 }
 
 fn status_line(stats: &RtStats, hist: &Histogram, meters: &BTreeMap<String, MeterState>) -> String {

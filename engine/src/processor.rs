@@ -226,9 +226,13 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Creates the rings and both halves. Control thread.
     pub fn new(cfg: EngineConfig) -> (EngineHandle, Engine) {
+        Self::with_stats(cfg, Arc::new(RtStats::default()))
+    }
+
+    /// As `new`, counting into existing stats (an engine rebuilt after a device loss).
+    pub fn with_stats(cfg: EngineConfig, stats: Arc<RtStats>) -> (EngineHandle, Engine) {
         let (to_rt, from_ctl) = RingBuffer::new(TO_RT_CAPACITY);
         let (to_ctl, from_rt) = RingBuffer::new(FROM_RT_CAPACITY);
-        let stats = Arc::new(RtStats::default());
         let engine = Engine {
             cfg,
             current: None,

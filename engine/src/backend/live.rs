@@ -317,8 +317,10 @@ impl LiveDevice {
 /// Input stream errors: a JACK server tells every client of the same xrun, so xruns are
 /// counted from the output stream only.
 fn on_input_error(e: cpal::StreamError, _stats: &RtStats, lost: &AtomicBool) {
-    if let cpal::StreamError::DeviceNotAvailable = e {
-        lost.store(true, Ordering::Relaxed);
+    match e {
+        cpal::StreamError::DeviceNotAvailable => lost.store(true, Ordering::Relaxed),
+        cpal::StreamError::BackendSpecific { err } if err.description.contains("shut down") => lost.store(true, Ordering::Relaxed),
+        _ => {}
     }
 }
 
@@ -330,6 +332,8 @@ fn on_error(e: cpal::StreamError, stats: &RtStats, lost: &AtomicBool) {
             let d = err.description.to_ascii_lowercase();
             if d.contains("xrun") || d.contains("underrun") || d.contains("overrun") {
                 RtStats::add(&stats.xruns, 1);
+            } else if d.contains("shut down") {
+                lost.store(true, Ordering::Relaxed);
             }
         }
     }
