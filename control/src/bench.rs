@@ -8,7 +8,6 @@ use stagebox_engine::audio_file::Audio;
 use stagebox_engine::backend::offline::{self, RenderOptions};
 use stagebox_engine::stats::Summary;
 use stagebox_engine::Registry;
-use stagebox_patches::Patch;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -27,12 +26,8 @@ pub struct BenchArgs {
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin();
-    let patch = match Patch::load(&a.patch, &registry) {
-        Ok(p) => p,
-        Err(e) => {
-            crate::print_patch_errors(&e);
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(patch) = crate::load_or_report(&a.patch, &registry) else {
+        return Ok(ExitCode::FAILURE);
     };
     let probe = patch.check(&registry, a.sample_rate as f32).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ch = probe.input_channels().max(1);

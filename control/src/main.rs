@@ -76,6 +76,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads a patch, or prints its errors (file:line:col, with the source line) and returns None.
+pub fn load_or_report(path: &std::path::Path, registry: &Registry) -> Option<Patch> {
+    match Patch::load(path, registry) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            print_patch_errors(&e);
+            None
+        }
+    }
+}
+
 /// Prints patch errors the way a compiler does.
 pub fn print_patch_errors(errs: &stagebox_patches::PatchErrors) {
     for e in &errs.0 {

@@ -7,7 +7,6 @@ use anyhow::Context;
 use stagebox_engine::audio_file::{self, WavFormat};
 use stagebox_engine::backend::offline::{self, RenderOptions};
 use stagebox_engine::Registry;
-use stagebox_patches::Patch;
 
 #[derive(clap::Args)]
 pub struct RenderArgs {
@@ -49,12 +48,8 @@ pub enum Format {
 
 pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin();
-    let patch = match Patch::load(&a.patch, &registry) {
-        Ok(p) => p,
-        Err(e) => {
-            crate::print_patch_errors(&e);
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(patch) = crate::load_or_report(&a.patch, &registry) else {
+        return Ok(ExitCode::FAILURE);
     };
     let input = match &a.input {
         Some(p) => Some(audio_file::read(p).with_context(|| format!("reading input {}", p.display()))?),

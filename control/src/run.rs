@@ -119,12 +119,8 @@ fn demo_input(sr: u32, channels: usize) -> anyhow::Result<Vec<f32>> {
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin();
     let mut patch_path = a.patch.clone();
-    let patch = match load_patch(&patch_path, &registry) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(patch) = crate::load_or_report(&patch_path, &registry) else {
+        return Ok(ExitCode::FAILURE);
     };
     let probe = match patch.check(&registry, patch.engine.sample_rate.unwrap_or(48000) as f32) {
         Ok(s) => s,
