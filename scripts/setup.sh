@@ -17,3 +17,4 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: Rust's cargo is required (install it with rustup)" >&2
   exit 1
 fi
+"$(dirname "$0")/setup_models.sh"
