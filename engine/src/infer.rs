@@ -4,11 +4,11 @@
 //! no ONNX Runtime.
 //!
 //! Buffers never cross as new allocations: a fixed set of `Job`s (input and output buffers
-//! allocated at build) circulates audio -> worker -> audio through two rtrb rings. Window `k`
-//! (its last hop ends at frame `(k+1)*hop`) is due `latency` frames after that; a result that is
-//! not back by then is counted late and replaced (silence, or the last result held), and is
-//! recycled when it arrives. Offline (`BuildCtx`-level `offline`), the audio side waits for each
-//! result instead, so a render is deterministic and equals a live run without late windows.
+//! allocated at build) circulates audio -> worker -> audio through two rtrb rings. A node asks
+//! for window `k`'s result when it is due (its declared latency after the window's last hop);
+//! a result that is not back by then is counted late (the node plays silence or holds the last
+//! one) and recycled when it arrives. Offline (`BuildCtx::offline`), the audio side waits for
+//! each result instead, so a render is deterministic and equals a live run without late windows.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,13 +49,6 @@ struct Job {
     ok: bool,
 }
 
-/// What to play when a result is late.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnLate {
-    Silence,
-    HoldLast,
-}
-
 /// Counters of one bridge (audio thread writes, reported through `FromRt::Infer`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InferCounts {
@@ -65,40 +58,36 @@ pub struct InferCounts {
     pub failed: u64,
 }
 
-/// Audio-thread half of the bridge.
+/// Audio-thread half of the bridge: windows go out as they fill, results come back by
+/// sequence number.
 pub struct Bridge {
     window: usize,
     hop: usize,
-    latency: u64,
     offline: bool,
-    on_late: OnLate,
     history: Vec<f32>,
     hist_pos: usize,
-    frames_in: u64,
+    pushed: u64,
     spare: Vec<Job>,
+    jobs_total: usize,
     to_worker: Producer<Job>,
     from_worker: Consumer<Job>,
-    /// The result being played.
+    /// The result handed out last.
     current: Option<Job>,
-    last: Vec<f32>,
-    have_last: bool,
     pub counts: InferCounts,
-    jobs_total: usize,
     stop: Arc<AtomicBool>,
     worker: Option<JoinHandle<()>>,
 }
 
 impl Bridge {
-    /// Builds the bridge and starts its worker (control thread). `latency` counts from the end
-    /// of a window's last hop to when its output starts playing; it must be at least `hop`.
+    /// Builds the bridge and starts its worker thread (control thread). Every `hop` samples
+    /// pushed, the last `window` samples go to `backend`, which fills `out_len` values.
     pub fn new(
         backend: Box<dyn InferBackend>,
         window: usize,
         hop: usize,
-        latency: u64,
+        out_len: usize,
         jobs: usize,
         offline: bool,
-        on_late: OnLate,
     ) -> std::io::Result<Bridge> {
         let window = window.max(hop);
         let (to_worker, mut worker_rx) = RingBuffer::<Job>::new(jobs);
@@ -107,7 +96,7 @@ impl Bridge {
         let st = stop.clone();
         let mut backend = backend;
         let worker = std::thread::Builder::new().name("stagebox-infer".into()).spawn(move || {
-            // Worker thread: run each window, send it back. Ends when the audio side is gone.
+            // Worker thread: run each window in order, send it back. Ends with the audio side.
             while !st.load(Ordering::Relaxed) {
                 match worker_rx.pop() {
                     Ok(mut job) => {
@@ -139,52 +128,59 @@ impl Bridge {
             .map(|_| Job {
                 seq: 0,
                 input: vec![0.0; window],
-                output: vec![0.0; hop],
+                output: vec![0.0; out_len],
                 ok: false,
             })
             .collect();
         Ok(Bridge {
             window,
             hop,
-            latency: latency.max(hop as u64),
             offline,
-            on_late,
             history: vec![0.0; window],
             hist_pos: 0,
-            frames_in: 0,
+            pushed: 0,
             spare,
+            jobs_total: jobs,
             to_worker,
             from_worker,
             current: None,
-            last: vec![0.0; hop],
-            have_last: false,
             counts: InferCounts::default(),
-            jobs_total: jobs,
             stop,
             worker: Some(worker),
         })
     }
 
-    /// Frames from a sample entering to its result leaving (what the node declares).
-    pub fn latency_frames(&self) -> u64 {
-        self.latency
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+    pub fn window(&self) -> usize {
+        self.window
+    }
+    /// Samples pushed so far.
+    pub fn pushed(&self) -> u64 {
+        self.pushed
     }
 
-    /// Takes one input sample, returns one output sample. Audio thread; never waits unless
-    /// offline.
+    /// Pushes one sample (at the model's rate). Returns the sequence number of the window sent
+    /// when this sample completed a hop. Audio thread.
     #[inline]
-    pub fn tick(&mut self, x: f32) -> f32 {
+    pub fn push(&mut self, x: f32) -> Option<u64> {
         self.history[self.hist_pos] = x;
-        self.hist_pos = (self.hist_pos + 1) % self.window;
-        self.frames_in += 1;
-        if self.frames_in % self.hop as u64 == 0 {
-            self.send_window();
+        self.hist_pos += 1;
+        if self.hist_pos == self.window {
+            self.hist_pos = 0;
         }
-        self.next_output()
+        self.pushed += 1;
+        if self.pushed % self.hop as u64 == 0 {
+            let seq = self.pushed / self.hop as u64 - 1;
+            self.send_window(seq);
+            Some(seq)
+        } else {
+            None
+        }
     }
 
-    fn send_window(&mut self) {
-        let seq = self.frames_in / self.hop as u64 - 1;
+    fn send_window(&mut self, seq: u64) {
         self.counts.windows += 1;
         let Some(mut job) = self.spare.pop() else {
             self.counts.dropped += 1;
@@ -201,43 +197,20 @@ impl Bridge {
         }
     }
 
-    fn next_output(&mut self) -> f32 {
-        // Output frame t plays sample (t - latency) of the stream of hops.
-        let t = self.frames_in - 1;
-        if t < self.latency {
-            return 0.0;
-        }
-        let k = t - self.latency;
-        let seq = k / self.hop as u64;
-        let i = (k % self.hop as u64) as usize;
-        if i == 0 {
-            self.start_hop(seq);
-        }
+    /// The result of window `seq`, if it is back (offline: waits for it). A result asked for and
+    /// not back counts late; older results are recycled. Ask for each `seq` once, in order.
+    /// Audio thread.
+    pub fn result(&mut self, seq: u64) -> Option<&[f32]> {
         match &self.current {
-            Some(job) if job.seq == seq && job.ok => job.output[i],
-            _ => match self.on_late {
-                OnLate::HoldLast if self.have_last => self.last[i],
-                _ => 0.0,
-            },
-        }
-    }
-
-    /// Makes window `seq`'s result current, or counts it late.
-    fn start_hop(&mut self, seq: u64) {
-        match &self.current {
-            Some(cur) if cur.seq == seq => return,
+            Some(cur) if cur.seq == seq => return cur.ok.then_some(&self.current.as_ref().unwrap().output[..]),
             Some(cur) if cur.seq > seq => {
                 // Window `seq` never came back (dropped); a later one waits its turn.
                 self.counts.late += 1;
-                return;
+                return None;
             }
             _ => {}
         }
         if let Some(old) = self.current.take() {
-            if old.ok {
-                self.last.copy_from_slice(&old.output);
-                self.have_last = true;
-            }
             self.spare.push(old);
         }
         loop {
@@ -250,8 +223,13 @@ impl Bridge {
                     if job.seq > seq {
                         self.counts.late += 1;
                     }
+                    let ok = job.ok && job.seq == seq;
                     self.current = Some(job);
-                    return;
+                    return if ok {
+                        Some(&self.current.as_ref().unwrap().output[..])
+                    } else {
+                        None
+                    };
                 }
                 Err(_) if self.offline && self.spare.len() < self.jobs_total => {
                     // Offline: wait for the worker (deterministic renders).
@@ -259,7 +237,7 @@ impl Bridge {
                 }
                 Err(_) => {
                     self.counts.late += 1;
-                    return;
+                    return None;
                 }
             }
         }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::infer::{Bridge, Identity, InferBackend, InferCounts, OnLate, Stall};
+use crate::infer::{Bridge, Identity, InferBackend, InferCounts, Stall};
 use crate::msg::FromRt;
 use crate::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
 use crate::param::ParamSpec;
@@ -36,16 +36,47 @@ const PARAMS: &[ParamSpec] = &[
 
 struct InferTestProc {
     bridge: Bridge,
+    latency: u64,
+    hold: bool,
+    /// Output of the hop now playing (a copy: the bridge's buffer is recycled).
+    playing: Vec<f32>,
+    have: bool,
     node: u32,
     reported: InferCounts,
     since_report: u32,
     report_every: u32,
 }
 
+impl InferTestProc {
+    /// One sample in, one out: output frame `t` plays input frame `t - latency`.
+    #[inline]
+    fn tick(&mut self, x: f32) -> f32 {
+        self.bridge.push(x);
+        let t = self.bridge.pushed() - 1;
+        if t < self.latency {
+            return 0.0;
+        }
+        let hop = self.bridge.hop() as u64;
+        let k = t - self.latency;
+        let i = (k % hop) as usize;
+        if i == 0 {
+            match self.bridge.result(k / hop) {
+                Some(out) => {
+                    self.playing.copy_from_slice(out);
+                    self.have = true;
+                }
+                None if self.hold && self.have => {}
+                None => self.playing.fill(0.0),
+            }
+        }
+        self.playing[i]
+    }
+}
+
 impl Processor for InferTestProc {
     fn process(&mut self, io: &mut ProcessIo) {
         for t in 0..io.frames {
-            io.outputs[0][t] = self.bridge.tick(io.inputs[0][t]);
+            io.outputs[0][t] = self.tick(io.inputs[0][t]);
             self.since_report += 1;
             if self.since_report >= self.report_every {
                 self.since_report = 0;
@@ -81,11 +112,6 @@ pub const INFER_TEST: NodeType = NodeType {
             "stall" => Box::new(Stall(Duration::from_secs_f32(p.f32("stall_ms") * 0.001))),
             _ => Box::new(Identity),
         };
-        let on_late = if p.str("on_late") == "hold" {
-            OnLate::HoldLast
-        } else {
-            OnLate::Silence
-        };
         if ctx.dry_run {
             // Validation only: no worker thread.
             return Ok(Built {
@@ -93,12 +119,16 @@ pub const INFER_TEST: NodeType = NodeType {
                 processor: Box::new(crate::nodes::io::Passive),
             });
         }
-        let bridge = Bridge::new(backend, window, hop, latency, p.usize("jobs"), ctx.offline, on_late)
+        let bridge = Bridge::new(backend, window, hop, hop, p.usize("jobs"), ctx.offline)
             .map_err(|e| format!("cannot start the inference worker: {e}"))?;
         Ok(Built {
             info,
             processor: Box::new(InferTestProc {
                 bridge,
+                latency,
+                hold: p.str("on_late") == "hold",
+                playing: vec![0.0; hop],
+                have: false,
                 node: ctx.node_index,
                 reported: InferCounts::default(),
                 since_report: 0,
