@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use stagebox_engine::audio_file::Audio;
 use stagebox_engine::backend::offline::{self, RenderOptions};
 use stagebox_engine::stats::Summary;
-use stagebox_engine::Registry;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -25,7 +24,7 @@ pub struct BenchArgs {
 }
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
-    let registry = Registry::builtin();
+    let registry = crate::registry();
     let Some(patch) = crate::load_or_report(&a.patch, &registry) else {
         return Ok(ExitCode::FAILURE);
     };

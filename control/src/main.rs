@@ -2,6 +2,7 @@
 //! subcommands run, render, check, devices and bench.
 
 mod bench;
+mod events;
 mod histogram;
 mod render;
 mod run;
@@ -76,6 +77,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every node type: the engine's built-ins and the model nodes.
+pub fn registry() -> Registry {
+    let mut r = Registry::builtin();
+    stagebox_models::register(&mut r);
+    r
+}
+
 /// Loads a patch, or prints its errors (file:line:col, with the source line) and returns None.
 pub fn load_or_report(path: &std::path::Path, registry: &Registry) -> Option<Patch> {
     match Patch::load(path, registry) {
@@ -95,7 +103,7 @@ pub fn print_patch_errors(errs: &stagebox_patches::PatchErrors) {
 }
 
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
-    let registry = Registry::builtin();
+    let registry = crate::registry();
     let mut failed = 0;
     for p in &a.patches {
         let result = Patch::load(p, &registry).and_then(|patch| {

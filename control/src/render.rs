@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use stagebox_engine::audio_file::{self, WavFormat};
 use stagebox_engine::backend::offline::{self, RenderOptions};
-use stagebox_engine::Registry;
 
 #[derive(clap::Args)]
 pub struct RenderArgs {
@@ -37,6 +36,13 @@ pub struct RenderArgs {
     /// Keep the graph's latency at the start instead of removing it.
     #[arg(long)]
     pub no_latency_compensation: bool,
+    /// Write the notes the graph emitted as a Standard MIDI File (placed at their estimated onsets).
+    #[arg(long)]
+    pub midi_out: Option<PathBuf>,
+    /// Write every MIDI event the graph emitted, one JSON object a line (time emitted, sample rate,
+    /// pitch, estimated onset).
+    #[arg(long)]
+    pub events_out: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -47,7 +53,7 @@ pub enum Format {
 }
 
 pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
-    let registry = Registry::builtin();
+    let registry = crate::registry();
     let Some(patch) = crate::load_or_report(&a.patch, &registry) else {
         return Ok(ExitCode::FAILURE);
     };
@@ -108,6 +114,19 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
         None => rendered.audio.wav_format.unwrap_or(WavFormat::Float32),
     };
     audio_file::write_wav(&a.output, &rendered.audio, format)?;
+    if a.midi_out.is_some() || a.events_out.is_some() {
+        let ids: Vec<String> = patch.graph.nodes.iter().map(|n| n.id.clone()).collect();
+        let events = crate::events::collect(&rendered.messages, &ids);
+        let end = rendered.audio.frames() as u64 + rendered.latency_frames as u64;
+        if let Some(p) = &a.events_out {
+            crate::events::write_jsonl(p, &events, sample_rate)?;
+        }
+        if let Some(p) = &a.midi_out {
+            crate::events::write_smf(p, &events, sample_rate, end)?;
+        }
+        let notes = events.iter().filter(|e| e.msg[0] & 0xf0 == 0x90 && e.msg[2] > 0).count();
+        eprintln!("{notes} notes emitted");
+    }
     let secs = rendered.audio.duration_secs();
     eprintln!(
         "rendered {:.2} s at {} Hz, {} ch to {} in {:.2} s ({:.0}x real time); graph latency {} frames{}",

@@ -117,7 +117,7 @@ fn demo_input(sr: u32, channels: usize) -> anyhow::Result<Vec<f32>> {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let registry = Registry::builtin();
+    let registry = crate::registry();
     let mut patch_path = a.patch.clone();
     let Some(patch) = crate::load_or_report(&patch_path, &registry) else {
         return Ok(ExitCode::FAILURE);

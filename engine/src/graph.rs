@@ -686,6 +686,7 @@ impl Schedule {
                         dropped: &mut dropped,
                         base_offset: start as u32,
                         gen: self.gen,
+                        node: slot.desc_index,
                     },
                 };
                 slot.processor.process(&mut io);

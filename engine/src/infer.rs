@@ -19,14 +19,15 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 /// Runs a model on one window. Worker thread; may allocate, may take time.
 pub trait InferBackend: Send + 'static {
-    /// `input` is one window; `output` receives one hop of results.
-    fn infer(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), String>;
+    /// `input` is window number `seq` (windows come in order; a dropped one leaves a gap);
+    /// `output` receives the results, its length fixed when the bridge was built.
+    fn infer(&mut self, seq: u64, input: &[f32], output: &mut [f32]) -> Result<(), String>;
 }
 
 /// Output equals the last hop of the input window.
 pub struct Identity;
 impl InferBackend for Identity {
-    fn infer(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), String> {
+    fn infer(&mut self, _seq: u64, input: &[f32], output: &mut [f32]) -> Result<(), String> {
         let n = output.len();
         output.copy_from_slice(&input[input.len() - n..]);
         Ok(())
@@ -36,9 +37,9 @@ impl InferBackend for Identity {
 /// Identity that sleeps first: a model too slow for its deadline.
 pub struct Stall(pub Duration);
 impl InferBackend for Stall {
-    fn infer(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), String> {
+    fn infer(&mut self, seq: u64, input: &[f32], output: &mut [f32]) -> Result<(), String> {
         std::thread::sleep(self.0);
-        Identity.infer(input, output)
+        Identity.infer(seq, input, output)
     }
 }
 
@@ -100,7 +101,7 @@ impl Bridge {
             while !st.load(Ordering::Relaxed) {
                 match worker_rx.pop() {
                     Ok(mut job) => {
-                        job.ok = backend.infer(&job.input, &mut job.output).is_ok();
+                        job.ok = backend.infer(job.seq, &job.input, &mut job.output).is_ok();
                         let mut j = job;
                         loop {
                             match worker_tx.push(j) {

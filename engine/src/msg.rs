@@ -44,11 +44,13 @@ pub enum FromRt {
         peak: [f32; METER_CHANNELS],
         rms: [f32; METER_CHANNELS],
     },
-    /// MIDI a node emitted towards the outside (MIDI out ports come with the MIDI issue).
+    /// MIDI a node emitted (notes from pitch-to-MIDI): `sample_time` when it was emitted,
+    /// `origin` the engine time of the sound it describes (a note's estimated onset).
     Midi {
         gen: u64,
         node: u32,
         sample_time: u64,
+        origin: u64,
         msg: [u8; 3],
     },
     /// Inference counters of a model node (sent when they change, at most every 100 ms).

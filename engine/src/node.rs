@@ -179,6 +179,7 @@ pub struct Emit<'a> {
     /// Frame offset of the current sub-block within the block (added to MIDI offsets).
     pub(crate) base_offset: u32,
     pub(crate) gen: u64,
+    pub(crate) node: u32,
 }
 
 impl Emit<'_> {
@@ -200,6 +201,21 @@ impl Emit<'_> {
             *self.dropped += 1;
         }
     }
+    /// Sends a note (or any MIDI) both to MIDI-connected nodes and to the control side (MIDI out,
+    /// OSC, event logs). `origin` is the engine sample time of the sound it describes (a note's
+    /// estimated onset), for latency measurements; events for the outside carry it.
+    #[inline]
+    pub fn note(&mut self, offset: u32, msg: [u8; 3], origin: u64, sample_time: u64) {
+        self.midi(offset, msg);
+        self.control(FromRt::Midi {
+            gen: self.gen,
+            node: self.node,
+            sample_time: sample_time + offset as u64,
+            origin,
+            msg,
+        });
+    }
+
     /// Sends a message to the control side. A full ring drops it and counts it.
     #[inline]
     pub fn control(&mut self, msg: FromRt) {

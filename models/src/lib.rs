@@ -6,6 +6,9 @@
 //! ONNX Runtime is found through `ORT_DYLIB_PATH`, then the project-local install made by
 //! `scripts/setup_models.sh` (`.cache/onnxruntime/libonnxruntime.so`), else a clear error.
 
+pub mod basic_pitch;
+pub mod tracker;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -284,4 +287,9 @@ pub fn find_model(name: &str) -> Result<Manifest, ModelError> {
         path: PathBuf::from(format!("models/{name}/manifest.toml")),
         hint: "run from the project folder or set STAGEBOX_HOME".into(),
     })
+}
+
+/// Adds the model node types to a registry (control thread).
+pub fn register(registry: &mut stagebox_engine::Registry) {
+    registry.add(basic_pitch::BASIC_PITCH);
 }

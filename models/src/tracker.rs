@@ -1,0 +1,222 @@
+//! Causal note tracker for Basic Pitch activations (inference worker thread). It sees each
+//! model frame once, in order, with `lookahead` frames after it available for onset peak
+//! picking, and turns note and onset activations into note-on/note-off events.
+
+/// Keys Basic Pitch covers: MIDI 21 (A0) to 108 (C8).
+pub const KEYS: usize = 88;
+pub const LOWEST_MIDI: u8 = 21;
+
+/// Thresholds and timing, in model frames (86.13 per second).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackerParams {
+    pub onset_threshold: f32,
+    pub frame_threshold: f32,
+    /// Frames a note must have lasted before the same key may start again.
+    pub min_frames: u32,
+    /// Frames below the frame threshold that end a note (1 = the first such frame).
+    pub off_frames: u32,
+}
+
+impl Default for TrackerParams {
+    fn default() -> Self {
+        Self {
+            onset_threshold: 0.5,
+            frame_threshold: 0.3,
+            min_frames: 6,
+            off_frames: 2,
+        }
+    }
+}
+
+/// A note event at model frame `frame` (the frame it describes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoteEvent {
+    pub frame: u64,
+    pub midi: u8,
+    /// 1..=127 for a note-on, 0 for a note-off.
+    pub velocity: u8,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Key {
+    active: bool,
+    start: u64,
+    below: u32,
+    /// Frame of the last frame above threshold (where a note-off is placed).
+    last_above: u64,
+}
+
+/// Per-key state across frames.
+pub struct Tracker {
+    pub params: TrackerParams,
+    keys: [Key; KEYS],
+}
+
+impl Tracker {
+    pub fn new(params: TrackerParams) -> Self {
+        Self {
+            params,
+            keys: [Key::default(); KEYS],
+        }
+    }
+
+    /// Processes frame `frame` (global index). `onset_prev`, `onset`, `onset_next` and `note` are
+    /// 88-wide rows. Events go to `out`.
+    pub fn frame(&mut self, frame: u64, onset_prev: &[f32], onset: &[f32], onset_next: &[f32], note: &[f32], out: &mut Vec<NoteEvent>) {
+        let p = self.params;
+        for k in 0..KEYS {
+            let on = onset[k];
+            let peak = on >= p.onset_threshold && on >= onset_prev[k] && on >= onset_next[k];
+            let key = &mut self.keys[k];
+            let midi = LOWEST_MIDI + k as u8;
+            if key.active {
+                if note[k] < p.frame_threshold && !peak {
+                    key.below += 1;
+                    if key.below >= p.off_frames {
+                        key.active = false;
+                        out.push(NoteEvent {
+                            frame: key.last_above + 1,
+                            midi,
+                            velocity: 0,
+                        });
+                    }
+                    continue;
+                }
+                key.below = 0;
+                key.last_above = frame;
+                if peak && frame - key.start >= p.min_frames as u64 {
+                    // A new onset on a sounding key: the note is struck again.
+                    out.push(NoteEvent { frame, midi, velocity: 0 });
+                    out.push(NoteEvent {
+                        frame,
+                        midi,
+                        velocity: velocity(on.max(note[k])),
+                    });
+                    key.start = frame;
+                }
+            } else if peak && note[k].max(on) >= p.frame_threshold {
+                *key = Key {
+                    active: true,
+                    start: frame,
+                    below: 0,
+                    last_above: frame,
+                };
+                out.push(NoteEvent {
+                    frame,
+                    midi,
+                    velocity: velocity(on.max(note[k])),
+                });
+            }
+        }
+    }
+
+    /// Ends every sounding note at `frame`.
+    pub fn all_off(&mut self, frame: u64, out: &mut Vec<NoteEvent>) {
+        for (k, key) in self.keys.iter_mut().enumerate() {
+            if key.active {
+                key.active = false;
+                out.push(NoteEvent {
+                    frame,
+                    midi: LOWEST_MIDI + k as u8,
+                    velocity: 0,
+                });
+            }
+        }
+    }
+}
+
+fn velocity(a: f32) -> u8 {
+    (a.clamp(0.0, 1.0) * 127.0).round().clamp(1.0, 127.0) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the tracker over synthetic activations: `onset[f][k]`, `note[f][k]`.
+    fn run(onset: &[[f32; KEYS]], note: &[[f32; KEYS]], params: TrackerParams) -> Vec<NoteEvent> {
+        let mut t = Tracker::new(params);
+        let mut out = Vec::new();
+        let zero = [0.0; KEYS];
+        for f in 0..onset.len() {
+            let prev = if f > 0 { &onset[f - 1] } else { &zero };
+            let next = onset.get(f + 1).unwrap_or(&zero);
+            t.frame(f as u64, prev, &onset[f], next, &note[f], &mut out);
+        }
+        out
+    }
+
+    fn act(frames: usize, spans: &[(usize, usize, usize, f32)]) -> (Vec<[f32; KEYS]>, Vec<[f32; KEYS]>) {
+        // spans: (key, start, end, level): onset peak at start, note from start to end.
+        let mut onset = vec![[0.0; KEYS]; frames];
+        let mut note = vec![[0.0; KEYS]; frames];
+        for &(k, s, e, lvl) in spans {
+            onset[s][k] = lvl;
+            if s > 0 {
+                onset[s - 1][k] = lvl * 0.5;
+            }
+            if s + 1 < frames {
+                onset[s + 1][k] = lvl * 0.4;
+            }
+            for row in note.iter_mut().take(e).skip(s) {
+                row[k] = lvl;
+            }
+        }
+        (onset, note)
+    }
+
+    #[test]
+    fn a_note_starts_at_its_onset_peak_and_ends_after_its_frames() {
+        let (on, nt) = act(40, &[(48, 5, 20, 0.8)]);
+        let ev = run(&on, &nt, TrackerParams::default());
+        assert_eq!(
+            ev,
+            vec![
+                NoteEvent {
+                    frame: 5,
+                    midi: 69,
+                    velocity: 102
+                },
+                NoteEvent {
+                    frame: 20,
+                    midi: 69,
+                    velocity: 0
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn weak_onsets_do_not_start_notes() {
+        let (on, nt) = act(30, &[(10, 5, 20, 0.4)]);
+        assert!(run(&on, &nt, TrackerParams::default()).is_empty());
+    }
+
+    #[test]
+    fn chords_and_overlaps_are_tracked_per_key() {
+        let (on, nt) = act(60, &[(39, 5, 30, 0.9), (43, 5, 30, 0.9), (46, 12, 50, 0.7)]);
+        let ev = run(&on, &nt, TrackerParams::default());
+        let ons: Vec<(u64, u8)> = ev.iter().filter(|e| e.velocity > 0).map(|e| (e.frame, e.midi)).collect();
+        let offs: Vec<(u64, u8)> = ev.iter().filter(|e| e.velocity == 0).map(|e| (e.frame, e.midi)).collect();
+        assert_eq!(ons, vec![(5, 60), (5, 64), (12, 67)]);
+        assert_eq!(offs, vec![(30, 60), (30, 64), (50, 67)]);
+    }
+
+    #[test]
+    fn a_one_frame_dip_does_not_split_a_note() {
+        let (on, mut nt) = act(40, &[(30, 5, 25, 0.8)]);
+        nt[12][30] = 0.1;
+        let ev = run(&on, &nt, TrackerParams::default());
+        assert_eq!(ev.len(), 2, "{ev:?}");
+    }
+
+    #[test]
+    fn a_repeated_note_is_struck_again() {
+        let (mut on, nt) = act(50, &[(20, 5, 40, 0.8)]);
+        on[20][20] = 0.9;
+        on[19][20] = 0.3;
+        let ev = run(&on, &nt, TrackerParams::default());
+        let kinds: Vec<(u64, u8)> = ev.iter().map(|e| (e.frame, e.velocity)).collect();
+        assert_eq!(kinds, vec![(5, 102), (20, 0), (20, 114), (40, 0)]);
+    }
+}
