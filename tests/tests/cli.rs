@@ -186,3 +186,77 @@ fn every_command_has_help() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "{cmd:?}");
     }
 }
+
+#[test]
+fn transcribe_writes_the_notes_of_a_clip_as_midi_and_events() {
+    let d = tmp("transcribe");
+    // Piano-like tones (sharp attack, exponential decay) at known times: C4, E4, G4, then A3+E4.
+    let sr = 44100u32;
+    let notes: [(f64, f64, u8); 5] = [(0.4, 0.9, 60), (0.9, 1.4, 64), (1.4, 1.9, 67), (2.1, 2.9, 57), (2.1, 2.9, 64)];
+    let n = (3.5 * sr as f64) as usize;
+    let mut x = vec![0.0f64; n];
+    for &(on, off, k) in &notes {
+        let f = 440.0 * 2f64.powf((k as f64 - 69.0) / 12.0);
+        for t in (on * sr as f64) as usize..((off * sr as f64) as usize).min(n) {
+            let age = t as f64 / sr as f64 - on;
+            let env = (age / 0.003).min(1.0) * (-age * 3.0).exp();
+            for h in 1..=4 {
+                x[t] += 0.25 * env * (2.0 * std::f64::consts::PI * f * h as f64 * t as f64 / sr as f64).sin() / h as f64;
+            }
+        }
+    }
+    let clip: Vec<i16> = x.iter().flat_map(|v| [(v * 20000.0) as i16; 2]).collect();
+    let input = d.join("clip.wav");
+    write_wav_i16(&input, sr, 2, &clip);
+    let (mid, ev) = (d.join("notes.mid"), d.join("events.jsonl"));
+    let out = stagebox()
+        .args(["render", "--patch", "patches/transcribe.toml", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(d.join("out.wav"))
+        .arg("--midi-out")
+        .arg(&mid)
+        .arg("--events-out")
+        .arg(&ev)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The MIDI file holds every note at its time (within 50 ms).
+    let bytes = std::fs::read(&mid).unwrap();
+    let smf = midly::Smf::parse(&bytes).unwrap();
+    let midly::Timing::Metrical(tpb) = smf.header.timing else {
+        panic!("metrical timing expected")
+    };
+    let mut t = 0u64;
+    let mut found = Vec::new();
+    for e in &smf.tracks[0] {
+        t += e.delta.as_int() as u64;
+        if let midly::TrackEventKind::Midi {
+            message: midly::MidiMessage::NoteOn { key, vel },
+            ..
+        } = e.kind
+        {
+            if vel.as_int() > 0 {
+                found.push((t as f64 / (tpb.as_int() as f64 * 2.0), key.as_int()));
+            }
+        }
+    }
+    for &(on, _, k) in &notes {
+        assert!(
+            found.iter().any(|&(s, kk)| kk == k && (s - on).abs() <= 0.05),
+            "key {k} at {on} s missing from {found:?}"
+        );
+    }
+    // The event log has one JSON object a line with time, rate, pitch and estimated onset.
+    let text = std::fs::read_to_string(&ev).unwrap();
+    let ons: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|j: &serde_json::Value| j["type"] == "note_on")
+        .collect();
+    assert!(ons.len() >= notes.len());
+    for j in &ons {
+        assert_eq!(j["sample_rate"], 44100);
+        assert!(j["pitch"].is_u64() && j["onset_s"].is_f64() && j["time_s"].as_f64().unwrap() >= j["onset_s"].as_f64().unwrap());
+    }
+}
