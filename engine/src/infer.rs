@@ -50,6 +50,40 @@ struct Job {
     ok: bool,
 }
 
+/// Pins the calling inference worker to a core and raises it to SCHED_FIFO, below the audio
+/// threads (JACK clients run at FIFO 5 or more by default), falling back with a logged reason.
+/// `STAGEBOX_INFER_CORE` (a core number, or `none`; default: the last core) and
+/// `STAGEBOX_INFER_PRIORITY` (1..99, default 2; 0 = leave the normal policy) choose.
+pub fn setup_worker_thread() {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let want = std::env::var("STAGEBOX_INFER_CORE").ok();
+    let core = match want.as_deref() {
+        Some("none") => None,
+        Some(n) => n.parse::<usize>().ok().and_then(|n| cores.iter().find(|c| c.id == n).copied()),
+        None => cores.last().copied(),
+    };
+    if let Some(c) = core {
+        if core_affinity::set_for_current(c) {
+            tracing::debug!("inference worker pinned to core {}", c.id);
+        } else {
+            tracing::warn!("inference worker: could not pin to core {}; running unpinned", c.id);
+        }
+    }
+    let prio: u8 = std::env::var("STAGEBOX_INFER_PRIORITY")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(2);
+    if prio > 0 {
+        use thread_priority::*;
+        let policy = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+        let p = ThreadPriority::Crossplatform(ThreadPriorityValue::try_from(prio.min(99)).unwrap_or_default());
+        match set_thread_priority_and_policy(thread_native_id(), p, policy) {
+            Ok(()) => tracing::debug!("inference worker at SCHED_FIFO {prio}"),
+            Err(e) => tracing::warn!("inference worker: SCHED_FIFO refused ({e:?}); running at normal priority"),
+        }
+    }
+}
+
 /// Counters of one bridge (audio thread writes, reported through `FromRt::Infer`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InferCounts {
@@ -98,6 +132,7 @@ impl Bridge {
         let mut backend = backend;
         let worker = std::thread::Builder::new().name("stagebox-infer".into()).spawn(move || {
             // Worker thread: run each window in order, send it back. Ends with the audio side.
+            setup_worker_thread();
             while !st.load(Ordering::Relaxed) {
                 match worker_rx.pop() {
                     Ok(mut job) => {

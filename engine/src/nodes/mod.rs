@@ -4,6 +4,7 @@
 pub mod basic;
 pub mod infer_test;
 pub mod io;
+pub mod melody;
 pub mod meter;
 pub mod player;
 pub mod recorder;
@@ -27,6 +28,7 @@ pub fn builtin_types() -> Vec<NodeType> {
         synth::SYNTH,
         resample::RESAMPLE,
         infer_test::INFER_TEST,
+        melody::MELODY,
     ]
 }
 

@@ -1,0 +1,273 @@
+//! `melody`: low-latency pitch-to-MIDI for single lines (voice, flute, bass, a guitar melody).
+//! A YIN pitch tracker on 16 kHz audio every 4 ms, note segmentation (a pitch held for a few
+//! hops starts a note; silence or a new stable pitch ends it; a jump in level strikes it again)
+//! and pitch bends from the continuous pitch. Spec on the control thread; the tracker runs in
+//! the processor on the audio thread (fixed buffers, bounded work per hop, no allocation).
+
+use crate::dsp::Resampler;
+use crate::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
+use crate::param::ParamSpec;
+
+const RATE: u32 = 16000;
+const HOP: usize = 64;
+const WIN: usize = 192;
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::float("min_hz", 30.0, 1000.0, 60.0, "Hz", "lowest pitch tracked"),
+    ParamSpec::float("max_hz", 100.0, 4000.0, 1600.0, "Hz", "highest pitch tracked"),
+    ParamSpec::float("threshold", 0.02, 0.5, 0.15, "", "YIN threshold (lower = stricter voicing)"),
+    ParamSpec::float("gate_db", -90.0, 0.0, -45.0, "dB", "level below which there is no note"),
+    ParamSpec::int("confirm_hops", 1, 10, 2, "hops (4 ms) a pitch must hold before its note starts"),
+    ParamSpec::int("off_hops", 1, 50, 4, "unvoiced hops that end a note"),
+    ParamSpec::float(
+        "bend_range",
+        0.0,
+        48.0,
+        2.0,
+        "semitones",
+        "pitch-bend range of the receiver (0 = no bends)",
+    ),
+    ParamSpec::int("midi_channel", 1, 16, 1, "MIDI channel"),
+];
+
+struct MelodyProc {
+    resampler: Resampler,
+    tau_min: usize,
+    tau_max: usize,
+    buf: Vec<f32>,
+    len: usize,
+    since_hop: usize,
+    d: Vec<f32>,
+    threshold: f32,
+    gate: f32,
+    confirm: u32,
+    off_hops: u32,
+    bend_range: f32,
+    channel: u8,
+    engine_rate: u64,
+    /// 16 kHz samples seen.
+    n16: u64,
+    start_time: Option<u64>,
+    // segmentation
+    active: Option<u8>,
+    candidate: Option<u8>,
+    cand_count: u32,
+    cand_first: u64,
+    unvoiced: u32,
+    last_bend: i32,
+    rms_hist: [f32; 4],
+    active_hops: u32,
+    /// Events decided while resampling, emitted at the end of the engine frame.
+    out: [([u8; 3], u64); 8],
+    n_out: usize,
+}
+
+impl MelodyProc {
+    /// Pitch (fractional MIDI) and level of the newest window, or None if unvoiced.
+    fn analyse(&mut self) -> (Option<f32>, f32) {
+        // The newest WIN samples against the same span `tau` earlier: a note needs only WIN plus
+        // one period of itself in the buffer to be found (the low-latency orientation).
+        let x = &self.buf[..];
+        let n = x.len();
+        let base = &x[n - WIN..];
+        let rms = (base.iter().map(|v| v * v).sum::<f32>() / WIN as f32).sqrt();
+        if rms < self.gate {
+            return (None, rms);
+        }
+        self.d[0] = 0.0;
+        for tau in 1..=self.tau_max {
+            let shifted = &x[n - WIN - tau..n - tau];
+            let mut s = 0.0f32;
+            for j in 0..WIN {
+                let e = base[j] - shifted[j];
+                s += e * e;
+            }
+            self.d[tau] = s;
+        }
+        // Cumulative mean normalised difference, first dip under the threshold.
+        let mut running = 0.0f32;
+        let mut found = None;
+        for tau in 1..=self.tau_max {
+            running += self.d[tau];
+            let dn = if running > 0.0 { self.d[tau] * tau as f32 / running } else { 1.0 };
+            self.d[tau] = dn;
+            if found.is_none() && tau >= self.tau_min + 1 && self.d[tau - 1] < self.threshold && dn >= self.d[tau - 1] {
+                found = Some(tau - 1);
+            }
+        }
+        let Some(t) = found else { return (None, rms) };
+        // Parabolic interpolation around the minimum.
+        let (a, b, c) = (self.d[t - 1], self.d[t], self.d[(t + 1).min(self.tau_max)]);
+        let den = a - 2.0 * b + c;
+        let shift = if den.abs() > 1e-9 { 0.5 * (a - c) / den } else { 0.0 };
+        let period = t as f32 + shift.clamp(-1.0, 1.0);
+        let hz = RATE as f32 / period;
+        (Some(69.0 + 12.0 * (hz / 440.0).log2()), rms)
+    }
+
+    fn push_event(&mut self, msg: [u8; 3], origin16: u64) {
+        if self.n_out < self.out.len() {
+            self.out[self.n_out] = (msg, origin16);
+            self.n_out += 1;
+        }
+    }
+
+    fn hop(&mut self) {
+        let (pitch, rms) = self.analyse();
+        let ch = self.channel - 1;
+        let now16 = self.n16;
+        // Level jump: a new stroke of the same note.
+        let prev_rms = self.rms_hist[0];
+        self.rms_hist.rotate_left(1);
+        self.rms_hist[3] = rms;
+        match pitch {
+            None => {
+                self.candidate = None;
+                self.cand_count = 0;
+                if let Some(k) = self.active {
+                    self.unvoiced += 1;
+                    if self.unvoiced >= self.off_hops {
+                        self.push_event([0x80 | ch, k, 0], now16);
+                        self.active = None;
+                    }
+                }
+            }
+            Some(p) => {
+                self.unvoiced = 0;
+                // Hysteresis: a sounding note holds through bends of up to 0.8 semitone.
+                let k = match self.active {
+                    Some(a) if (p - a as f32).abs() < 0.8 => a,
+                    _ => p.round().clamp(0.0, 127.0) as u8,
+                };
+                if self.candidate == Some(k) {
+                    self.cand_count += 1;
+                } else {
+                    self.candidate = Some(k);
+                    self.cand_count = 1;
+                    // The note began about where this window's integration span starts.
+                    self.cand_first = now16.saturating_sub((WIN / 2) as u64);
+                }
+                self.active_hops += 1;
+                let restrike = self.active == Some(k) && self.active_hops >= 8 && rms > 2.5 * prev_rms && prev_rms > 0.0;
+                if self.cand_count >= self.confirm && (self.active != Some(k) || restrike) {
+                    if let Some(old) = self.active {
+                        self.push_event([0x80 | ch, old, 0], now16);
+                    }
+                    let db = 20.0 * rms.max(1e-6).log10();
+                    let vel = ((db + 50.0) / 44.0 * 107.0 + 20.0).clamp(1.0, 127.0) as u8;
+                    self.push_event([0x90 | ch, k, vel], if restrike { now16 } else { self.cand_first });
+                    self.active = Some(k);
+                    self.active_hops = 0;
+                    self.last_bend = 0;
+                    if restrike {
+                        self.cand_count = 0;
+                    }
+                }
+                if let Some(a) = self.active {
+                    if self.bend_range > 0.0 {
+                        let bend = (((p - a as f32) / self.bend_range).clamp(-1.0, 1.0) * 8191.0) as i32;
+                        if (bend - self.last_bend).abs() >= 41 {
+                            // ~1 cent steps at a 2-semitone range are inaudible; send changes of 0.5% of the range.
+                            let v = (bend + 8192).clamp(0, 16383) as u16;
+                            self.push_event([0xe0 | ch, (v & 0x7f) as u8, (v >> 7) as u8], now16);
+                            self.last_bend = bend;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Processor for MelodyProc {
+    fn process(&mut self, io: &mut ProcessIo) {
+        let start = *self.start_time.get_or_insert(io.sample_time);
+        for t in 0..io.frames {
+            let mut hops = 0;
+            {
+                let Self {
+                    resampler,
+                    buf,
+                    len,
+                    since_hop,
+                    n16,
+                    ..
+                } = self;
+                resampler.push(io.inputs[0][t], |y| {
+                    // Shift-in (buf is short; keeps the window contiguous).
+                    buf.copy_within(1.., 0);
+                    let last = buf.len() - 1;
+                    buf[last] = y;
+                    *len += 1;
+                    *n16 += 1;
+                    *since_hop += 1;
+                    if *since_hop == HOP {
+                        *since_hop = 0;
+                        hops += 1;
+                    }
+                });
+            }
+            for _ in 0..hops {
+                if self.len >= self.buf.len() {
+                    self.hop();
+                }
+            }
+            for k in 0..self.n_out {
+                let (msg, origin16) = self.out[k];
+                let origin = start + origin16 * self.engine_rate / RATE as u64;
+                io.emit.note(t as u32, msg, origin, io.sample_time);
+            }
+            self.n_out = 0;
+        }
+    }
+}
+
+pub const MELODY: NodeType = NodeType {
+    name: "melody",
+    doc: "Low-latency single-line pitch-to-MIDI (YIN on the audio thread): notes and pitch bends.",
+    params: PARAMS,
+    build: |p: &Params, ctx: &BuildCtx| {
+        let (lo, hi) = (p.f32("min_hz"), p.f32("max_hz"));
+        if lo >= hi {
+            return Err(format!("`min_hz` ({lo}) must be below `max_hz` ({hi})"));
+        }
+        let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
+        let tau_min = ((RATE as f32 / hi).floor() as usize).max(2);
+        let gate = 10f32.powf(p.f32("gate_db") / 20.0);
+        Ok(Built {
+            info: NodeInfo {
+                inputs: vec![PortSpec::new("in", 1)],
+                midi_out: true,
+                ..Default::default()
+            },
+            processor: Box::new(MelodyProc {
+                resampler: Resampler::new(ctx.sample_rate as u32, RATE),
+                tau_min,
+                tau_max,
+                buf: vec![0.0; WIN + tau_max + 1],
+                len: 0,
+                since_hop: 0,
+                d: vec![0.0; tau_max + 2],
+                threshold: p.f32("threshold"),
+                gate,
+                confirm: p.usize("confirm_hops") as u32,
+                off_hops: p.usize("off_hops") as u32,
+                bend_range: p.f32("bend_range"),
+                channel: p.usize("midi_channel") as u8,
+                engine_rate: ctx.sample_rate as u64,
+                n16: 0,
+                start_time: None,
+                active: None,
+                candidate: None,
+                cand_count: 0,
+                cand_first: 0,
+                unvoiced: 0,
+                last_bend: 0,
+                rms_hist: [0.0; 4],
+                active_hops: 0,
+                out: [([0; 3], 0); 8],
+                n_out: 0,
+            }),
+        })
+    },
+};

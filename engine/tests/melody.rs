@@ -1,0 +1,138 @@
+//! The `melody` node: single-line notes with low latency, and pitch bends. Offline renders
+//! through the real engine, under the allocation guard.
+
+mod common;
+use common::*;
+use stagebox_engine::alloc_check::CheckedAlloc;
+use stagebox_engine::backend::offline::{render, RenderOptions, ScheduledEvent};
+use stagebox_engine::msg::FromRt;
+
+#[global_allocator]
+static ALLOC: CheckedAlloc = CheckedAlloc;
+
+fn midi_out(r: &stagebox_engine::backend::offline::Rendered) -> Vec<(u64, u64, [u8; 3])> {
+    r.messages
+        .iter()
+        .filter_map(|m| {
+            if let FromRt::Midi {
+                sample_time, origin, msg, ..
+            } = *m
+            {
+                Some((sample_time, origin, msg))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_melody_comes_back_note_for_note_within_30_ms() {
+    let sr = 48000u64;
+    // A line over two octaves with rests and a repeated note, played by the synth (triangle).
+    let line: [(f64, f64, u8); 8] = [
+        (0.30, 0.60, 57),
+        (0.65, 0.90, 60),
+        (0.95, 1.20, 64),
+        (1.25, 1.50, 69),
+        (1.70, 1.95, 69),
+        (2.00, 2.40, 76),
+        (2.50, 2.80, 45),
+        (2.90, 3.30, 81),
+    ];
+    let mut events = Vec::new();
+    for &(on, off, k) in &line {
+        events.push(((on * sr as f64) as u64, "keys".to_string(), ScheduledEvent::Midi([0x90, k, 100])));
+        events.push(((off * sr as f64) as u64, "keys".to_string(), ScheduledEvent::Midi([0x80, k, 0])));
+    }
+    let g = graph(
+        vec![
+            node(
+                "keys",
+                "synth",
+                &[
+                    ("waveform", s("triangle")),
+                    ("channels", i(1)),
+                    ("attack_ms", f(2.0)),
+                    ("release_ms", f(20.0)),
+                    ("sustain", f(0.8)),
+                ],
+            ),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("keys", "mel"), conn("keys", "out")],
+    );
+    for bs in [64, 333] {
+        let r = render(
+            &g,
+            &registry(),
+            None,
+            &RenderOptions {
+                duration_secs: Some(3.6),
+                block_size: bs,
+                events: events.clone(),
+                ..Default::default()
+            },
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(r.alloc_violations, 0);
+        let ons: Vec<(f64, u8)> = midi_out(&r)
+            .iter()
+            .filter(|(_, _, m)| m[0] & 0xf0 == 0x90 && m[2] > 0)
+            .map(|&(t, _, m)| (t as f64 / sr as f64, m[1]))
+            .collect();
+        assert_eq!(ons.len(), line.len(), "block {bs}: {ons:?}");
+        for (k, &(on, _, key)) in line.iter().enumerate() {
+            let (t, got) = ons[k];
+            assert_eq!(got, key, "block {bs}: note {k}");
+            let latency = t - on;
+            assert!(
+                (0.0..=0.030).contains(&latency),
+                "block {bs}: note {k} latency {:.1} ms",
+                latency * 1e3
+            );
+        }
+        // Every note is ended.
+        let offs = midi_out(&r).iter().filter(|(_, _, m)| m[0] & 0xf0 == 0x80).count();
+        assert_eq!(offs, line.len());
+    }
+}
+
+#[test]
+fn a_glide_becomes_pitch_bend() {
+    // A4 sine, then slid up a quarter tone: bends upward on the same note, no new note.
+    let g = graph(
+        vec![
+            node("t", "osc", &[("freq_hz", f(440.0)), ("gain_db", f(-12.0))]),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("t", "mel"), conn("t", "out")],
+    );
+    let ev = vec![(24000, "t".to_string(), ScheduledEvent::Param("freq_hz".into(), 452.9))];
+    let r = render(
+        &g,
+        &registry(),
+        None,
+        &RenderOptions {
+            duration_secs: Some(1.0),
+            events: ev,
+            ..Default::default()
+        },
+        |_, _| {},
+    )
+    .unwrap();
+    let out = midi_out(&r);
+    let ons: Vec<u8> = out.iter().filter(|(_, _, m)| m[0] & 0xf0 == 0x90).map(|(_, _, m)| m[1]).collect();
+    assert_eq!(ons, vec![69]);
+    let last_bend = out
+        .iter()
+        .filter(|(_, _, m)| m[0] & 0xf0 == 0xe0)
+        .map(|(_, _, m)| ((m[2] as i32) << 7 | m[1] as i32) - 8192)
+        .last()
+        .unwrap();
+    // +50 cents of a 2-semitone range = +2048 (within 10 cents).
+    assert!((last_bend - 2048).abs() < 410, "bend {last_bend}");
+}
