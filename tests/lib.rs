@@ -147,3 +147,25 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
+
+/// A monophonic line of flute-like tones (soft attack, vibrato, breath noise), mono f64.
+pub fn flute_line(sr: u32, notes: &[(f64, f64, u8)], secs: f64) -> Vec<f64> {
+    let n = (secs * sr as f64) as usize;
+    let mut x = vec![0.0f64; n];
+    let mut seed = 7u32;
+    for &(on, off, k) in notes {
+        let f = 440.0 * 2f64.powf((k as f64 - 69.0) / 12.0);
+        let mut ph = 0.0;
+        for t in (on * sr as f64) as usize..((off * sr as f64) as usize).min(n) {
+            let age = t as f64 / sr as f64 - on;
+            let env = (age / 0.03).min(1.0) * ((off - on - age) / 0.02).clamp(0.0, 1.0);
+            ph += f * (1.0 + 0.004 * (2.0 * std::f64::consts::PI * 5.0 * age).sin()) / sr as f64;
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let breath = (seed as f64 / u32::MAX as f64 - 0.5) * 0.03;
+            x[t] += env * (0.5 * (2.0 * std::f64::consts::PI * ph).sin() + 0.1 * (4.0 * std::f64::consts::PI * ph).sin() + breath);
+        }
+    }
+    x
+}

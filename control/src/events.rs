@@ -54,8 +54,17 @@ fn kind(msg: [u8; 3]) -> &'static str {
 /// One JSON object a line: time emitted, sample rate, and for notes the pitch and estimated onset.
 pub fn write_jsonl(path: &Path, events: &[Emitted], sample_rate: u32) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    let sr = sample_rate as f64;
     for e in events {
+        writeln!(f, "{}", json_line(e, sample_rate))?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// One event as a JSON object.
+pub fn json_line(e: &Emitted, sample_rate: u32) -> serde_json::Value {
+    let sr = sample_rate as f64;
+    {
         let mut j = json!({
             "type": kind(e.msg),
             "node": e.node,
@@ -72,10 +81,8 @@ pub fn write_jsonl(path: &Path, events: &[Emitted], sample_rate: u32) -> anyhow:
             j["onset_s"] = json!(e.origin as f64 / sr);
             j["latency_s"] = json!((e.sample_time as f64 - e.origin as f64) / sr);
         }
-        writeln!(f, "{j}")?;
+        j
     }
-    f.flush()?;
-    Ok(())
 }
 
 /// A Standard MIDI File (format 0, 120 BPM, 960 ticks a beat) with each event placed at the time

@@ -1,9 +1,11 @@
 //! The `stagebox` binary (main thread = control thread): command line, logging, and the
 //! subcommands run, render, check, devices and bench.
+#![recursion_limit = "256"]
 
 mod bench;
 mod events;
 mod histogram;
+mod outputs;
 mod render;
 mod run;
 

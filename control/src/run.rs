@@ -65,6 +65,18 @@ pub struct RunArgs {
     /// Do not reload the patch when its file changes.
     #[arg(long)]
     pub no_watch: bool,
+    /// Name of the MIDI output port notes leave by (JACK: stagebox:NAME), when the patch makes MIDI.
+    #[arg(long, default_value = "notes")]
+    pub midi_port: String,
+    /// Make no MIDI output port.
+    #[arg(long)]
+    pub no_midi_out: bool,
+    /// Send notes and bends as OSC (/stagebox/note, /stagebox/bend) to HOST:PORT.
+    #[arg(long)]
+    pub osc_out: Option<String>,
+    /// Append every MIDI event the graph emits to this file, one JSON object a line.
+    #[arg(long)]
+    pub events_out: Option<PathBuf>,
 }
 
 enum AudioIo {
@@ -207,6 +219,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut device_recoveries = 0u64;
     let mut lost_since: Option<Instant> = None;
     let mut last_try = Instant::now();
+    let makes_midi = handle.nodes().any(|n| n.info.midi_out);
+    let midi_port = (makes_midi && !a.no_midi_out).then_some(a.midi_port.as_str());
+    let mut outputs = crate::outputs::Outputs::open(midi_port, a.osc_out.as_deref(), a.events_out.as_deref(), sr)?;
+    let mut notes_emitted = 0u64;
+    let mut emitted: Vec<crate::events::Emitted> = Vec::with_capacity(256);
     tracing::info!(
         "running {} on {backend_name} ({device_name}), {sr} Hz, {in_ch} in / {out_ch} out, graph latency {} frames",
         patch_path.display(),
@@ -277,7 +294,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut prev_ids = ids.clone();
 
     loop {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(3));
         // A callback that took longer than its block's duration missed its deadline.
         let period_ns = (RtStats::get(&stats.last_block_frames) as f64 / sr as f64 * 1e9) as u64;
         while let Ok(ns) = audio.timings().pop() {
@@ -306,6 +323,22 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 st.peak = peak[..ch].to_vec();
                 st.rms = rms[..ch].to_vec();
             }
+            FromRt::Midi {
+                gen,
+                node,
+                sample_time,
+                origin,
+                msg,
+            } => {
+                let names = if gen == ids.0 { &ids.1 } else { &prev_ids.1 };
+                let id = names.get(node as usize).cloned().unwrap_or_else(|| format!("#{node}"));
+                emitted.push(crate::events::Emitted {
+                    node: id,
+                    sample_time,
+                    origin,
+                    msg,
+                });
+            }
             FromRt::Infer { gen, node, counts } => {
                 // Counters are cumulative per node instance; keyed by generation and id.
                 let names = if gen == ids.0 { &ids.1 } else { &prev_ids.1 };
@@ -314,6 +347,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             _ => {}
         });
+        for e in emitted.drain(..) {
+            if e.msg[0] & 0xf0 == 0x90 && e.msg[2] > 0 {
+                notes_emitted += 1;
+            }
+            outputs.send(&e);
+        }
         handle.collect();
 
         if term.load(Ordering::Relaxed) {
@@ -442,6 +481,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     drop(watcher);
     drop(audio);
+    outputs.flush();
     handle.drain(|_| {});
     handle.collect();
     let elapsed = started.elapsed().as_secs_f64();
@@ -498,6 +538,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "timings_dropped": RtStats::get(&stats.timings_dropped),
             "swaps": RtStats::get(&stats.swaps),
             "reloads_ok": reloads_ok,
+            "notes_emitted": notes_emitted,
+            "midi_sent": outputs.midi_sent,
+            "osc_sent": outputs.osc_sent,
             "device_losses": device_losses,
             "device_recoveries": device_recoveries,
             "reloads_failed": reloads_failed,
