@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use stagebox_engine::audio_file::Audio;
 use stagebox_engine::backend::offline::{self, RenderOptions};
+use stagebox_engine::graph::CompileMode;
 use stagebox_engine::stats::Summary;
 
 #[derive(clap::Args)]

@@ -25,6 +25,9 @@ pub struct RenderOptions {
     pub events: Vec<(u64, String, ScheduledEvent)>,
     /// Keep every process call's duration (for benchmarks).
     pub keep_timings: bool,
+    /// `Offline` (default): model nodes wait for their results, deterministic. `Live`: nothing
+    /// waits, as on an audio thread (for measuring callback time; results may be late).
+    pub mode: crate::graph::CompileMode,
 }
 
 impl Default for RenderOptions {
@@ -37,6 +40,7 @@ impl Default for RenderOptions {
             compensate_latency: true,
             events: Vec::new(),
             keep_timings: false,
+            mode: crate::graph::CompileMode::Offline,
         }
     }
 }
@@ -84,7 +88,7 @@ pub fn render(
         return Err(RenderError::BlockSize);
     }
     let sr = opts.sample_rate;
-    let schedule = Schedule::compile_with(desc, registry, sr as f32, crate::graph::CompileMode::Offline).map_err(RenderError::Graph)?;
+    let schedule = Schedule::compile_with(desc, registry, sr as f32, opts.mode).map_err(RenderError::Graph)?;
     let latency = schedule.latency_frames() as u64;
     let input = input.map(|a| {
         let samples = crate::dsp::resample_interleaved(&a.samples, a.channels, a.sample_rate, sr);
