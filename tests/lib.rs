@@ -90,10 +90,12 @@ pub struct JackServer {
 impl JackServer {
     /// Starts `jackd -n NAME -d dummy -r RATE -p PERIOD` and waits for its socket.
     pub fn start(rate: u32, period: u32) -> JackServer {
+        clean_stale_jack_state();
         Self::start_named(&format!("stagebox-test-{}", std::process::id()), rate, period)
     }
 
-    /// As `start`, with a given server name.
+    /// As `start`, with a given server name, and without clearing leftovers of dead servers
+    /// (a client still running keeps its view of them; see `clean_stale_jack_state`).
     pub fn start_named(name: &str, rate: u32, period: u32) -> JackServer {
         let name = name.to_string();
         let log = std::env::temp_dir().join(format!("{name}.jackd.log"));
@@ -124,21 +126,54 @@ impl JackServer {
 }
 
 impl JackServer {
-    /// Stops the server (as if it crashed: SIGKILL) and waits until its socket is gone.
+    /// Stops the server (SIGTERM, then SIGKILL after 3 s) and waits for it.
     pub fn kill(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let uid = std::fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-            .unwrap_or(0);
-        let _ = std::fs::remove_file(format!("/dev/shm/jack_{}_{uid}_0", self.name));
     }
 }
 
 impl Drop for JackServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
+    }
+}
+
+/// JACK allows a few servers at a time and counts those killed without cleaning up; when no
+/// jackd runs on this machine, their leftovers in /dev/shm are removed.
+fn clean_stale_jack_state() {
+    let running = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten().any(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .map(|c| c.trim() == "jackd")
+                    .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false);
+    if running {
+        return;
+    }
+    if let Ok(d) = std::fs::read_dir("/dev/shm") {
+        for e in d.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.starts_with("jack") {
+                let p = e.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
     }
 }
 

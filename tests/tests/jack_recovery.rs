@@ -8,8 +8,8 @@ use stagebox_tests::*;
 #[test]
 fn engine_survives_the_jack_server_dying_and_reconnects() {
     let d = tmp("jack-recovery");
-    let name = format!("stagebox-recovery-{}", std::process::id());
-    let mut jack = JackServer::start_named(&name, 48000, 256);
+    let mut jack = JackServer::start(48000, 256);
+    let name = jack.name.clone();
     let stats = d.join("stats.json");
     let mut child = stagebox()
         .args([

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Scores Stagebox's pitch-to-MIDI nodes against the evaluation set, beside offline Basic Pitch.
+
+For each clip: `stagebox render` through patches/transcribe.toml (polyphonic, every clip) and
+patches/melody.toml (single-line clips) with --events-out; offline Basic Pitch (the PyPI
+package, ONNX Runtime backend, the same nmp.onnx) on the same file. Notes are scored with
+mir_eval: onset F1 at 50 and 100 ms, and with offsets (50 ms onsets, offset ratio 0.2).
+Note-on latency is when each correctly found note was emitted minus its true onset (engine
+timeline). Single lines also get raw pitch accuracy (50 cents) from notes plus pitch bends.
+
+    .cache/eval-venv/bin/python scripts/eval/evaluate.py [SET] [STAGEBOX]  > results.md
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import mir_eval
+import numpy as np
+
+SET = sys.argv[1] if len(sys.argv) > 1 else ".cache/eval/set"
+BIN = sys.argv[2] if len(sys.argv) > 2 else "target/release/stagebox"
+NMP = "models/basic_pitch/nmp.onnx"
+
+
+def hz(m):
+    return 440.0 * 2 ** ((np.asarray(m, dtype=float) - 69.0) / 12.0)
+
+
+def stagebox_notes(wav, patch, tmp):
+    ev = os.path.join(tmp, "e.jsonl")
+    t0 = time.time()
+    subprocess.run([BIN, "render", "--patch", patch, "--input", wav, "--output", os.path.join(tmp, "o.wav"), "--events-out", ev, "--tail", "1.0"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.time() - t0
+    notes, open_, bends = [], {}, []
+    for line in open(ev):
+        j = json.loads(line)
+        if j["type"] == "note_on":
+            key = (j["channel"], j["pitch"])
+            if key in open_:
+                s = open_.pop(key)
+                notes.append((s[0], j["onset_s"], j["pitch"], s[1]))
+            open_[key] = (j["onset_s"], j["time_s"])
+        elif j["type"] == "note_off":
+            key = (j["channel"], j["pitch"])
+            if key in open_:
+                s = open_.pop(key)
+                notes.append((s[0], max(j["onset_s"], s[0] + 0.01), j["pitch"], s[1]))
+        elif j["type"] == "pitch_bend":
+            b = j["bytes"]
+            bends.append((j["time_s"], ((b[2] << 7 | b[1]) - 8192) / 8192.0 * 2.0))
+    for (ch, p), (s, emitted) in open_.items():
+        notes.append((s, s + 0.5, p, emitted))
+    return sorted(notes), bends, wall
+
+
+def basic_pitch_notes(wav):
+    from basic_pitch.inference import predict
+    _, _, events = predict(wav, NMP)
+    return sorted((s, e, p, None) for s, e, p, *_ in events)
+
+
+def score(ref, est):
+    ri = np.array([[s, e] for s, e, _ in ref])
+    rp = hz([p for _, _, p in ref])
+    if not est:
+        return dict(f50=0.0, f100=0.0, foff=0.0, lat=[])
+    ei = np.array([[s, max(e, s + 1e-3)] for s, e, _, _ in est])
+    ep = hz([p for _, _, p, _ in est])
+    f50 = mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=0.05, offset_ratio=None)[2]
+    f100 = mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=0.1, offset_ratio=None)[2]
+    foff = mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=0.05, offset_ratio=0.2)[2]
+    lat = []
+    for r, e in mir_eval.transcription.match_notes(ri, rp, ei, ep, onset_tolerance=0.1, offset_ratio=None):
+        if est[e][3] is not None:
+            lat.append(est[e][3] - ref[r][0])
+    return dict(f50=f50, f100=f100, foff=foff, lat=lat)
+
+
+def raw_pitch_accuracy(ref, est, bends):
+    """Share of reference-voiced 10 ms frames where the estimate is within 50 cents."""
+    t = np.arange(0, max(e for _, e, _ in ref), 0.01)
+    ok = tot = 0
+    bt = np.array([b[0] for b in bends]) if bends else np.array([])
+    for x in t:
+        r = [p for s, e, p in ref if s <= x < e]
+        if not r:
+            continue
+        tot += 1
+        a = [p for s, e, p, _ in est if s <= x < e]
+        if not a:
+            continue
+        bend = 0.0
+        if len(bt):
+            k = np.searchsorted(bt, x) - 1
+            if k >= 0:
+                bend = bends[k][1]
+        if abs(a[-1] + bend - r[0]) <= 0.5:
+            ok += 1
+    return ok / tot if tot else 0.0
+
+
+def main():
+    index = json.load(open(os.path.join(SET, "index.json")))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for clip in index:
+            ref = [tuple(n) for n in clip["notes"]]
+            dur = max(e for _, e, _ in ref)
+            est, _, wall = stagebox_notes(clip["wav"], "patches/transcribe.toml", tmp)
+            rows.append(dict(clip, system="stagebox basic_pitch", audio_s=dur, wall=wall, **score(ref, est)))
+            rows.append(dict(clip, system="offline Basic Pitch", audio_s=dur, wall=None, **score(ref, basic_pitch_notes(clip["wav"]))))
+            if clip["kind"] == "single":
+                est, bends, wall = stagebox_notes(clip["wav"], "patches/melody.toml", tmp)
+                r = dict(clip, system="stagebox melody", audio_s=dur, wall=wall, **score(ref, est))
+                r["rpa"] = raw_pitch_accuracy(ref, est, bends)
+                rows.append(r)
+            print(f"{os.path.basename(clip['wav'])}: " + ", ".join(f"{r['system']} F1@50 {r['f50']:.2f}" for r in rows[-3:] if r["wav"] == clip["wav"]), file=sys.stderr)
+    json.dump([{k: v for k, v in r.items() if k != "notes"} for r in rows], open(os.path.join(SET, "results.json"), "w"))
+    report(rows)
+
+
+def report(rows):
+    def agg(sel):
+        if not sel:
+            return None
+        lat = [x for r in sel for x in r["lat"]]
+        return dict(
+            n=len(sel),
+            f50=np.mean([r["f50"] for r in sel]),
+            f100=np.mean([r["f100"] for r in sel]),
+            foff=np.mean([r["foff"] for r in sel]),
+            med=np.median(lat) * 1e3 if lat else float("nan"),
+            p90=np.percentile(lat, 90) * 1e3 if lat else float("nan"),
+            rpa=np.mean([r["rpa"] for r in sel]) if all("rpa" in r for r in sel) else None,
+        )
+
+    print("| clips | system | soundfont | attack | n | onset F1 @50 ms | onset F1 @100 ms | F1 with offsets | note-on latency median (ms) | p90 (ms) | raw pitch acc. |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for kind in ("poly", "single"):
+        for system in ("stagebox basic_pitch", "offline Basic Pitch", "stagebox melody"):
+            for sf in ("fluidr3", "timgm6mb"):
+                for attack in ("fast", "slow", "all"):
+                    sel = [r for r in rows if r["kind"] == kind and r["system"] == system and r["soundfont"] == sf and (attack == "all" or r["attack"] == attack)]
+                    a = agg(sel)
+                    if a is None:
+                        continue
+                    rpa = f"{a['rpa'] * 100:.1f}%" if a["rpa"] is not None else ""
+                    med = "" if system == "offline Basic Pitch" else f"{a['med']:.0f}"
+                    p90 = "" if system == "offline Basic Pitch" else f"{a['p90']:.0f}"
+                    print(f"| {kind} | {system} | {sf} | {attack} | {a['n']} | {a['f50']:.3f} | {a['f100']:.3f} | {a['foff']:.3f} | {med} | {p90} | {rpa} |")
+    sb = [r for r in rows if r["wall"]]
+    for system in ("stagebox basic_pitch", "stagebox melody"):
+        sel = [r for r in sb if r["system"] == system]
+        if sel:
+            print(f"\n{system}: offline render speed {sum(r['audio_s'] for r in sel) / sum(r['wall'] for r in sel):.1f}x real time over {len(sel)} clips (the render waits for every model result).")
+
+
+if __name__ == "__main__":
+    main()
