@@ -222,8 +222,9 @@ pub const BASIC_PITCH: NodeType = NodeType {
             latency_frames: latency as u32,
             ..Default::default()
         };
-        let manifest = find_model("basic_pitch").map_err(|e| e.to_string())?;
         if ctx.dry_run {
+            // `stagebox check`: a missing or damaged model is an error there.
+            let manifest = find_model("basic_pitch").map_err(|e| e.to_string())?;
             manifest.verify().map_err(|e| e.to_string())?;
             crate::find_runtime().map_err(|e| e.to_string())?;
             return Ok(Built {
@@ -231,8 +232,21 @@ pub const BASIC_PITCH: NodeType = NodeType {
                 processor: Box::new(stagebox_engine::nodes::io::Passive),
             });
         }
-        let window = manifest.window;
-        let model = OrtModel::load(manifest).map_err(|e| e.to_string())?;
+        // Running: a model that cannot load bypasses the node (no notes) and the engine goes on.
+        let loaded = find_model("basic_pitch").and_then(|m| {
+            let window = m.window;
+            OrtModel::load(m).map(|model| (model, window))
+        });
+        let (model, window) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("basic_pitch node bypassed (it will emit no notes): {e}");
+                return Ok(Built {
+                    info,
+                    processor: Box::new(stagebox_engine::nodes::io::Passive),
+                });
+            }
+        };
         let (note_i, onset_i) = (
             model.manifest.output_index("note").ok_or("manifest has no `note` output")?,
             model.manifest.output_index("onset").ok_or("manifest has no `onset` output")?,

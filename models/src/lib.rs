@@ -275,8 +275,16 @@ impl OrtModel {
     }
 }
 
-/// The manifest of a model shipped in `models/<name>`, found under the project roots.
+/// The manifest of a model shipped in `models/<name>`, found in `STAGEBOX_MODELS` (a folder of
+/// model folders) when set, else under the project roots.
 pub fn find_model(name: &str) -> Result<Manifest, ModelError> {
+    if let Ok(dir) = std::env::var("STAGEBOX_MODELS") {
+        let d = PathBuf::from(dir).join(name);
+        return Manifest::load(&d).map_err(|_| ModelError::MissingFile {
+            path: d.join("manifest.toml"),
+            hint: "STAGEBOX_MODELS names the folder of model folders".into(),
+        });
+    }
     for root in project_roots() {
         let dir = root.join("models").join(name);
         if dir.join("manifest.toml").exists() {

@@ -320,3 +320,44 @@ fn melody_writes_a_flute_like_line_as_midi() {
         assert!((ons[k].0 - on).abs() <= 0.05, "note {k} at {} s, played at {on} s", ons[k].0);
     }
 }
+
+#[test]
+fn a_missing_or_damaged_model_bypasses_its_node_and_the_engine_goes_on() {
+    let d = tmp("nomodel");
+    // Missing: an empty models folder. Damaged: a copy of Basic Pitch with one byte changed.
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let damaged = d.join("damaged/basic_pitch");
+    std::fs::create_dir_all(&damaged).unwrap();
+    std::fs::copy(root().join("models/basic_pitch/manifest.toml"), damaged.join("manifest.toml")).unwrap();
+    let mut model = std::fs::read(root().join("models/basic_pitch/nmp.onnx")).unwrap();
+    model[1000] ^= 0xff;
+    std::fs::write(damaged.join("nmp.onnx"), model).unwrap();
+    for (dir, why) in [(empty.clone(), "is missing"), (d.join("damaged"), "sha256")] {
+        let out = stagebox()
+            .args([
+                "render",
+                "--patch",
+                "patches/transcribe.toml",
+                "--input",
+                "assets/demo.wav",
+                "--output",
+            ])
+            .arg(d.join("o.wav"))
+            .env("STAGEBOX_MODELS", &dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("basic_pitch node bypassed") && err.contains(why), "{err}");
+        assert!(hound::WavReader::open(d.join("o.wav")).unwrap().len() > 0);
+        // `check` treats it as an error, with the place in the patch.
+        let out = stagebox()
+            .args(["check", "patches/transcribe.toml"])
+            .env("STAGEBOX_MODELS", &dir)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("patches/transcribe.toml:11:8"));
+    }
+}
