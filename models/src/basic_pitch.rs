@@ -13,7 +13,7 @@ use stagebox_engine::msg::FromRt;
 use stagebox_engine::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
 use stagebox_engine::param::ParamSpec;
 
-use crate::tracker::{NoteEvent, Tracker, TrackerParams, KEYS};
+use crate::tracker::{NoteEvent, Tracker, TrackerParams};
 use crate::{find_model, OrtModel};
 
 const MODEL_RATE: u32 = 22050;
@@ -66,13 +66,9 @@ impl InferBackend for Backend {
         let first = end.saturating_sub(self.look + self.hop_frames).max(self.next_frame);
         let last = end.saturating_sub(self.look); // exclusive
         self.events.clear();
-        let zero = [0.0f32; KEYS];
         for g in first..last {
             let j = (g + WINDOW_FRAMES as u64 - end) as usize;
-            let row = |a: &[f32], j: usize| -> [f32; KEYS] { a[j * KEYS..(j + 1) * KEYS].try_into().unwrap() };
-            let prev = if j > 0 { row(onset, j - 1) } else { zero };
-            self.tracker
-                .frame(g, &prev, &row(onset, j), &row(onset, j + 1), &row(note, j), &mut self.events);
+            self.tracker.frame(g, onset, note, j, &mut self.events);
         }
         self.next_frame = self.next_frame.max(last);
         // Encode: [count, (frame - first, midi, velocity) ...].
@@ -254,6 +250,8 @@ pub const BASIC_PITCH: NodeType = NodeType {
         let tracker = Tracker::new(TrackerParams {
             onset_threshold: p.f32("onset_threshold"),
             frame_threshold: p.f32("frame_threshold"),
+            // The frames after an onset that the lookahead already holds.
+            sustain_frames: (look as usize).min(3),
             ..Default::default()
         });
         let backend = Backend {

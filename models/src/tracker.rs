@@ -15,6 +15,10 @@ pub struct TrackerParams {
     pub min_frames: u32,
     /// Frames below the frame threshold that end a note (1 = the first such frame).
     pub off_frames: u32,
+    /// Frames after an onset (from the lookahead) whose note activation must all reach the
+    /// frame threshold for the note to start: short ghosts (harmonics, transients) are dropped
+    /// without waiting any longer.
+    pub sustain_frames: usize,
 }
 
 impl Default for TrackerParams {
@@ -24,6 +28,7 @@ impl Default for TrackerParams {
             frame_threshold: 0.3,
             min_frames: 6,
             off_frames: 2,
+            sustain_frames: 3,
         }
     }
 }
@@ -60,17 +65,22 @@ impl Tracker {
         }
     }
 
-    /// Processes frame `frame` (global index). `onset_prev`, `onset`, `onset_next` and `note` are
-    /// 88-wide rows. Events go to `out`.
-    pub fn frame(&mut self, frame: u64, onset_prev: &[f32], onset: &[f32], onset_next: &[f32], note: &[f32], out: &mut Vec<NoteEvent>) {
+    /// Processes frame `frame` (global index), row `j` of `onset` and `note` (88-wide rows, row
+    /// major); rows after `j` are lookahead. Events go to `out`.
+    pub fn frame(&mut self, frame: u64, onset: &[f32], note: &[f32], j: usize, out: &mut Vec<NoteEvent>) {
         let p = self.params;
+        let rows = onset.len() / KEYS;
+        let at = |a: &[f32], r: usize, k: usize| if r < rows { a[r * KEYS + k] } else { 0.0 };
         for k in 0..KEYS {
-            let on = onset[k];
-            let peak = on >= p.onset_threshold && on >= onset_prev[k] && on >= onset_next[k];
+            let on = at(onset, j, k);
+            let prev = if j > 0 { at(onset, j - 1, k) } else { 0.0 };
+            let peak = on >= p.onset_threshold && on >= prev && on >= at(onset, j + 1, k);
+            let sustained = (1..=p.sustain_frames).all(|d| j + d >= rows || at(note, j + d, k) >= p.frame_threshold);
+            let nt = at(note, j, k);
             let key = &mut self.keys[k];
             let midi = LOWEST_MIDI + k as u8;
             if key.active {
-                if note[k] < p.frame_threshold && !peak {
+                if nt < p.frame_threshold && !peak {
                     key.below += 1;
                     if key.below >= p.off_frames {
                         key.active = false;
@@ -84,17 +94,17 @@ impl Tracker {
                 }
                 key.below = 0;
                 key.last_above = frame;
-                if peak && frame - key.start >= p.min_frames as u64 {
+                if peak && sustained && frame - key.start >= p.min_frames as u64 {
                     // A new onset on a sounding key: the note is struck again.
                     out.push(NoteEvent { frame, midi, velocity: 0 });
                     out.push(NoteEvent {
                         frame,
                         midi,
-                        velocity: velocity(on.max(note[k])),
+                        velocity: velocity(on.max(nt)),
                     });
                     key.start = frame;
                 }
-            } else if peak && note[k].max(on) >= p.frame_threshold {
+            } else if peak && sustained && nt.max(on) >= p.frame_threshold {
                 *key = Key {
                     active: true,
                     start: frame,
@@ -104,7 +114,7 @@ impl Tracker {
                 out.push(NoteEvent {
                     frame,
                     midi,
-                    velocity: velocity(on.max(note[k])),
+                    velocity: velocity(on.max(nt)),
                 });
             }
         }
@@ -137,11 +147,9 @@ mod tests {
     fn run(onset: &[[f32; KEYS]], note: &[[f32; KEYS]], params: TrackerParams) -> Vec<NoteEvent> {
         let mut t = Tracker::new(params);
         let mut out = Vec::new();
-        let zero = [0.0; KEYS];
+        let (on, nt): (Vec<f32>, Vec<f32>) = (onset.concat(), note.concat());
         for f in 0..onset.len() {
-            let prev = if f > 0 { &onset[f - 1] } else { &zero };
-            let next = onset.get(f + 1).unwrap_or(&zero);
-            t.frame(f as u64, prev, &onset[f], next, &note[f], &mut out);
+            t.frame(f as u64, &on, &nt, f, &mut out);
         }
         out
     }
@@ -200,6 +208,15 @@ mod tests {
         let offs: Vec<(u64, u8)> = ev.iter().filter(|e| e.velocity == 0).map(|e| (e.frame, e.midi)).collect();
         assert_eq!(ons, vec![(5, 60), (5, 64), (12, 67)]);
         assert_eq!(offs, vec![(30, 60), (30, 64), (50, 67)]);
+    }
+
+    #[test]
+    fn short_ghost_notes_are_dropped() {
+        // An onset peak whose note lasts 2 frames (a harmonic's transient) starts nothing.
+        let (on, nt) = act(30, &[(60, 5, 7, 0.8), (48, 5, 20, 0.8)]);
+        let ev = run(&on, &nt, TrackerParams::default());
+        assert!(ev.iter().all(|e| e.midi == 69), "{ev:?}");
+        assert_eq!(ev.len(), 2);
     }
 
     #[test]
