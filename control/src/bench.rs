@@ -22,6 +22,9 @@ pub struct BenchArgs {
     pub seconds: f64,
     #[arg(long, default_value_t = 48000)]
     pub sample_rate: u32,
+    /// Also time Basic Pitch's model alone over this many 2-s windows (0: skip).
+    #[arg(long, default_value_t = 40)]
+    pub model_windows: usize,
 }
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -86,5 +89,47 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             println!("(!) {} allocations inside process calls", r.alloc_violations);
         }
     }
+    if a.model_windows > 0 {
+        bench_model(a.model_windows)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Inference cost of Basic Pitch on one thread (the worker's view): time per window, and the
+/// share of one core it takes at the node's default hop.
+fn bench_model(windows: usize) -> anyhow::Result<()> {
+    let manifest = stagebox_models::find_model("basic_pitch")?;
+    let (window, rate) = (manifest.window, manifest.sample_rate);
+    let mut model = stagebox_models::OrtModel::load(manifest)?;
+    let mut seed = 0x9e37_79b9u32;
+    let x: Vec<f32> = (0..window)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 0.2
+        })
+        .collect();
+    let mut outs = Vec::new();
+    let mut ns = Vec::with_capacity(windows);
+    for _ in 0..windows {
+        let t0 = std::time::Instant::now();
+        model.run(&x, &mut outs)?;
+        ns.push(t0.elapsed().as_nanos() as u64);
+    }
+    let s = Summary::from_ns(&ns);
+    let hop = 2048.0;
+    let per_sec = rate as f64 / hop;
+    println!();
+    println!("Basic Pitch model alone (one intra-op thread), {windows} windows of {window} samples:");
+    println!("| median (ms) | p99 (ms) | max (ms) | windows a second at hop 2048 | share of one core |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {:.1} | {:.1} | {:.1} | {per_sec:.2} | {:.0}% |",
+        s.median_us / 1e3,
+        s.p99_us / 1e3,
+        s.max_us / 1e3,
+        s.median_us / 1e6 * per_sec * 100.0
+    );
+    Ok(())
 }
