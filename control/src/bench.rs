@@ -58,6 +58,16 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         a.sample_rate,
         a.seconds
     );
+    // Play the audio thread's part: SCHED_FIFO above the inference worker, as JACK's threads are.
+    {
+        use thread_priority::*;
+        let fifo = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+        let p = ThreadPriority::Crossplatform(ThreadPriorityValue::try_from(10u8).unwrap());
+        match set_thread_priority_and_policy(thread_native_id(), p, fifo) {
+            Ok(()) => println!("(this thread runs at SCHED_FIFO 10, above the inference worker, like an audio thread)"),
+            Err(e) => println!("(SCHED_FIFO refused ({e:?}); timings include preemption by the inference worker)"),
+        }
+    }
     println!("Callback time: the graph compiled as for a live audio thread (model nodes hand windows to their");
     println!("worker and never wait). Render speed: an offline render, which waits for every model result.");
     println!();
