@@ -109,6 +109,8 @@ pub struct Bridge {
     /// The result handed out last.
     current: Option<Job>,
     pub counts: InferCounts,
+    reported: InferCounts,
+    since_report: u32,
     stop: Arc<AtomicBool>,
     worker: Option<JoinHandle<()>>,
 }
@@ -181,6 +183,8 @@ impl Bridge {
             from_worker,
             current: None,
             counts: InferCounts::default(),
+            reported: InferCounts::default(),
+            since_report: 0,
             stop,
             worker: Some(worker),
         })
@@ -192,6 +196,24 @@ impl Bridge {
     pub fn window(&self) -> usize {
         self.window
     }
+    /// Counts one engine frame; every `every` frames, sends the counters to the control side if
+    /// they changed. Audio thread.
+    #[inline]
+    pub fn report(&mut self, emit: &mut crate::node::Emit, node: u32, every: u32) {
+        self.since_report += 1;
+        if self.since_report >= every {
+            self.since_report = 0;
+            if self.counts != self.reported {
+                self.reported = self.counts;
+                emit.control(crate::msg::FromRt::Infer {
+                    gen: emit.generation(),
+                    node,
+                    counts: self.reported,
+                });
+            }
+        }
+    }
+
     /// Samples pushed so far.
     pub fn pushed(&self) -> u64 {
         self.pushed

@@ -8,8 +8,7 @@
 //! the next step (see the inference issue).
 
 use stagebox_engine::dsp::Resampler;
-use stagebox_engine::infer::{Bridge, InferBackend, InferCounts};
-use stagebox_engine::msg::FromRt;
+use stagebox_engine::infer::{Bridge, InferBackend};
 use stagebox_engine::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
 use stagebox_engine::param::ParamSpec;
 
@@ -106,8 +105,6 @@ struct BasicPitchProc {
     next_seq: u64,
     pending: Vec<Pending>,
     dropped_events: u64,
-    reported: InferCounts,
-    since_report: u32,
     report_every: u32,
 }
 
@@ -179,18 +176,7 @@ impl Processor for BasicPitchProc {
                 }
             }
             self.n += 1;
-            self.since_report += 1;
-            if self.since_report >= self.report_every {
-                self.since_report = 0;
-                if self.bridge.counts != self.reported {
-                    self.reported = self.bridge.counts;
-                    io.emit.control(FromRt::Infer {
-                        gen: io.emit.generation(),
-                        node: self.node,
-                        counts: self.reported,
-                    });
-                }
-            }
+            self.bridge.report(&mut io.emit, self.node, self.report_every);
         }
     }
 }
@@ -283,8 +269,6 @@ pub const BASIC_PITCH: NodeType = NodeType {
                 next_seq: 0,
                 pending: Vec::with_capacity(1024),
                 dropped_events: 0,
-                reported: InferCounts::default(),
-                since_report: 0,
                 report_every: (ctx.sample_rate * 0.1) as u32,
             }),
         })

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use crate::infer::{Bridge, Identity, InferBackend, InferCounts, Stall};
-use crate::msg::FromRt;
+use crate::infer::{Bridge, Identity, InferBackend, Stall};
 use crate::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
 use crate::param::ParamSpec;
 
@@ -42,8 +41,6 @@ struct InferTestProc {
     playing: Vec<f32>,
     have: bool,
     node: u32,
-    reported: InferCounts,
-    since_report: u32,
     report_every: u32,
 }
 
@@ -77,18 +74,7 @@ impl Processor for InferTestProc {
     fn process(&mut self, io: &mut ProcessIo) {
         for t in 0..io.frames {
             io.outputs[0][t] = self.tick(io.inputs[0][t]);
-            self.since_report += 1;
-            if self.since_report >= self.report_every {
-                self.since_report = 0;
-                if self.bridge.counts != self.reported {
-                    self.reported = self.bridge.counts;
-                    io.emit.control(FromRt::Infer {
-                        gen: io.emit.generation(),
-                        node: self.node,
-                        counts: self.reported,
-                    });
-                }
-            }
+            self.bridge.report(&mut io.emit, self.node, self.report_every);
         }
     }
 }
@@ -130,8 +116,6 @@ pub const INFER_TEST: NodeType = NodeType {
                 playing: vec![0.0; hop],
                 have: false,
                 node: ctx.node_index,
-                reported: InferCounts::default(),
-                since_report: 0,
                 report_every: (ctx.sample_rate * 0.1) as u32,
             }),
         })
