@@ -204,3 +204,28 @@ pub fn flute_line(sr: u32, notes: &[(f64, f64, u8)], secs: f64) -> Vec<f64> {
     }
     x
 }
+
+/// Note-ons (seconds, key) in the first track of a Standard MIDI File written at 120 BPM (as
+/// `stagebox render --midi-out` writes them).
+pub fn smf_note_ons(path: &Path) -> Vec<(f64, u8)> {
+    let bytes = std::fs::read(path).unwrap();
+    let smf = midly::Smf::parse(&bytes).unwrap();
+    let midly::Timing::Metrical(tpb) = smf.header.timing else {
+        panic!("metrical timing expected")
+    };
+    let mut t = 0u64;
+    let mut ons = Vec::new();
+    for e in &smf.tracks[0] {
+        t += e.delta.as_int() as u64;
+        if let midly::TrackEventKind::Midi {
+            message: midly::MidiMessage::NoteOn { key, vel },
+            ..
+        } = e.kind
+        {
+            if vel.as_int() > 0 {
+                ons.push((t as f64 / (tpb.as_int() as f64 * 2.0), key.as_int()));
+            }
+        }
+    }
+    ons
+}

@@ -222,25 +222,7 @@ fn transcribe_writes_the_notes_of_a_clip_as_midi_and_events() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The MIDI file holds every note at its time (within 50 ms).
-    let bytes = std::fs::read(&mid).unwrap();
-    let smf = midly::Smf::parse(&bytes).unwrap();
-    let midly::Timing::Metrical(tpb) = smf.header.timing else {
-        panic!("metrical timing expected")
-    };
-    let mut t = 0u64;
-    let mut found = Vec::new();
-    for e in &smf.tracks[0] {
-        t += e.delta.as_int() as u64;
-        if let midly::TrackEventKind::Midi {
-            message: midly::MidiMessage::NoteOn { key, vel },
-            ..
-        } = e.kind
-        {
-            if vel.as_int() > 0 {
-                found.push((t as f64 / (tpb.as_int() as f64 * 2.0), key.as_int()));
-            }
-        }
-    }
+    let found = smf_note_ons(&mid);
     for &(on, _, k) in &notes {
         assert!(
             found.iter().any(|&(s, kk)| kk == k && (s - on).abs() <= 0.05),
@@ -267,23 +249,7 @@ fn melody_writes_a_flute_like_line_as_midi() {
     // Flute-like tones (soft attack, breath noise, vibrato) at known times.
     let sr = 48000u32;
     let line: [(f64, f64, u8); 5] = [(0.3, 0.7, 72), (0.8, 1.2, 74), (1.3, 1.7, 76), (1.8, 2.4, 79), (2.6, 3.0, 84)];
-    let n = (3.3 * sr as f64) as usize;
-    let mut x = vec![0.0f64; n];
-    let mut seed = 7u32;
-    for &(on, off, k) in &line {
-        let f = 440.0 * 2f64.powf((k as f64 - 69.0) / 12.0);
-        let mut ph = 0.0;
-        for t in (on * sr as f64) as usize..((off * sr as f64) as usize).min(n) {
-            let age = t as f64 / sr as f64 - on;
-            let env = (age / 0.03).min(1.0) * ((off - on - age) / 0.02).clamp(0.0, 1.0);
-            ph += f * (1.0 + 0.004 * (2.0 * std::f64::consts::PI * 5.0 * age).sin()) / sr as f64;
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            let breath = (seed as f64 / u32::MAX as f64 - 0.5) * 0.03;
-            x[t] += env * (0.5 * (2.0 * std::f64::consts::PI * ph).sin() + 0.1 * (4.0 * std::f64::consts::PI * ph).sin() + breath);
-        }
-    }
+    let x = flute_line(sr, &line, 3.3);
     let clip: Vec<i16> = x.iter().flat_map(|v| [(v * 20000.0) as i16; 2]).collect();
     let input = d.join("flute.wav");
     write_wav_i16(&input, sr, 2, &clip);
@@ -298,22 +264,7 @@ fn melody_writes_a_flute_like_line_as_midi() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let bytes = std::fs::read(&mid).unwrap();
-    let smf = midly::Smf::parse(&bytes).unwrap();
-    let mut t = 0u64;
-    let mut ons = Vec::new();
-    for e in &smf.tracks[0] {
-        t += e.delta.as_int() as u64;
-        if let midly::TrackEventKind::Midi {
-            message: midly::MidiMessage::NoteOn { key, vel },
-            ..
-        } = e.kind
-        {
-            if vel.as_int() > 0 {
-                ons.push((t as f64 / 1920.0, key.as_int()));
-            }
-        }
-    }
+    let ons = smf_note_ons(&mid);
     let keys: Vec<u8> = ons.iter().map(|o| o.1).collect();
     assert_eq!(keys, line.iter().map(|l| l.2).collect::<Vec<_>>(), "{ons:?}");
     for (k, &(on, _, _)) in line.iter().enumerate() {
