@@ -23,7 +23,11 @@ impl Outputs {
     /// Opens what was asked for. A MIDI port that cannot be made is a warning, not an error:
     /// the engine runs on without it.
     pub fn open(midi_port: Option<&str>, osc: Option<&str>, events: Option<&Path>, sample_rate: u32) -> anyhow::Result<Outputs> {
-        let midi = midi_port.and_then(|name| match open_midi(name) {
+        let jack = stagebox_engine::backend::live::jack_server_running();
+        if midi_port.is_some() && !jack {
+            tracing::info!("no MIDI output port: it needs a JACK server, and none is running; notes still go to OSC and the event log");
+        }
+        let midi = midi_port.filter(|_| jack).and_then(|name| match open_midi(name) {
             Ok(c) => {
                 tracing::info!("MIDI out: JACK port stagebox:{name}");
                 Some(c)

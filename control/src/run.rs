@@ -385,7 +385,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                     Err(_) => tracing::warn!("set: `{value}` is not a number"),
                 },
                 ["quit"] | ["exit"] => term.store(true, Ordering::Relaxed),
-                ["status"] => eprintln!("{}", status_line(&stats, &hist, &meters)),
+                ["status"] => eprintln!("{}", status_line(&stats, &hist, &meters, notes_emitted)),
                 _ => tracing::warn!("unknown command `{line}` (commands: reload, load PATH, set NODE PARAM VALUE, status, quit)"),
             }
         }
@@ -476,7 +476,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         if show_meters && last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
-            eprintln!("{}", status_line(&stats, &hist, &meters));
+            eprintln!("{}", status_line(&stats, &hist, &meters, notes_emitted));
         }
     }
     drop(watcher);
@@ -572,9 +572,9 @@ fn fresh_engine(
     Ok((h, e))
 }
 
-fn status_line(stats: &RtStats, hist: &Histogram, meters: &BTreeMap<String, MeterState>) -> String {
+fn status_line(stats: &RtStats, hist: &Histogram, meters: &BTreeMap<String, MeterState>, notes: u64) -> String {
     let mut s = format!(
-        "callbacks {:>7}  xruns {}  cb median {:>6.1} us  max {:>7.1} us",
+        "callbacks {:>7}  xruns {}  cb median {:>6.1} us  max {:>7.1} us  notes {notes}",
         RtStats::get(&stats.callbacks),
         RtStats::get(&stats.xruns),
         hist.quantile_us(0.5),

@@ -30,6 +30,15 @@ impl Paced {
         let (mut tx, rx) = RingBuffer::<u32>::new(TIMING_CAPACITY);
         let st = stop.clone();
         let thread = std::thread::Builder::new().name("stagebox-paced-audio".into()).spawn(move || {
+            // Above the inference worker, as a device's audio thread would be; fall back quietly.
+            {
+                use thread_priority::*;
+                let fifo = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+                let p = ThreadPriority::Crossplatform(ThreadPriorityValue::try_from(10u8).unwrap_or_default());
+                if let Err(e) = set_thread_priority_and_policy(thread_native_id(), p, fifo) {
+                    tracing::debug!("paced audio thread: SCHED_FIFO refused ({e:?}); normal priority");
+                }
+            }
             let cfg = *engine.config();
             let stats = engine.stats().clone();
             let in_ch = cfg.in_channels;
