@@ -137,6 +137,36 @@ to = "out"
     // The event log holds the same notes with their times.
     let log = std::fs::read_to_string(&events).unwrap();
     assert!(log.lines().filter(|l| l.contains("\"note_on\"")).count() >= line.len() + ons2);
+    // Note-on latency in the engine's timeline (the player starts at engine time 0, so a note's
+    // true onset is its time in the clip): emitted time minus true onset, per node.
+    for (node, ch) in [("line", 1), ("poly", 2)] {
+        let mut lat: Vec<f64> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|j| j["type"] == "note_on" && j["node"] == node && j["channel"] == ch)
+            .filter_map(|j| {
+                let t = j["time_s"].as_f64().unwrap();
+                let k = j["pitch"].as_u64().unwrap() as u8;
+                line.iter()
+                    .filter(|l| l.2 == k && (t - l.0) > -0.01 && (t - l.0) < 0.5)
+                    .map(|l| t - l.0)
+                    .reduce(f64::min)
+            })
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        if !lat.is_empty() {
+            println!(
+                "live note-on latency, {node}: median {:.1} ms, max {:.1} ms over {} notes",
+                lat[lat.len() / 2] * 1e3,
+                lat[lat.len() - 1] * 1e3,
+                lat.len()
+            );
+        }
+        if node == "line" {
+            assert_eq!(lat.len(), line.len());
+            assert!(lat[lat.len() - 1] < 0.1, "melody latency {lat:?}");
+        }
+    }
     assert_eq!(s["rt_allocations"], 0);
     // Audio ran throughout (a loaded VM loses some cycles to its own stalls; see BENCHMARKS.md).
     assert!(s["callbacks"].as_u64().unwrap() > 8 * 375 * 3 / 4, "callbacks {}", s["callbacks"]);
