@@ -36,7 +36,11 @@ struct MelodyProc {
     resampler: Resampler,
     tau_min: usize,
     tau_max: usize,
+    /// Mirrored ring of the newest `span` samples: each sample is written at `pos` and
+    /// `pos + span`, so `buf[pos..pos + span]` is always the window, oldest first, in O(1).
     buf: Vec<f32>,
+    span: usize,
+    pos: usize,
     len: usize,
     since_hop: usize,
     d: Vec<f32>,
@@ -73,7 +77,7 @@ impl MelodyProc {
     fn analyse(&mut self) -> (Option<(f32, f32)>, f32) {
         // The newest WIN samples against the same span `tau` earlier: a note needs only WIN plus
         // one period of itself in the buffer to be found (the low-latency orientation).
-        let x = &self.buf[..];
+        let x = &self.buf[self.pos..self.pos + self.span];
         let n = x.len();
         let base = &x[n - WIN..];
         let rms = (base.iter().map(|v| v * v).sum::<f32>() / WIN as f32).sqrt();
@@ -228,16 +232,20 @@ impl Processor for MelodyProc {
                 let Self {
                     resampler,
                     buf,
+                    span,
+                    pos,
                     len,
                     since_hop,
                     n16,
                     ..
                 } = self;
                 resampler.push(io.inputs[0][t], |y| {
-                    // Shift-in (buf is short; keeps the window contiguous).
-                    buf.copy_within(1.., 0);
-                    let last = buf.len() - 1;
-                    buf[last] = y;
+                    buf[*pos] = y;
+                    buf[*pos + *span] = y;
+                    *pos += 1;
+                    if *pos == *span {
+                        *pos = 0;
+                    }
                     *len += 1;
                     *n16 += 1;
                     *since_hop += 1;
@@ -248,7 +256,7 @@ impl Processor for MelodyProc {
                 });
             }
             for _ in 0..hops {
-                if self.len >= self.buf.len() {
+                if self.len >= self.span {
                     self.hop();
                 }
             }
@@ -284,7 +292,9 @@ pub const MELODY: NodeType = NodeType {
                 resampler: Resampler::new(ctx.sample_rate as u32, RATE),
                 tau_min,
                 tau_max,
-                buf: vec![0.0; WIN + tau_max + 1],
+                buf: vec![0.0; 2 * (WIN + tau_max + 1)],
+                span: WIN + tau_max + 1,
+                pos: 0,
                 len: 0,
                 since_hop: 0,
                 d: vec![0.0; tau_max + 2],
