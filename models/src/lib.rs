@@ -7,6 +7,7 @@
 //! `scripts/setup_models.sh` (`.cache/onnxruntime/libonnxruntime.so`), else a clear error.
 
 pub mod basic_pitch;
+pub mod hcqt;
 pub mod tracker;
 
 use std::path::{Path, PathBuf};
@@ -41,9 +42,23 @@ pub struct Manifest {
     pub latency_frames: u32,
     pub input: Vec<TensorSpec>,
     pub output: Vec<TensorSpec>,
+    /// Other files the model needs (constants, tables), checked like the model file.
+    #[serde(default)]
+    pub data: Vec<DataFile>,
     /// The folder the manifest was read from.
     #[serde(skip)]
     pub dir: PathBuf,
+}
+
+/// A file beside the model, with its checksum.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataFile {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub about: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,22 +109,41 @@ impl Manifest {
         self.dir.join(&self.file)
     }
 
-    /// Checks the model file exists and has the manifest's sha256.
+    /// Checks the model file and its data files exist and have the manifest's sha256.
     pub fn verify(&self) -> Result<PathBuf, ModelError> {
+        for d in &self.data {
+            self.check_file(&self.dir.join(&d.file), &d.sha256)?;
+        }
         let path = self.model_path();
-        let bytes = std::fs::read(&path).map_err(|_| ModelError::MissingFile {
-            path: path.clone(),
+        self.check_file(&path, &self.sha256)?;
+        Ok(path)
+    }
+
+    /// The path of data file `name`, checked against its sha256.
+    pub fn data_path(&self, name: &str) -> Result<PathBuf, ModelError> {
+        let d = self.data.iter().find(|d| d.name == name).ok_or_else(|| ModelError::Manifest {
+            path: self.dir.join("manifest.toml"),
+            msg: format!("no data file named `{name}`"),
+        })?;
+        let path = self.dir.join(&d.file);
+        self.check_file(&path, &d.sha256)?;
+        Ok(path)
+    }
+
+    fn check_file(&self, path: &Path, sha256: &str) -> Result<(), ModelError> {
+        let bytes = std::fs::read(path).map_err(|_| ModelError::MissingFile {
+            path: path.to_path_buf(),
             hint: format!("see {}/manifest.toml for where it comes from", self.dir.display()),
         })?;
         let actual = hex(&Sha256::digest(&bytes));
-        if actual != self.sha256.to_ascii_lowercase() {
+        if actual != sha256.to_ascii_lowercase() {
             return Err(ModelError::Sha256 {
-                path,
-                expected: self.sha256.clone(),
+                path: path.to_path_buf(),
+                expected: sha256.to_string(),
                 actual,
             });
         }
-        Ok(path)
+        Ok(())
     }
 }
 
@@ -254,12 +288,19 @@ impl OrtModel {
     /// Runs one window (the whole input tensor, batch 1). Fills `outputs` in manifest order,
     /// reusing their allocations. Worker thread.
     pub fn run(&mut self, input: &[f32], outputs: &mut Vec<Vec<f32>>) -> Result<(), ModelError> {
+        let shape = self.input_shape.clone();
+        self.run_shaped(&shape, input, outputs)
+    }
+
+    /// Runs the input as a tensor of `shape` (for models with free dimensions besides the
+    /// batch). Worker thread.
+    pub fn run_shaped(&mut self, shape: &[i64], input: &[f32], outputs: &mut Vec<Vec<f32>>) -> Result<(), ModelError> {
         let name = self.manifest.name.clone();
         let oerr = |e: ort::Error| ModelError::Ort {
             model: name.clone(),
             msg: e.to_string(),
         };
-        let tensor = ort::value::Tensor::from_array((self.input_shape.clone(), input.to_vec())).map_err(oerr)?;
+        let tensor = ort::value::Tensor::from_array((shape.to_vec(), input.to_vec())).map_err(oerr)?;
         let result = self.session.run(ort::inputs![tensor]).map_err(oerr)?;
         outputs.resize_with(self.manifest.output.len(), Vec::new);
         for (k, spec) in self.manifest.output.iter().enumerate() {
