@@ -22,8 +22,10 @@ pub struct BenchArgs {
     pub seconds: f64,
     #[arg(long, default_value_t = 48000)]
     pub sample_rate: u32,
-    /// Also time Basic Pitch's model alone over this many 2-s windows (0: skip).
-    #[arg(long, default_value_t = 40)]
+    /// Also time Basic Pitch on the inference worker's side: the whole model over this many
+    /// 2-s windows (the sliding-window baseline), and the streaming transcriber (front end +
+    /// CNN on a short context + tracker) over as many seconds of audio per setting (0: skip).
+    #[arg(long, default_value_t = 20)]
     pub model_windows: usize,
 }
 
@@ -105,21 +107,25 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Inference cost of Basic Pitch on one thread (the worker's view): time per window, and the
-/// share of one core it takes at the node's default hop.
+/// Inference cost of Basic Pitch on one thread (the worker's view): the whole model per 2-s
+/// window (the sliding-window baseline), and the streaming transcriber per hop, with the share
+/// of one core each takes.
 fn bench_model(windows: usize) -> anyhow::Result<()> {
+    let mut seed = 0x9e37_79b9u32;
+    let mut noise = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                (seed as f32 / u32::MAX as f32 - 0.5) * 0.2
+            })
+            .collect()
+    };
     let manifest = stagebox_models::find_model("basic_pitch")?;
     let (window, rate) = (manifest.window, manifest.sample_rate);
     let mut model = stagebox_models::OrtModel::load(manifest)?;
-    let mut seed = 0x9e37_79b9u32;
-    let x: Vec<f32> = (0..window)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed as f32 / u32::MAX as f32 - 0.5) * 0.2
-        })
-        .collect();
+    let x = noise(window);
     let mut outs = Vec::new();
     let mut ns = Vec::with_capacity(windows);
     for _ in 0..windows {
@@ -128,18 +134,41 @@ fn bench_model(windows: usize) -> anyhow::Result<()> {
         ns.push(t0.elapsed().as_nanos() as u64);
     }
     let s = Summary::from_ns(&ns);
-    let hop = 2048.0;
-    let per_sec = rate as f64 / hop;
+    let per_sec = rate as f64 / 2048.0;
     println!();
-    println!("Basic Pitch model alone (one intra-op thread), {windows} windows of {window} samples:");
-    println!("| median (ms) | p99 (ms) | max (ms) | windows a second at hop 2048 | share of one core |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!("Basic Pitch on the inference worker (one intra-op thread):");
+    println!("| how | per run: median (ms) | p99 (ms) | max (ms) | runs a second | share of one core |");
+    println!("|---|---:|---:|---:|---:|---:|");
     println!(
-        "| {:.1} | {:.1} | {:.1} | {per_sec:.2} | {:.0}% |",
+        "| whole model, 2-s window every 2048 samples (sliding-window baseline) | {:.2} | {:.2} | {:.2} | {per_sec:.1} | {:.1}% |",
         s.median_us / 1e3,
         s.p99_us / 1e3,
         s.max_us / 1e3,
-        s.median_us / 1e6 * per_sec * 100.0
+        s.mean_us / 1e6 * per_sec * 100.0
     );
+    let audio = noise(windows * rate as usize);
+    for (hop, look) in [(1, 4), (2, 4), (4, 4), (4, 3), (8, 4)] {
+        let mut tr = stagebox_models::basic_pitch::Transcriber::load(hop, look, Default::default())?;
+        let mut events = Vec::new();
+        let mut ns = Vec::new();
+        for x in audio.chunks_exact(hop * 256) {
+            events.clear();
+            let t0 = std::time::Instant::now();
+            tr.push_hop(x, &mut events)?;
+            ns.push(t0.elapsed().as_nanos() as u64);
+        }
+        let s = Summary::from_ns(&ns);
+        let per_sec = rate as f64 / (hop * 256) as f64;
+        println!(
+            "| streaming, hop {hop} frames, lookahead {look} (context {} frames): front end {:.2} ms + CNN {:.2} ms a run | {:.2} | {:.2} | {:.2} | {per_sec:.1} | {:.1}% |",
+            stagebox_models::basic_pitch::CONTEXT_FRAMES + hop + look,
+            tr.front_end_ns as f64 / ns.len() as f64 / 1e6,
+            tr.cnn_ns as f64 / ns.len() as f64 / 1e6,
+            s.median_us / 1e3,
+            s.p99_us / 1e3,
+            s.max_us / 1e3,
+            s.mean_us / 1e6 * per_sec * 100.0
+        );
+    }
     Ok(())
 }

@@ -120,6 +120,24 @@ impl Tracker {
         }
     }
 
+    /// Whether key `k` (0 = MIDI 21) is sounding.
+    pub fn is_active(&self, k: usize) -> bool {
+        self.keys[k].active
+    }
+
+    /// Marks key `k` sounding from `frame` without an event (a glide carried into it: the
+    /// note is already sounding under another key).
+    pub fn carry_on(&mut self, k: usize, frame: u64) {
+        if !self.keys[k].active {
+            self.keys[k] = Key {
+                active: true,
+                start: frame,
+                below: 0,
+                last_above: frame,
+            };
+        }
+    }
+
     /// Ends every sounding note at `frame`.
     pub fn all_off(&mut self, frame: u64, out: &mut Vec<NoteEvent>) {
         for (k, key) in self.keys.iter_mut().enumerate() {

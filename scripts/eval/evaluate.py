@@ -9,6 +9,10 @@ Note-on latency is when each correctly found note was emitted minus its true ons
 timeline). Single lines also get raw pitch accuracy (50 cents) from notes plus pitch bends.
 
     .cache/eval-venv/bin/python scripts/eval/evaluate.py [SET] [STAGEBOX]  > results.md
+
+EVAL_SYSTEMS (comma separated: basic_pitch, offline, melody; default all) picks what runs;
+EVAL_PATCH replaces patches/transcribe.toml (to compare settings). Offline Basic Pitch's notes
+are cached per clip in SET/offline-bp/ (delete it to recompute).
 """
 import json
 import os
@@ -57,9 +61,15 @@ def stagebox_notes(wav, patch, tmp):
 
 
 def basic_pitch_notes(wav):
+    cache = os.path.join(SET, "offline-bp", os.path.basename(wav) + ".json")
+    if os.path.exists(cache):
+        return [tuple(n) for n in json.load(open(cache))]
     from basic_pitch.inference import predict
     _, _, events = predict(wav, NMP)
-    return sorted((s, e, p, None) for s, e, p, *_ in events)
+    notes = sorted((float(s), float(e), int(p), None) for s, e, p, *_ in events)
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    json.dump(notes, open(cache, "w"))
+    return notes
 
 
 def score(ref, est):
@@ -105,14 +115,18 @@ def raw_pitch_accuracy(ref, est, bends):
 def main():
     index = json.load(open(os.path.join(SET, "index.json")))
     rows = []
+    systems = os.environ.get("EVAL_SYSTEMS", "basic_pitch,offline,melody").split(",")
+    patch = os.environ.get("EVAL_PATCH", "patches/transcribe.toml")
     with tempfile.TemporaryDirectory() as tmp:
         for clip in index:
             ref = [tuple(n) for n in clip["notes"]]
             dur = max(e for _, e, _ in ref)
-            est, _, wall = stagebox_notes(clip["wav"], "patches/transcribe.toml", tmp)
-            rows.append(dict(clip, system="stagebox basic_pitch", audio_s=dur, wall=wall, **score(ref, est)))
-            rows.append(dict(clip, system="offline Basic Pitch", audio_s=dur, wall=None, **score(ref, basic_pitch_notes(clip["wav"]))))
-            if clip["kind"] == "single":
+            if "basic_pitch" in systems:
+                est, _, wall = stagebox_notes(clip["wav"], patch, tmp)
+                rows.append(dict(clip, system="stagebox basic_pitch", audio_s=dur, wall=wall, **score(ref, est)))
+            if "offline" in systems:
+                rows.append(dict(clip, system="offline Basic Pitch", audio_s=dur, wall=None, **score(ref, basic_pitch_notes(clip["wav"]))))
+            if "melody" in systems and clip["kind"] == "single":
                 est, bends, wall = stagebox_notes(clip["wav"], "patches/melody.toml", tmp)
                 r = dict(clip, system="stagebox melody", audio_s=dur, wall=wall, **score(ref, est))
                 r["rpa"] = raw_pitch_accuracy(ref, est, bends)

@@ -275,15 +275,18 @@ fn melody_writes_a_flute_like_line_as_midi() {
 #[test]
 fn a_missing_or_damaged_model_bypasses_its_node_and_the_engine_goes_on() {
     let d = tmp("nomodel");
-    // Missing: an empty models folder. Damaged: a copy of Basic Pitch with one byte changed.
+    // Missing: an empty models folder. Damaged: a copy of the streaming Basic Pitch with one
+    // byte of the model changed.
     let empty = d.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let damaged = d.join("damaged/basic_pitch");
+    let damaged = d.join("damaged/basic_pitch_stream");
     std::fs::create_dir_all(&damaged).unwrap();
-    std::fs::copy(root().join("models/basic_pitch/manifest.toml"), damaged.join("manifest.toml")).unwrap();
-    let mut model = std::fs::read(root().join("models/basic_pitch/nmp.onnx")).unwrap();
+    for f in ["manifest.toml", "frontend.bin"] {
+        std::fs::copy(root().join("models/basic_pitch_stream").join(f), damaged.join(f)).unwrap();
+    }
+    let mut model = std::fs::read(root().join("models/basic_pitch_stream/nmp_cnn.onnx")).unwrap();
     model[1000] ^= 0xff;
-    std::fs::write(damaged.join("nmp.onnx"), model).unwrap();
+    std::fs::write(damaged.join("nmp_cnn.onnx"), model).unwrap();
     for (dir, why) in [(empty.clone(), "is missing"), (d.join("damaged"), "sha256")] {
         let out = stagebox()
             .args([

@@ -39,6 +39,8 @@ struct Voice {
     env: f32,
     age: u64,
     held_by_pedal: bool,
+    /// MIDI channel (0-15) that started it: pitch bend is per channel, so MPE notes bend alone.
+    ch: u8,
 }
 
 struct SynthProc {
@@ -50,7 +52,9 @@ struct SynthProc {
     sustain: f32,
     release_ms: f32,
     channel: u8,
-    bend: f32,
+    /// Pitch bend per MIDI channel (-1..1) and its frequency ratio.
+    bend: [f32; 16],
+    bend_mul: [f64; 16],
     bend_range: f32,
     pedal: bool,
     clock: u64,
@@ -67,7 +71,11 @@ fn rate(ms: f32, sr: f32) -> f32 {
 }
 
 impl SynthProc {
-    fn note_on(&mut self, note: u8, vel: u8) {
+    fn update_bend(&mut self, ch: usize) {
+        self.bend_mul[ch] = (2.0f64).powf((self.bend[ch] * self.bend_range) as f64 / 12.0);
+    }
+
+    fn note_on(&mut self, ch: u8, note: u8, vel: u8) {
         self.clock += 1;
         let idx = match self.voices.iter().position(|v| v.stage == Stage::Off) {
             Some(i) => i,
@@ -90,13 +98,14 @@ impl SynthProc {
             env: if retrigger { v.env } else { 0.0 },
             age: self.clock,
             held_by_pedal: false,
+            ch,
         };
     }
-    fn note_off(&mut self, note: u8) {
+    fn note_off(&mut self, ch: u8, note: u8) {
         for v in self
             .voices
             .iter_mut()
-            .filter(|v| v.note == note && matches!(v.stage, Stage::Attack | Stage::Decay | Stage::Sustain))
+            .filter(|v| v.note == note && v.ch == ch && matches!(v.stage, Stage::Attack | Stage::Decay | Stage::Sustain))
         {
             if self.pedal {
                 v.held_by_pedal = true;
@@ -117,7 +126,12 @@ impl Processor for SynthProc {
                 3 => self.decay_ms = value,
                 4 => self.sustain = value,
                 5 => self.release_ms = value,
-                9 => self.bend_range = value,
+                9 => {
+                    self.bend_range = value;
+                    for ch in 0..16 {
+                        self.update_bend(ch);
+                    }
+                }
                 _ => {}
             },
             EventKind::Midi([status, d1, d2]) => {
@@ -126,9 +140,12 @@ impl Processor for SynthProc {
                     return;
                 }
                 match status & 0xf0 {
-                    0x90 if d2 > 0 => self.note_on(d1 & 0x7f, d2 & 0x7f),
-                    0x80 | 0x90 => self.note_off(d1 & 0x7f),
-                    0xe0 => self.bend = (((d2 as i32) << 7 | d1 as i32) - 8192) as f32 / 8192.0,
+                    0x90 if d2 > 0 => self.note_on(ch, d1 & 0x7f, d2 & 0x7f),
+                    0x80 | 0x90 => self.note_off(ch, d1 & 0x7f),
+                    0xe0 => {
+                        self.bend[ch as usize] = ((((d2 & 0x7f) as i32) << 7 | (d1 & 0x7f) as i32) - 8192) as f32 / 8192.0;
+                        self.update_bend(ch as usize);
+                    }
                     0xb0 if d1 == 64 => {
                         self.pedal = d2 >= 64;
                         if !self.pedal {
@@ -152,7 +169,6 @@ impl Processor for SynthProc {
     fn process(&mut self, io: &mut ProcessIo) {
         let sr = self.sr;
         let (ra, rd, rr) = (rate(self.attack_ms, sr), rate(self.decay_ms, sr), rate(self.release_ms, sr));
-        let bend = (2.0f32).powf(self.bend * self.bend_range / 12.0) as f64;
         for t in 0..io.frames {
             let mut y = 0.0f32;
             for v in self.voices.iter_mut() {
@@ -182,7 +198,7 @@ impl Processor for SynthProc {
                         }
                     }
                 }
-                let hz = v.hz * bend;
+                let hz = v.hz * self.bend_mul[v.ch as usize];
                 let dt = hz / sr as f64;
                 y += wave(self.waveform, v.phase, dt, &mut self.noise) * v.env * v.vel;
                 v.phase += dt;
@@ -213,6 +229,7 @@ pub const SYNTH: NodeType = NodeType {
             env: 0.0,
             age: 0,
             held_by_pedal: false,
+            ch: 0,
         };
         Ok(Built {
             info: NodeInfo {
@@ -229,7 +246,8 @@ pub const SYNTH: NodeType = NodeType {
                 sustain: p.f32("sustain"),
                 release_ms: p.f32("release_ms"),
                 channel: p.usize("midi_channel") as u8,
-                bend: 0.0,
+                bend: [0.0; 16],
+                bend_mul: [1.0; 16],
                 bend_range: p.f32("bend_range"),
                 pedal: false,
                 clock: 0,
