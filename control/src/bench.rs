@@ -157,6 +157,8 @@ fn bench_model(windows: usize) -> anyhow::Result<()> {
             tr.push_hop(x, &mut events)?;
             ns.push(t0.elapsed().as_nanos() as u64);
         }
+        let slowest = ns.iter().enumerate().max_by_key(|(_, &v)| v).map(|(i, _)| i).unwrap_or(0);
+        tracing::debug!("hop {hop}: slowest run is number {slowest} of {}", ns.len());
         let s = Summary::from_ns(&ns);
         let per_sec = rate as f64 / (hop * 256) as f64;
         println!(

@@ -36,6 +36,14 @@ const BEND_DEAD_ZONE: f32 = 0.25;
 const PARAMS: &[ParamSpec] = &[
     ParamSpec::float("onset_threshold", 0.05, 0.95, 0.5, "", "onset activation that starts a note"),
     ParamSpec::float("frame_threshold", 0.05, 0.95, 0.3, "", "note activation that keeps a note sounding"),
+    ParamSpec::float(
+        "swell_level",
+        0.0,
+        0.95,
+        0.6,
+        "",
+        "note activation that starts a note without an onset (slow attacks: bowed strings, voice); 0 = onsets only",
+    ),
     ParamSpec::int(
         "hop_frames",
         1,
@@ -651,6 +659,7 @@ pub const BASIC_PITCH: NodeType = NodeType {
             frame_threshold: p.f32("frame_threshold"),
             // The frames after an onset that the lookahead already holds.
             sustain_frames: look.min(3),
+            swell_level: p.f32("swell_level"),
             ..Default::default()
         };
         // Running: a model that cannot load bypasses the node (no notes) and the engine goes on.

@@ -19,6 +19,10 @@ pub struct TrackerParams {
     /// frame threshold for the note to start: short ghosts (harmonics, transients) are dropped
     /// without waiting any longer.
     pub sustain_frames: usize,
+    /// A note may also start without an onset peak when its note activation rises through
+    /// this level (and the lookahead sustains it): slow attacks (bowed strings, voice) whose
+    /// onset activation stays low. 0 = only onset peaks start notes.
+    pub swell_level: f32,
 }
 
 impl Default for TrackerParams {
@@ -29,6 +33,7 @@ impl Default for TrackerParams {
             min_frames: 6,
             off_frames: 2,
             sustain_frames: 3,
+            swell_level: 0.0,
         }
     }
 }
@@ -104,7 +109,9 @@ impl Tracker {
                     });
                     key.start = frame;
                 }
-            } else if peak && sustained && nt.max(on) >= p.frame_threshold {
+            } else if (peak && sustained && nt.max(on) >= p.frame_threshold)
+                || (p.swell_level > 0.0 && sustained && nt >= p.swell_level && j > 0 && at(note, j - 1, k) < p.swell_level)
+            {
                 *key = Key {
                     active: true,
                     start: frame,
@@ -253,5 +260,28 @@ mod tests {
         let ev = run(&on, &nt, TrackerParams::default());
         let kinds: Vec<(u64, u8)> = ev.iter().map(|e| (e.frame, e.velocity)).collect();
         assert_eq!(kinds, vec![(5, 102), (20, 0), (20, 114), (40, 0)]);
+    }
+
+    #[test]
+    fn a_swelling_note_without_an_onset_starts_only_when_swells_are_on() {
+        // A bowed note: no onset peak, the note activation rising slowly to 0.8.
+        let frames = 40;
+        let on = vec![[0.0; KEYS]; frames];
+        let mut nt = vec![[0.0; KEYS]; frames];
+        for (f, row) in nt.iter_mut().enumerate().take(30).skip(5) {
+            row[40] = (0.1 * (f - 4) as f32).min(0.8);
+        }
+        assert!(run(&on, &nt, TrackerParams::default()).is_empty());
+        let ev = run(
+            &on,
+            &nt,
+            TrackerParams {
+                swell_level: 0.6,
+                ..Default::default()
+            },
+        );
+        // Starts where it crosses 0.6 (frame 10), ends after its last frame (29).
+        let kinds: Vec<(u64, u8, bool)> = ev.iter().map(|e| (e.frame, e.midi, e.velocity > 0)).collect();
+        assert_eq!(kinds, vec![(10, 61, true), (30, 61, false)]);
     }
 }

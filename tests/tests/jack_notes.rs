@@ -36,6 +36,7 @@ type = "melody"
 [[node]]
 id = "poly"
 type = "basic_pitch"
+mpe = false
 midi_channel = 2
 [[node]]
 id = "out"
