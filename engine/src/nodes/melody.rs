@@ -13,6 +13,14 @@ const HOP: usize = 64;
 const WIN: usize = 192;
 /// A whole fraction of the period found wins when it dips under this times the threshold.
 const SUBHARMONIC: f32 = 1.0;
+/// Hops of level history (256 ms) kept to find where a note's attack began.
+const LEVELS: usize = 64;
+/// A sounding note is followed down to this fraction of the gate (-15 dB), and through YIN
+/// dips this much above the threshold (decays of plucked and struck strings).
+const HOLD_GATE: f32 = 0.18;
+const HOLD_THRESHOLD: f32 = 1.6;
+/// A level jump (over 16 ms) that strikes the sounding note again.
+const RESTRIKE: f32 = 2.5;
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec::float("min_hz", 30.0, 1000.0, 60.0, "Hz", "lowest pitch tracked"),
@@ -61,7 +69,15 @@ struct MelodyProc {
     cand_first: u64,
     unvoiced: u32,
     last_bend: i32,
+    /// The bend the receiver holds (the last one sent).
+    sent_bend: i32,
     rms_hist: [f32; 4],
+    /// Level of each of the last `LEVELS` hops (ring by hop number: hop h is at 16 kHz time
+    /// h * HOP) and one past the newest hop's number.
+    levels: [f32; LEVELS],
+    /// Pitch heard at each of those hops (NaN: none).
+    pitches: [f32; LEVELS],
+    hops_done: u64,
     active_hops: u32,
     /// Last hop (16 kHz time) that still heard the sounding note clearly, or silence.
     last_held16: u64,
@@ -73,16 +89,17 @@ struct MelodyProc {
 }
 
 impl MelodyProc {
-    /// Pitch (fractional MIDI) and level of the newest window, or None if unvoiced.
-    fn analyse(&mut self) -> (Option<(f32, f32)>, f32) {
+    /// Level of the newest window, and (when it is at least `gate`) its YIN difference
+    /// function in `self.d`, ready for `pick`.
+    fn analyse(&mut self, gate: f32) -> (bool, f32) {
         // The newest WIN samples against the same span `tau` earlier: a note needs only WIN plus
         // one period of itself in the buffer to be found (the low-latency orientation).
         let x = &self.buf[self.pos..self.pos + self.span];
         let n = x.len();
         let base = &x[n - WIN..];
         let rms = (base.iter().map(|v| v * v).sum::<f32>() / WIN as f32).sqrt();
-        if rms < self.gate {
-            return (None, rms);
+        if rms < gate {
+            return (false, rms);
         }
         self.d[0] = 0.0;
         for tau in 1..=self.tau_max {
@@ -94,25 +111,28 @@ impl MelodyProc {
             }
             self.d[tau] = s;
         }
-        // Cumulative mean normalised difference, first dip under the threshold.
         let mut running = 0.0f32;
-        let mut found = None;
         for tau in 1..=self.tau_max {
             running += self.d[tau];
-            let dn = if running > 0.0 { self.d[tau] * tau as f32 / running } else { 1.0 };
-            self.d[tau] = dn;
-            if found.is_none() && tau >= self.tau_min + 1 && self.d[tau - 1] < self.threshold && dn >= self.d[tau - 1] {
-                found = Some(tau - 1);
-            }
+            self.d[tau] = if running > 0.0 { self.d[tau] * tau as f32 / running } else { 1.0 };
         }
-        let Some(mut t) = found else { return (None, rms) };
+        (true, rms)
+    }
+
+    /// Pitch (fractional MIDI) and aperiodicity from the difference function, or None if
+    /// unvoiced at `threshold`.
+    fn pick(&self, threshold: f32) -> Option<(f32, f32)> {
+        // Cumulative mean normalised difference: the first dip under the threshold.
+        let found = (self.tau_min + 1..=self.tau_max).find(|&tau| self.d[tau - 1] < threshold && self.d[tau] >= self.d[tau - 1]);
+        let Some(t) = found.map(|t| t - 1) else { return None };
+        let mut t = t;
         // Octave-down errors: if a period a whole fraction of the one found dips almost as low,
         // the shorter one is the pitch.
         for m in (2..=8).rev() {
             let tm = (t as f32 / m as f32).round() as usize;
             if tm > self.tau_min && tm < t {
                 let lo = (tm - 1..=tm + 1).map(|k| self.d[k]).fold(f32::INFINITY, f32::min);
-                if lo < self.threshold * SUBHARMONIC && lo < self.d[t] + 0.05 {
+                if lo < threshold * SUBHARMONIC && lo < self.d[t] + 0.05 {
                     let k = (tm - 1..=tm + 1).min_by(|a, b| self.d[*a].total_cmp(&self.d[*b])).unwrap();
                     t = k;
                     break;
@@ -120,7 +140,7 @@ impl MelodyProc {
             }
         }
         if t < 2 || t >= self.tau_max {
-            return (None, rms);
+            return None;
         }
         // Parabolic interpolation around the minimum.
         let (a, b, c) = (self.d[t - 1], self.d[t], self.d[(t + 1).min(self.tau_max)]);
@@ -128,7 +148,62 @@ impl MelodyProc {
         let shift = if den.abs() > 1e-9 { 0.5 * (a - c) / den } else { 0.0 };
         let period = t as f32 + shift.clamp(-1.0, 1.0);
         let hz = RATE as f32 / period;
-        (Some((69.0 + 12.0 * (hz / 440.0).log2(), b)), rms)
+        Some((69.0 + 12.0 * (hz / 440.0).log2(), b))
+    }
+
+    /// Where the attack of a note confirmed now began (16 kHz time): a slow attack (bowed,
+    /// blown, sung) is heard as a pitch only well after its sound starts rising. Looks back from
+    /// `first` (when the pitch was first heard) up to 160 ms for the quietest hop; if the level
+    /// has risen 12 dB or more since, the attack began where it first rose 6 dB above that.
+    fn attack_start(&self, first: u64, now_rms: f32) -> u64 {
+        let first_hop = first / HOP as u64;
+        let newest = self.hops_done.saturating_sub(1);
+        let oldest = newest.saturating_sub(LEVELS as u64 - 1).max(first_hop.saturating_sub(40));
+        if first_hop <= oldest || first_hop > newest {
+            return first;
+        }
+        let level = |h: u64| self.levels[(h % LEVELS as u64) as usize];
+        let (mut lo_hop, mut lo) = (first_hop, level(first_hop));
+        for h in oldest..=first_hop {
+            if level(h) < lo {
+                (lo_hop, lo) = (h, level(h));
+            }
+        }
+        if now_rms < 4.0 * lo.max(1e-5) {
+            return first;
+        }
+        let rise = (lo_hop..=first_hop).find(|&h| level(h) > 2.0 * lo.max(1e-5)).unwrap_or(first_hop);
+        // A hop's level is that of the window ending at it: the rise sits half a window back.
+        (rise * HOP as u64).saturating_sub((WIN / 2) as u64).min(first)
+    }
+
+    /// Where a legato change from note `old` to note `new` began (16 kHz time): wind, voice and
+    /// bowed strings glide from one pitch to the next, and the new note is only heard as itself
+    /// at the end of the glide. Walks back from `first` (at most 100 ms) over the hops whose
+    /// pitch lies between the two notes, away from the old one; the change began at the first.
+    fn glide_start(&self, first: u64, old: u8, new: u8) -> u64 {
+        let newest = self.hops_done.saturating_sub(1);
+        let mut h = (first / HOP as u64).min(newest);
+        let limit = h.saturating_sub(25).max(newest.saturating_sub(LEVELS as u64 - 1));
+        let (lo, hi) = if new > old {
+            (old as f32 + 0.15, new as f32 + 0.5)
+        } else {
+            (new as f32 - 0.5, old as f32 - 0.15)
+        };
+        let mut start = None;
+        while h > limit {
+            let p = self.pitches[(h % LEVELS as u64) as usize];
+            if !(p > lo && p < hi) {
+                break;
+            }
+            start = Some(h);
+            h -= 1;
+        }
+        match start {
+            // The hop's window ends at its time: the change sits half a window back.
+            Some(h) => (h * HOP as u64).saturating_sub((WIN / 2) as u64).min(first),
+            None => first,
+        }
     }
 
     fn push_event(&mut self, msg: [u8; 3], origin16: u64) {
@@ -139,7 +214,27 @@ impl MelodyProc {
     }
 
     fn hop(&mut self) {
-        let (pitch, rms) = self.analyse();
+        let gate = if self.active.is_some() { self.gate * HOLD_GATE } else { self.gate };
+        let (voiced, rms) = self.analyse(gate);
+        let strict = if voiced && rms >= self.gate {
+            self.pick(self.threshold)
+        } else {
+            None
+        };
+        let pitch = match (strict, self.active) {
+            // A sounding note is followed further down its decay and through rougher periods,
+            // as long as the pitch stays its own.
+            (None, Some(a)) if voiced => self
+                .pick(self.threshold * HOLD_THRESHOLD)
+                .filter(|&(f, _)| (f - a as f32).abs() < 0.8),
+            (p, _) => p,
+        };
+        // Hop number h is the hop at 16 kHz time h * HOP.
+        let h = self.n16 / HOP as u64;
+        self.levels[(h % LEVELS as u64) as usize] = rms;
+        self.pitches[(h % LEVELS as u64) as usize] = pitch.map_or(f32::NAN, |(f, _)| f);
+        self.hops_done = h + 1;
+
         let ch = self.channel - 1;
         let now16 = self.n16;
         // Level jump: a new stroke of the same note.
@@ -181,24 +276,51 @@ impl MelodyProc {
                     self.candidate = Some(k);
                     self.cand_count = centred as u32;
                     // The note began after the last hop that still heard the old state (the
-                    // previous note, or silence), and no later than this window's span.
-                    self.cand_first = (self.last_held16 + HOP as u64).min(now16.saturating_sub((WIN / 2) as u64));
+                    // previous note, or silence): between that hop and the next, each of which
+                    // reads a window ending at its time, so half a window earlier; and no later
+                    // than this window's centre.
+                    self.cand_first = (self.last_held16 + (HOP / 2) as u64)
+                        .saturating_sub((WIN / 2) as u64)
+                        .min(now16.saturating_sub((WIN / 2) as u64));
                 }
                 self.active_hops += 1;
-                let restrike = self.active == Some(k) && self.active_hops >= 8 && rms > 2.5 * prev_rms && prev_rms > 0.0;
+                // (Only on the note's own pitch: the attack of the next note in a legato line also raises
+                // the level while the old pitch still reads.)
+                let restrike = self.active == Some(k)
+                    && (p - k as f32).abs() < 0.3
+                    && self.active_hops >= 8
+                    && rms > RESTRIKE * prev_rms
+                    && prev_rms > 0.0;
                 // A new note a whole-number ratio below the last (YIN's commonest error: a period
                 // multiple) must hold twice as long.
                 let reference = self.active.unwrap_or(self.last_note) as f32;
                 let ratio = 2f32.powf((reference - k as f32) / 12.0);
                 let subharmonic = self.last_note != 0 && ratio > 1.9 && (1200.0 * (ratio / ratio.round()).log2()).abs() < 35.0;
-                let needed = if subharmonic { 2 * self.confirm } else { self.confirm };
+                // A leap of more than an octave (rare in a single line; a transition's blend or a
+                // period multiple reads so) must hold three times as long; both, four times.
+                let leap = self.last_note != 0 && (k as f32 - reference).abs() > 12.0;
+                let needed = self.confirm * (1 + 2 * leap as u32 + subharmonic as u32);
                 if self.cand_count >= needed && (self.active != Some(k) || restrike) {
                     if let Some(old) = self.active {
                         self.push_event([0x80 | ch, old, 0], now16);
                     }
                     let db = 20.0 * rms.max(1e-6).log10();
                     let vel = ((db + 50.0) / 44.0 * 107.0 + 20.0).clamp(1.0, 127.0) as u8;
-                    self.push_event([0x90 | ch, k, vel], if restrike { now16 } else { self.cand_first });
+                    if self.sent_bend != 0 {
+                        // The receiver still holds the last note's bend: centre it first.
+                        self.push_event([0xe0 | ch, 0, 64], now16);
+                        self.sent_bend = 0;
+                    }
+                    let onset = if restrike {
+                        now16
+                    } else {
+                        let first = self.attack_start(self.cand_first, rms);
+                        match self.active {
+                            Some(old) => first.min(self.glide_start(first, old, k)),
+                            None => first,
+                        }
+                    };
+                    self.push_event([0x90 | ch, k, vel], onset);
                     self.active = Some(k);
                     self.last_note = k;
                     self.active_hops = 0;
@@ -215,6 +337,7 @@ impl MelodyProc {
                             let v = (bend + 8192).clamp(0, 16383) as u16;
                             self.push_event([0xe0 | ch, (v & 0x7f) as u8, (v >> 7) as u8], now16);
                             self.last_bend = bend;
+                            self.sent_bend = bend;
                         }
                     }
                 }
@@ -313,7 +436,11 @@ pub const MELODY: NodeType = NodeType {
                 cand_first: 0,
                 unvoiced: 0,
                 last_bend: 0,
+                sent_bend: 0,
                 rms_hist: [0.0; 4],
+                levels: [0.0; LEVELS],
+                pitches: [f32::NAN; LEVELS],
+                hops_done: 0,
                 active_hops: 0,
                 last_held16: 0,
                 last_note: 0,
