@@ -296,9 +296,10 @@ impl MelodyProc {
                 let reference = self.active.unwrap_or(self.last_note) as f32;
                 let ratio = 2f32.powf((reference - k as f32) / 12.0);
                 let subharmonic = self.last_note != 0 && ratio > 1.9 && (1200.0 * (ratio / ratio.round()).log2()).abs() < 35.0;
-                // A leap of more than an octave (rare in a single line; a transition's blend or a
-                // period multiple reads so) must hold three times as long; both, four times.
-                let leap = self.last_note != 0 && (k as f32 - reference).abs() > 12.0;
+                // A leap of more than an octave straight out of a sounding note (rare in a
+                // single line; a transition's blend or a period multiple reads so) must hold three
+                // times as long; both, four times. After a rest, any leap is a new phrase.
+                let leap = self.active.is_some() && (k as f32 - reference).abs() > 12.0;
                 let needed = self.confirm * (1 + 2 * leap as u32 + subharmonic as u32);
                 if self.cand_count >= needed && (self.active != Some(k) || restrike) {
                     if let Some(old) = self.active {
