@@ -15,9 +15,9 @@ const WIN: usize = 192;
 const SUBHARMONIC: f32 = 1.0;
 /// Hops of level history (256 ms) kept to find where a note's attack began.
 const LEVELS: usize = 64;
-/// A sounding note is followed down to this fraction of the gate (-15 dB), and through YIN
+/// A sounding note is followed down to this fraction of the gate (-25 dB), and through YIN
 /// dips this much above the threshold (decays of plucked and struck strings).
-const HOLD_GATE: f32 = 0.18;
+const HOLD_GATE: f32 = 0.056;
 const HOLD_THRESHOLD: f32 = 1.6;
 /// A level jump (over 16 ms) that strikes the sounding note again.
 const RESTRIKE: f32 = 2.5;
