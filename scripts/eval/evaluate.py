@@ -11,7 +11,8 @@ timeline). Single lines also get raw pitch accuracy (50 cents) from notes plus p
     .cache/eval-venv/bin/python scripts/eval/evaluate.py [SET] [STAGEBOX]  > results.md
 
 EVAL_SYSTEMS (comma separated: basic_pitch, offline, melody; default all) picks what runs;
-EVAL_PATCH replaces patches/transcribe.toml (to compare settings). Offline Basic Pitch's notes
+EVAL_PATCH replaces patches/transcribe.toml and EVAL_MELODY_PATCH patches/melody.toml (to
+compare settings). Offline Basic Pitch's notes
 are cached per clip in SET/offline-bp/ (delete it to recompute).
 """
 import json
@@ -117,6 +118,7 @@ def main():
     rows = []
     systems = os.environ.get("EVAL_SYSTEMS", "basic_pitch,offline,melody").split(",")
     patch = os.environ.get("EVAL_PATCH", "patches/transcribe.toml")
+    melody_patch = os.environ.get("EVAL_MELODY_PATCH", "patches/melody.toml")
     with tempfile.TemporaryDirectory() as tmp:
         for clip in index:
             ref = [tuple(n) for n in clip["notes"]]
@@ -127,7 +129,7 @@ def main():
             if "offline" in systems:
                 rows.append(dict(clip, system="offline Basic Pitch", audio_s=dur, wall=None, **score(ref, basic_pitch_notes(clip["wav"]))))
             if "melody" in systems and clip["kind"] == "single":
-                est, bends, wall = stagebox_notes(clip["wav"], "patches/melody.toml", tmp)
+                est, bends, wall = stagebox_notes(clip["wav"], melody_patch, tmp)
                 r = dict(clip, system="stagebox melody", audio_s=dur, wall=wall, **score(ref, est))
                 r["rpa"] = raw_pitch_accuracy(ref, est, bends)
                 rows.append(r)
