@@ -5,6 +5,7 @@
 mod bench;
 mod events;
 mod histogram;
+mod osc;
 mod outputs;
 mod render;
 mod run;

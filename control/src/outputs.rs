@@ -74,40 +74,7 @@ impl Outputs {
             }
         }
         if let Some((sock, to)) = &self.osc {
-            let sr = self.sample_rate as f64;
-            let (addr, args) = match e.msg[0] & 0xf0 {
-                0x90 | 0x80 => (
-                    "/stagebox/note",
-                    vec![
-                        rosc::OscType::String(e.node.clone()),
-                        rosc::OscType::Int((e.msg[0] & 0x0f) as i32 + 1),
-                        rosc::OscType::Int(e.msg[1] as i32),
-                        rosc::OscType::Int(if e.msg[0] & 0xf0 == 0x90 { e.msg[2] as i32 } else { 0 }),
-                        rosc::OscType::Double(e.origin as f64 / sr),
-                        rosc::OscType::Double(e.sample_time as f64 / sr),
-                    ],
-                ),
-                0xe0 => (
-                    "/stagebox/bend",
-                    vec![
-                        rosc::OscType::String(e.node.clone()),
-                        rosc::OscType::Int((e.msg[0] & 0x0f) as i32 + 1),
-                        rosc::OscType::Float((((e.msg[2] as i32) << 7 | e.msg[1] as i32) - 8192) as f32 / 8192.0),
-                    ],
-                ),
-                _ => (
-                    "/stagebox/midi",
-                    vec![
-                        rosc::OscType::String(e.node.clone()),
-                        rosc::OscType::Midi(rosc::OscMidiMessage {
-                            port: 0,
-                            status: e.msg[0],
-                            data1: e.msg[1],
-                            data2: e.msg[2],
-                        }),
-                    ],
-                ),
-            };
+            let (addr, args) = osc_message(e, self.sample_rate);
             let packet = rosc::OscPacket::Message(rosc::OscMessage {
                 addr: addr.to_string(),
                 args,
@@ -135,4 +102,44 @@ fn open_midi(port: &str) -> Result<midir::MidiOutputConnection, String> {
     let out = midir::MidiOutput::new("stagebox").map_err(|e| e.to_string())?;
     use midir::os::unix::VirtualOutput;
     out.create_virtual(port).map_err(|e| e.to_string())
+}
+
+/// The OSC message for an event a node emitted (`--osc-out`, and OSC subscribers):
+/// `/stagebox/note node channel key velocity onset_s emitted_s`, `/stagebox/bend node channel
+/// bend(-1..1)`, else `/stagebox/midi node m`.
+pub fn osc_message(e: &Emitted, sample_rate: u32) -> (&'static str, Vec<rosc::OscType>) {
+    let sr = sample_rate as f64;
+    match e.msg[0] & 0xf0 {
+        0x90 | 0x80 => (
+            "/stagebox/note",
+            vec![
+                rosc::OscType::String(e.node.clone()),
+                rosc::OscType::Int((e.msg[0] & 0x0f) as i32 + 1),
+                rosc::OscType::Int(e.msg[1] as i32),
+                rosc::OscType::Int(if e.msg[0] & 0xf0 == 0x90 { e.msg[2] as i32 } else { 0 }),
+                rosc::OscType::Double(e.origin as f64 / sr),
+                rosc::OscType::Double(e.sample_time as f64 / sr),
+            ],
+        ),
+        0xe0 => (
+            "/stagebox/bend",
+            vec![
+                rosc::OscType::String(e.node.clone()),
+                rosc::OscType::Int((e.msg[0] & 0x0f) as i32 + 1),
+                rosc::OscType::Float((((e.msg[2] as i32) << 7 | e.msg[1] as i32) - 8192) as f32 / 8192.0),
+            ],
+        ),
+        _ => (
+            "/stagebox/midi",
+            vec![
+                rosc::OscType::String(e.node.clone()),
+                rosc::OscType::Midi(rosc::OscMidiMessage {
+                    port: 0,
+                    status: e.msg[0],
+                    data1: e.msg[1],
+                    data2: e.msg[2],
+                }),
+            ],
+        ),
+    }
 }

@@ -77,6 +77,19 @@ pub struct RunArgs {
     /// Append every MIDI event the graph emits to this file, one JSON object a line.
     #[arg(long)]
     pub events_out: Option<PathBuf>,
+    /// OSC control port, UDP and TCP (SLIP); 0 = any free port (the log says which). Also
+    /// `[osc] port` in the patch; default 57130.
+    #[arg(long)]
+    pub osc_port: Option<u16>,
+    /// Address the OSC server binds (default 127.0.0.1: this machine only).
+    #[arg(long)]
+    pub osc_bind: Option<std::net::IpAddr>,
+    /// Client networks allowed when bound wider, e.g. 192.168.1.0/24,10.0.0.7/32.
+    #[arg(long, value_delimiter = ',')]
+    pub osc_allow: Vec<ipnet::IpNet>,
+    /// No OSC control server.
+    #[arg(long)]
+    pub no_osc: bool,
 }
 
 enum AudioIo {
@@ -224,6 +237,18 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut outputs = crate::outputs::Outputs::open(midi_port, a.osc_out.as_deref(), a.events_out.as_deref(), sr)?;
     let mut notes_emitted = 0u64;
     let mut emitted: Vec<crate::events::Emitted> = Vec::with_capacity(256);
+    let mut osc = match osc_settings(&a, &patch)? {
+        Some(settings) => match crate::osc::OscServer::start(settings.clone(), &patch_path) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                // Another instance may hold the port: the engine still runs, without OSC control.
+                tracing::error!("OSC control not started: cannot bind {}:{}: {e}", settings.bind, settings.port);
+                None
+            }
+        },
+        None => None,
+    };
+    let mut rebuilds: Vec<(String, String, stagebox_engine::ParamValue)> = Vec::new();
     tracing::info!(
         "running {} on {backend_name} ({device_name}), {sr} Hz, {in_ch} in / {out_ch} out, graph latency {} frames",
         patch_path.display(),
@@ -314,6 +339,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             } => {
                 let names = if gen == ids.0 { &ids.1 } else { &prev_ids.1 };
                 let id = names.get(node as usize).cloned().unwrap_or_else(|| format!("#{node}"));
+                let id_for_osc = id.clone();
                 let st = meters.entry(id).or_default();
                 st.reports += 1;
                 let ch = channels as usize;
@@ -322,6 +348,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 }
                 st.peak = peak[..ch].to_vec();
                 st.rms = rms[..ch].to_vec();
+                if let Some(o) = &osc {
+                    let top = |v: &[f32]| v.iter().cloned().fold(0.0f32, f32::max);
+                    o.broadcast(
+                        "/stagebox/meter",
+                        vec![
+                            rosc::OscType::String(id_for_osc.clone()),
+                            rosc::OscType::Float(db(top(&peak[..ch])) as f32),
+                            rosc::OscType::Float(db(top(&rms[..ch])) as f32),
+                        ],
+                    );
+                }
             }
             FromRt::Midi {
                 gen,
@@ -352,6 +389,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 notes_emitted += 1;
             }
             outputs.send(&e);
+            if let Some(o) = &osc {
+                let (addr, args) = crate::outputs::osc_message(&e, sr);
+                o.broadcast(addr, args);
+            }
         }
         handle.collect();
 
@@ -389,14 +430,68 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 _ => tracing::warn!("unknown command `{line}` (commands: reload, load PATH, set NODE PARAM VALUE, status, quit)"),
             }
         }
-        if reload_at.is_some_and(|t| Instant::now() >= t) {
-            reload_at = None;
+        if let Some(o) = &mut osc {
+            let period_us = RtStats::get(&stats.last_block_frames) as f64 / sr as f64 * 1e6;
+            let st = crate::osc::Status {
+                cpu_load: if period_us > 0.0 {
+                    (hist.mean_us() / period_us) as f32
+                } else {
+                    0.0
+                },
+                xruns: RtStats::get(&stats.xruns),
+                late_windows: inference.values().map(|c| c.late).sum(),
+                sample_rate: sr,
+                block_size: RtStats::get(&stats.last_block_frames) as u32,
+                uptime_s: started.elapsed().as_secs_f64(),
+                late_callbacks,
+                notes: notes_emitted,
+                rt_allocations: stagebox_engine::alloc_check::violations() - alloc_before,
+                frames: RtStats::get(&stats.frames),
+                patch: current_patch.path.display().to_string(),
+                models: inference
+                    .iter()
+                    .filter(|((g, _), _)| *g == handle.generation())
+                    .map(|((_, id), c)| (id.clone(), *c))
+                    .collect(),
+            };
+            for action in o.poll(&mut handle, &current_patch, &st) {
+                match action {
+                    crate::osc::Action::Reload => reload_at = Some(Instant::now()),
+                    crate::osc::Action::Load(p) => {
+                        patch_path = p;
+                        reload_at = Some(Instant::now());
+                    }
+                    crate::osc::Action::Quit => term.store(true, Ordering::Relaxed),
+                    crate::osc::Action::Rebuild { node, param, value } => rebuilds.push((node, param, value)),
+                }
+            }
+        }
+        let from_file = reload_at.is_some_and(|t| Instant::now() >= t);
+        if from_file || !rebuilds.is_empty() {
+            if from_file {
+                reload_at = None;
+            }
             let t0 = Instant::now();
-            let result = load_patch(&patch_path, &registry).and_then(|p| {
+            let loaded = if from_file {
+                load_patch(&patch_path, &registry)
+            } else {
+                // Parameters fixed at build time, changed by OSC: the running patch with them.
+                let mut p = current_patch.clone();
+                for (node, param, value) in rebuilds.drain(..) {
+                    if let Some(n) = p.graph.nodes.iter_mut().find(|n| n.id == node) {
+                        n.params.insert(param, value);
+                    }
+                }
+                Ok(p)
+            };
+            let result = loaded.and_then(|p| {
                 p.compile(&registry, sr as f32)
                     .map_err(|e| e.0.iter().map(|x| x.pretty()).collect::<Vec<_>>().join("\n"))
                     .map(|s| (p, s))
             });
+            if let (Some(o), Err(e)) = (&mut osc, &result) {
+                o.finished(&Err(e.clone()));
+            }
             match result {
                 Ok((p, s)) => {
                     current_patch = p.clone();
@@ -407,7 +502,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                             s.output_channels()
                         );
                     }
-                    match handle.swap(s, &registry) {
+                    let swapped = handle.swap(s, &registry);
+                    if let Some(o) = &mut osc {
+                        o.finished(&swapped.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                    match swapped {
                         Ok(gen) => {
                             reloads_ok += 1;
                             prev_ids = std::mem::replace(&mut ids, node_ids(&handle));
@@ -541,6 +640,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "notes_emitted": notes_emitted,
             "midi_sent": outputs.midi_sent,
             "osc_sent": outputs.osc_sent,
+            "osc_port": osc.as_ref().map(|o| o.local.port()),
+            "osc_received": osc.as_ref().map(|o| o.counters.received.load(Ordering::Relaxed)),
+            "osc_dropped": osc.as_ref().map(|o| o.counters.dropped.load(Ordering::Relaxed)),
+            "osc_errors": osc.as_ref().map(|o| o.counters.errors.load(Ordering::Relaxed)),
+            "osc_malformed": osc.as_ref().map(|o| o.counters.malformed.load(Ordering::Relaxed)),
             "device_losses": device_losses,
             "device_recoveries": device_recoveries,
             "reloads_failed": reloads_failed,
@@ -557,6 +661,59 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, serde_json::to_string_pretty(&j)? + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The OSC server's settings: the command line over the patch's `[osc]` table over defaults;
+/// None when turned off.
+fn osc_settings(a: &RunArgs, patch: &Patch) -> anyhow::Result<Option<crate::osc::OscSettings>> {
+    if a.no_osc {
+        return Ok(None);
+    }
+    let t = patch.osc.as_ref().and_then(|v| v.as_table());
+    let get = |k: &str| t.and_then(|t| t.get(k));
+    if let Some(t) = t {
+        for k in t.keys() {
+            if !["port", "bind", "allow", "notify_timeout_s", "enabled"].contains(&k.as_str()) {
+                anyhow::bail!(
+                    "{}: [osc] has no setting `{k}` (port, bind, allow, notify_timeout_s, enabled)",
+                    patch.path.display()
+                );
+            }
+        }
+    }
+    if get("enabled").and_then(|v| v.as_bool()) == Some(false) && a.osc_port.is_none() {
+        return Ok(None);
+    }
+    let port = match (a.osc_port, get("port").and_then(|v| v.as_integer())) {
+        (Some(p), _) => p,
+        (None, Some(p)) => u16::try_from(p).map_err(|_| anyhow::anyhow!("[osc] port = {p} is not a port number"))?,
+        (None, None) => 57130,
+    };
+    let bind = match (a.osc_bind, get("bind").and_then(|v| v.as_str())) {
+        (Some(b), _) => b,
+        (None, Some(b)) => b.parse().map_err(|e| anyhow::anyhow!("[osc] bind = {b:?}: {e}"))?,
+        (None, None) => std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    let mut allow = a.osc_allow.clone();
+    if allow.is_empty() {
+        for v in get("allow").and_then(|v| v.as_array()).into_iter().flatten() {
+            let s = v.as_str().unwrap_or_default();
+            let net: ipnet::IpNet = s
+                .parse()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|e| anyhow::anyhow!("[osc] allow: {s:?}: {e}"))?;
+            allow.push(net);
+        }
+    }
+    let timeout = get("notify_timeout_s")
+        .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+        .unwrap_or(60.0);
+    Ok(Some(crate::osc::OscSettings {
+        bind,
+        port,
+        allow,
+        notify_timeout: Duration::from_secs_f64(timeout.max(1.0)),
+    }))
 }
 
 /// A new engine running `patch`, counting into `stats` (control thread).

@@ -283,6 +283,11 @@ impl EngineHandle {
     pub fn nodes(&self) -> impl Iterator<Item = &CompiledNode> {
         self.nodes.iter().map(|(n, _)| n)
     }
+    /// The running patch's nodes with their parameter specs (the OSC address space's source).
+    pub fn node_params(&self) -> impl Iterator<Item = (&CompiledNode, &'static [ParamSpec])> {
+        self.nodes.iter().map(|(n, p)| (n, *p))
+    }
+
     pub fn latency_frames(&self) -> u32 {
         self.latency_frames
     }
