@@ -6,6 +6,7 @@ mod bench;
 mod events;
 mod histogram;
 mod osc;
+mod oscquery;
 mod outputs;
 mod render;
 mod run;

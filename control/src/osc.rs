@@ -202,6 +202,9 @@ pub struct OscServer {
     params: Vec<ParamAddr>,
     values: HashMap<String, ParamValue>,
     patch_path: PathBuf,
+    /// Addresses whose value changed since `take_changes`, and whether the address space did.
+    changes: Vec<String>,
+    space_changed: bool,
 }
 
 fn slip_encode(data: &[u8], out: &mut Vec<u8>) {
@@ -397,6 +400,8 @@ impl OscServer {
             params: Vec::new(),
             values: HashMap::new(),
             patch_path: patch_path.to_path_buf(),
+            changes: Vec::new(),
+            space_changed: true,
         })
     }
 
@@ -434,11 +439,6 @@ impl OscServer {
         );
     }
 
-    /// Subscribers (for the run loop to send events to).
-    pub fn subscribers(&self) -> impl Iterator<Item = Peer> + '_ {
-        self.subs.iter().map(|s| s.peer)
-    }
-
     /// Sends a message to every subscriber.
     pub fn broadcast(&self, addr: &str, args: Vec<OscType>) {
         for s in &self.subs {
@@ -466,6 +466,16 @@ impl OscServer {
                 .insert(p.address.clone(), given.unwrap_or_else(|| p.spec.default_value()));
         }
         self.patch_path = patch.path.clone();
+        self.space_changed = true;
+    }
+
+    /// What changed since the last call: whether the address space did, and the addresses
+    /// whose values did (for OSCQuery).
+    pub fn take_changes(&mut self) -> (bool, Vec<String>) {
+        let mut c = std::mem::take(&mut self.changes);
+        c.sort();
+        c.dedup();
+        (std::mem::replace(&mut self.space_changed, false), c)
     }
 
     /// The current value of each parameter address (what OSCQuery reports).
@@ -777,6 +787,9 @@ impl OscServer {
                         });
                     }
                     self.values.insert(p.address.clone(), value);
+                    if self.changes.len() < 65_536 {
+                        self.changes.push(p.address.clone());
+                    }
                     if let Some(n) = note {
                         self.error(from, &m.addr, n);
                     }

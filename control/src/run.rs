@@ -90,6 +90,13 @@ pub struct RunArgs {
     /// No OSC control server.
     #[arg(long)]
     pub no_osc: bool,
+    /// OSCQuery HTTP/WebSocket port; 0 = any free port. Also `[osc] oscquery_port`; default
+    /// the OSC port + 1.
+    #[arg(long)]
+    pub oscquery_port: Option<u16>,
+    /// No OSCQuery server.
+    #[arg(long)]
+    pub no_oscquery: bool,
 }
 
 enum AudioIo {
@@ -249,6 +256,30 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut rebuilds: Vec<(String, String, stagebox_engine::ParamValue)> = Vec::new();
+    let oscquery = match (&osc, a.no_oscquery) {
+        (Some(o), false) => {
+            let qp = a
+                .oscquery_port
+                .or_else(|| {
+                    patch
+                        .osc
+                        .as_ref()
+                        .and_then(|v| v.get("oscquery_port"))
+                        .and_then(|v| v.as_integer())
+                        .map(|p| p as u16)
+                })
+                .unwrap_or(if a.osc_port == Some(0) { 0 } else { o.local.port().wrapping_add(1) });
+            match crate::oscquery::OscQuery::start(o.local.ip(), qp, o.local.port()) {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    tracing::error!("OSCQuery not started: cannot bind port {qp}: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut last_publish = Instant::now();
     tracing::info!(
         "running {} on {backend_name} ({device_name}), {sr} Hz, {in_ch} in / {out_ch} out, graph latency {} frames",
         patch_path.display(),
@@ -465,6 +496,19 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                     crate::osc::Action::Rebuild { node, param, value } => rebuilds.push((node, param, value)),
                 }
             }
+            if let Some(q) = &oscquery {
+                let (space, changed) = o.take_changes();
+                for addr in &changed {
+                    if let Some(v) = o.values().get(addr) {
+                        q.changed(addr, v);
+                    }
+                }
+                // The namespace (with values) at most every 100 ms, and at once when it changes.
+                if space || (!changed.is_empty() && last_publish.elapsed() >= Duration::from_millis(100)) {
+                    q.publish(crate::oscquery::namespace(o.params(), o.values()));
+                    last_publish = Instant::now();
+                }
+            }
         }
         let from_file = reload_at.is_some_and(|t| Instant::now() >= t);
         if from_file || !rebuilds.is_empty() {
@@ -641,6 +685,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "midi_sent": outputs.midi_sent,
             "osc_sent": outputs.osc_sent,
             "osc_port": osc.as_ref().map(|o| o.local.port()),
+            "oscquery_port": oscquery.as_ref().map(|q| q.local.port()),
             "osc_received": osc.as_ref().map(|o| o.counters.received.load(Ordering::Relaxed)),
             "osc_dropped": osc.as_ref().map(|o| o.counters.dropped.load(Ordering::Relaxed)),
             "osc_errors": osc.as_ref().map(|o| o.counters.errors.load(Ordering::Relaxed)),

@@ -45,6 +45,7 @@ to = "out"
 struct Engine {
     child: Child,
     port: u16,
+    query_port: u16,
     stats: std::path::PathBuf,
     log: mpsc::Receiver<String>,
 }
@@ -76,18 +77,23 @@ impl Engine {
             }
         });
         let t0 = Instant::now();
-        let port = loop {
-            let line = rx.recv_timeout(Duration::from_secs(20)).expect("stagebox said nothing about OSC");
-            if let Some(i) = line.find("udp://") {
-                let rest = &line[i + 6..];
-                let addr = rest.split_whitespace().next().unwrap();
-                break addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
-            }
-            assert!(t0.elapsed() < Duration::from_secs(20), "no OSC port in the log");
+        let port_after = |line: &str, tag: &str| {
+            line.find(tag).map(|i| {
+                let addr = line[i + tag.len()..].split(['/', ' ']).next().unwrap().to_string();
+                addr.rsplit(':').next().unwrap().parse::<u16>().unwrap()
+            })
         };
+        let (mut port, mut query_port) = (None, None);
+        while port.is_none() || query_port.is_none() {
+            let line = rx.recv_timeout(Duration::from_secs(20)).expect("stagebox said nothing about OSC");
+            port = port.or(port_after(&line, "udp://"));
+            query_port = query_port.or(port_after(&line, "OSCQuery on http://"));
+            assert!(t0.elapsed() < Duration::from_secs(20), "no OSC ports in the log");
+        }
         Engine {
             child,
-            port,
+            port: port.unwrap(),
+            query_port: query_port.unwrap(),
             stats,
             log: rx,
         }
@@ -502,5 +508,76 @@ to = "out"
         .filter_map(|m| if let OscType::Int(k) = m.args[2] { Some(k) } else { None })
         .collect();
     assert_eq!(keys, vec![69, 72, 76], "{got:?}");
+    e.wait();
+}
+
+#[test]
+fn oscquery_serves_the_namespace_to_curl_and_streams_listened_values() {
+    let e = Engine::start("oscquery", PATCH, 4.0);
+    let base = format!("http://127.0.0.1:{}", e.query_port);
+    let curl = |path: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5"])
+            .arg(format!("{base}{path}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl {path}");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let ns = curl("/");
+    // Every parameter of every node in the patch, with its range and value.
+    let nodes = &ns["CONTENTS"]["stagebox"]["CONTENTS"]["node"]["CONTENTS"];
+    for (node, params) in [
+        ("tone", &["freq_hz", "gain_db", "waveform", "channels"][..]),
+        ("vol", &["gain_db", "pan", "mute", "channels"][..]),
+        ("level", &["channels", "interval_ms"][..]),
+    ] {
+        for p in params {
+            let leaf = &nodes[node]["CONTENTS"][p];
+            assert_eq!(leaf["FULL_PATH"], format!("/stagebox/node/{node}/{p}"), "{node}.{p}: {leaf}");
+            assert!(leaf["RANGE"][0].get("MIN").is_some(), "{node}.{p} has a range: {leaf}");
+            assert!(leaf["VALUE"].is_array() && leaf["ACCESS"] == 3, "{leaf}");
+        }
+    }
+    assert_eq!(nodes["vol"]["CONTENTS"]["gain_db"]["RANGE"][0]["MIN"], -120.0);
+    assert_eq!(nodes["vol"]["CONTENTS"]["gain_db"]["TYPE"], "f");
+    assert_eq!(nodes["tone"]["CONTENTS"]["gain_db"]["VALUE"][0], -6.0);
+    let info = curl("/?HOST_INFO");
+    assert_eq!(info["OSC_PORT"], e.port);
+    assert_eq!(info["EXTENSIONS"]["LISTEN"], true);
+    assert_eq!(curl("/stagebox/node/vol/gain_db?VALUE")["VALUE"][0], 0.0);
+    // WebSocket: LISTEN to the gain, change it by OSC, receive the change as binary OSC.
+    let (mut ws, _) = tungstenite::client::client(
+        format!("ws://127.0.0.1:{}/", e.query_port),
+        TcpStream::connect(("127.0.0.1", e.query_port)).unwrap(),
+    )
+    .unwrap();
+    ws.send(tungstenite::Message::Text(
+        r#"{"COMMAND": "LISTEN", "DATA": "/stagebox/node/vol/gain_db"}"#.into(),
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let c = client();
+    send(&c, e.port, "/stagebox/node/tone/gain_db", vec![OscType::Float(-20.0)]);
+    send(&c, e.port, "/stagebox/node/vol/gain_db", vec![OscType::Float(-7.5)]);
+    ws.get_mut().set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let m = loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Binary(b) => break rosc::decoder::decode_udp(&b).unwrap().1,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        m,
+        OscPacket::Message(OscMessage {
+            addr: "/stagebox/node/vol/gain_db".into(),
+            args: vec![OscType::Float(-7.5)]
+        }),
+        "only the listened path comes"
+    );
+    // And the namespace follows.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(curl("/stagebox/node/vol/gain_db?VALUE")["VALUE"][0], -7.5);
+    drop(ws);
     e.wait();
 }
