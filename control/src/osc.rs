@@ -65,7 +65,7 @@ pub enum Peer {
 }
 
 enum Incoming {
-    Packet { from: Peer, packet: OscPacket },
+    Packet { from: Peer, packet: OscPacket, arrived: Instant },
     Malformed { from: Peer, why: String },
 }
 
@@ -205,6 +205,10 @@ pub struct OscServer {
     /// Addresses whose value changed since `take_changes`, and whether the address space did.
     changes: Vec<String>,
     space_changed: bool,
+    /// A packet taken by `wait`, dispatched first by the next `poll`.
+    early: Option<Incoming>,
+    /// Arrival-to-dispatch time of each packet (µs).
+    pub dispatch_us: Vec<u32>,
 }
 
 fn slip_encode(data: &[u8], out: &mut Vec<u8>) {
@@ -310,7 +314,11 @@ impl OscServer {
                     }
                     let from = Peer::Udp(from);
                     let item = match rosc::decoder::decode_udp(&buf[..n]) {
-                        Ok((_, packet)) => Incoming::Packet { from, packet },
+                        Ok((_, packet)) => Incoming::Packet {
+                            from,
+                            packet,
+                            arrived: Instant::now(),
+                        },
                         Err(e) => Incoming::Malformed {
                             from,
                             why: format!("{e:?}"),
@@ -364,7 +372,11 @@ impl OscServer {
                                 let from = Peer::Tcp(id);
                                 let item = match frame {
                                     Ok(f) => match rosc::decoder::decode_udp(f) {
-                                        Ok((_, packet)) => Incoming::Packet { from, packet },
+                                        Ok((_, packet)) => Incoming::Packet {
+                                            from,
+                                            packet,
+                                            arrived: Instant::now(),
+                                        },
                                         Err(e) => Incoming::Malformed {
                                             from,
                                             why: format!("{e:?}"),
@@ -402,6 +414,8 @@ impl OscServer {
             patch_path: patch_path.to_path_buf(),
             changes: Vec::new(),
             space_changed: true,
+            early: None,
+            dispatch_us: Vec::new(),
         })
     }
 
@@ -493,14 +507,18 @@ impl OscServer {
         let mut actions = Vec::new();
         // At most one queue's worth per call, so the loop keeps its pace under a flood.
         for _ in 0..QUEUE {
-            let Ok(item) = self.rx.try_recv() else { break };
+            let Some(item) = self.early.take().or_else(|| self.rx.try_recv().ok()) else { break };
             match item {
                 Incoming::Malformed { from, why } => {
                     self.counters.malformed.fetch_add(1, Ordering::Relaxed);
                     self.seen.insert(from, Instant::now());
                     self.error(from, "", format!("malformed packet: {why}"));
                 }
-                Incoming::Packet { from, packet } => {
+                Incoming::Packet { from, packet, arrived } => {
+                    // Arrival (decoded on the socket thread) to dispatch, in microseconds.
+                    if self.dispatch_us.len() < 1 << 20 {
+                        self.dispatch_us.push(arrived.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    }
                     self.seen.insert(from, Instant::now());
                     self.packet(from, packet, 0, None, handle, status, &mut actions);
                 }
@@ -529,8 +547,17 @@ impl OscServer {
         actions
     }
 
+    /// Sleeps until a packet arrives or `timeout` passes (control thread: the run loop's pause,
+    /// so a message is dispatched as it arrives rather than at the loop's next turn).
+    pub fn wait(&mut self, timeout: Duration) {
+        if self.early.is_none() {
+            self.early = self.rx.recv_timeout(timeout).ok();
+        }
+    }
+
     /// Decodes and dispatches one packet as if it had arrived from `from` (the socket threads'
     /// decoding, then `poll`'s dispatch): for tests and fuzzing.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn dispatch_bytes(
         &mut self,
         from: Peer,

@@ -280,6 +280,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let mut last_publish = Instant::now();
+    let mut ns_dirty = false;
     tracing::info!(
         "running {} on {backend_name} ({device_name}), {sr} Hz, {in_ch} in / {out_ch} out, graph latency {} frames",
         patch_path.display(),
@@ -350,7 +351,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut prev_ids = ids.clone();
 
     loop {
-        std::thread::sleep(Duration::from_millis(3));
+        match &mut osc {
+            Some(o) => o.wait(Duration::from_millis(3)),
+            None => std::thread::sleep(Duration::from_millis(3)),
+        }
         // A callback that took longer than its block's duration missed its deadline.
         let period_ns = (RtStats::get(&stats.last_block_frames) as f64 / sr as f64 * 1e9) as u64;
         while let Ok(ns) = audio.timings().pop() {
@@ -504,9 +508,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 // The namespace (with values) at most every 100 ms, and at once when it changes.
-                if space || (!changed.is_empty() && last_publish.elapsed() >= Duration::from_millis(100)) {
+                ns_dirty |= !changed.is_empty();
+                if space || (ns_dirty && last_publish.elapsed() >= Duration::from_millis(100)) {
                     q.publish(crate::oscquery::namespace(o.params(), o.values()));
                     last_publish = Instant::now();
+                    ns_dirty = false;
                 }
             }
         }
@@ -690,6 +696,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "osc_dropped": osc.as_ref().map(|o| o.counters.dropped.load(Ordering::Relaxed)),
             "osc_errors": osc.as_ref().map(|o| o.counters.errors.load(Ordering::Relaxed)),
             "osc_malformed": osc.as_ref().map(|o| o.counters.malformed.load(Ordering::Relaxed)),
+            "osc_dispatch_us": osc.as_ref().map(|o| {
+                let mut v = o.dispatch_us.clone();
+                v.sort_unstable();
+                let q = |f: f64| v.get(((v.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0);
+                json!({"count": v.len(), "median": q(0.5), "p99": q(0.99), "max": v.last().copied().unwrap_or(0)})
+            }),
             "device_losses": device_losses,
             "device_recoveries": device_recoveries,
             "reloads_failed": reloads_failed,
