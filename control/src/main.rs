@@ -46,6 +46,14 @@ enum Command {
     Devices,
     /// Measure callback CPU time per block and offline render speed.
     Bench(bench::BenchArgs),
+    /// Print a patch's OSC address space (Markdown), generated from the node parameter specs.
+    OscSpace(OscSpaceArgs),
+}
+
+#[derive(clap::Args)]
+struct OscSpaceArgs {
+    #[arg(long, default_value = "patches/default.toml")]
+    patch: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -71,6 +79,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check(a),
         Command::Devices => devices(),
         Command::Bench(a) => bench::bench(a),
+        Command::OscSpace(a) => osc_space(a),
     };
     match result {
         Ok(code) => code,
@@ -79,6 +88,53 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `stagebox osc-space`: the running patch's addresses as `run` would serve them.
+fn osc_space(a: OscSpaceArgs) -> anyhow::Result<ExitCode> {
+    let registry = registry();
+    let Some(patch) = load_or_report(&a.patch, &registry) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let sr = patch.engine.sample_rate.unwrap_or(48000) as f32;
+    let schedule = match patch.check(&registry, sr) {
+        Ok(s) => s,
+        Err(e) => {
+            print_patch_errors(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let (mut handle, _engine) = stagebox_engine::EngineHandle::new(stagebox_engine::EngineConfig::new(sr, 2, 2));
+    handle.swap(schedule, &registry).map_err(|e| anyhow::anyhow!(e))?;
+    println!("# OSC address space of {}\n", a.patch.display());
+    println!("Node parameters (`/norm` after any of them takes 0..1 over its range; no argument asks for the value):\n");
+    println!("| address | type | range | default | settable | description |");
+    println!("|---|---|---|---|---|---|");
+    for p in osc::address_space(&handle) {
+        use stagebox_engine::param::ParamKind::*;
+        let (ty, range) = match p.spec.kind {
+            Float { min, max, unit, .. } => ("f", format!("{min}..{max} {unit}")),
+            Int { min, max, .. } => ("i", format!("{min}..{max}")),
+            Bool { .. } => ("T/F (or 0/1)", "".into()),
+            Enum { options, .. } => ("s or i", options.join(", ")),
+            Str { .. } => ("s", "".into()),
+        };
+        let settable = if p.spec.is_runtime() { "while running" } else { "rebuilds the node" };
+        println!(
+            "| `{}` | {ty} | {} | {:?} | {settable} | {} |",
+            p.address,
+            range.trim(),
+            p.spec.default_value(),
+            p.spec.doc
+        );
+    }
+    println!("\nCommands:\n");
+    println!("| address | arguments | what it does |");
+    println!("|---|---|---|");
+    for (addr, args, doc) in osc::COMMANDS {
+        println!("| `{addr}` | {args} | {doc} |");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Every node type: the engine's built-ins and the model nodes.

@@ -8,13 +8,15 @@
 /// The kind, range and default of one parameter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ParamKind {
-    /// A continuous value, settable while running (smoothed where `smoothed`).
+    /// A continuous value, settable while running where `runtime` (smoothed where `smoothed`),
+    /// else fixed when the node is built.
     Float {
         min: f32,
         max: f32,
         default: f32,
         unit: &'static str,
         smoothed: bool,
+        runtime: bool,
     },
     /// An integer fixed when the node is built (channel counts, voices).
     Int { min: i64, max: i64, default: i64 },
@@ -48,6 +50,22 @@ impl ParamSpec {
                 default,
                 unit,
                 smoothed: true,
+                runtime: true,
+            },
+            doc,
+        }
+    }
+    /// A number fixed when the node is built (changing it rebuilds the node).
+    pub const fn float_fixed(name: &'static str, min: f32, max: f32, default: f32, unit: &'static str, doc: &'static str) -> Self {
+        Self {
+            name,
+            kind: ParamKind::Float {
+                min,
+                max,
+                default,
+                unit,
+                smoothed: false,
+                runtime: false,
             },
             doc,
         }
@@ -84,7 +102,7 @@ impl ParamSpec {
     /// Whether this parameter can change while the node runs (through a `ParamEvent`).
     pub fn is_runtime(&self) -> bool {
         match self.kind {
-            ParamKind::Float { .. } => true,
+            ParamKind::Float { runtime, .. } => runtime,
             ParamKind::Bool { runtime, .. } | ParamKind::Enum { runtime, .. } => runtime,
             ParamKind::Int { .. } | ParamKind::Str { .. } => false,
         }

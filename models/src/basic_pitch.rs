@@ -34,9 +34,9 @@ const BEND_STEP: f32 = 0.05;
 const BEND_DEAD_ZONE: f32 = 0.25;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec::float("onset_threshold", 0.05, 0.95, 0.5, "", "onset activation that starts a note"),
-    ParamSpec::float("frame_threshold", 0.05, 0.95, 0.3, "", "note activation that keeps a note sounding"),
-    ParamSpec::float(
+    ParamSpec::float_fixed("onset_threshold", 0.05, 0.95, 0.5, "", "onset activation that starts a note"),
+    ParamSpec::float_fixed("frame_threshold", 0.05, 0.95, 0.3, "", "note activation that keeps a note sounding"),
+    ParamSpec::float_fixed(
         "swell_level",
         0.0,
         0.95,
@@ -58,7 +58,7 @@ const PARAMS: &[ParamSpec] = &[
         4,
         "frames (11.6 ms each) of context after a frame before it is decided",
     ),
-    ParamSpec::float("margin_ms", 0.0, 1000.0, 15.0, "ms", "time allowed for one model run (it takes 3-6 ms here)"),
+    ParamSpec::float_fixed("margin_ms", 0.0, 1000.0, 15.0, "ms", "time allowed for one model run (it takes 3-6 ms here)"),
     ParamSpec::int("midi_channel", 1, 16, 1, "MIDI channel of the notes (without MPE)"),
     ParamSpec::boolean(
         "mpe",
@@ -66,7 +66,7 @@ const PARAMS: &[ParamSpec] = &[
         false,
         "MPE: each note on its own channel (2-16, channel 1 the zone's manager) so each bends alone; off: one channel, bends only while one note sounds",
     ),
-    ParamSpec::float("bend_range", 1.0, 96.0, 48.0, "semitones", "pitch-bend range the receiver is set to (MPE's default is 48)"),
+    ParamSpec::float_fixed("bend_range", 1.0, 96.0, 48.0, "semitones", "pitch-bend range the receiver is set to (MPE's default is 48)"),
 ];
 
 /// Contour bin (3 a semitone from A0) where key `k` (0 = MIDI 21) sits: the middle one of its

@@ -20,7 +20,7 @@ const PARAMS: &[ParamSpec] = &[
     ),
     ParamSpec::int("hop", 16, 16384, 512, "frames per window step"),
     ParamSpec::int("window", 0, 65536, 0, "frames per window (0 = hop)"),
-    ParamSpec::float(
+    ParamSpec::float_fixed(
         "margin_ms",
         0.0,
         2000.0,
@@ -28,7 +28,7 @@ const PARAMS: &[ParamSpec] = &[
         "ms",
         "time allowed for inference after a hop is complete",
     ),
-    ParamSpec::float("stall_ms", 0.0, 10000.0, 50.0, "ms", "stall backend: sleep per window"),
+    ParamSpec::float_fixed("stall_ms", 0.0, 10000.0, 50.0, "ms", "stall backend: sleep per window"),
     ParamSpec::choice("on_late", ON_LATE, 0, false, "what plays when a result is late"),
     ParamSpec::int("jobs", 1, 64, 4, "windows in flight"),
 ];

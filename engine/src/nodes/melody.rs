@@ -23,13 +23,13 @@ const HOLD_THRESHOLD: f32 = 1.6;
 const RESTRIKE: f32 = 2.5;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec::float("min_hz", 30.0, 1000.0, 60.0, "Hz", "lowest pitch tracked"),
-    ParamSpec::float("max_hz", 100.0, 4000.0, 1600.0, "Hz", "highest pitch tracked"),
-    ParamSpec::float("threshold", 0.02, 0.5, 0.15, "", "YIN threshold (lower = stricter voicing)"),
-    ParamSpec::float("gate_db", -90.0, 0.0, -45.0, "dB", "level below which there is no note"),
+    ParamSpec::float_fixed("min_hz", 30.0, 1000.0, 60.0, "Hz", "lowest pitch tracked"),
+    ParamSpec::float_fixed("max_hz", 100.0, 4000.0, 1600.0, "Hz", "highest pitch tracked"),
+    ParamSpec::float_fixed("threshold", 0.02, 0.5, 0.15, "", "YIN threshold (lower = stricter voicing)"),
+    ParamSpec::float_fixed("gate_db", -90.0, 0.0, -45.0, "dB", "level below which there is no note"),
     ParamSpec::int("confirm_hops", 1, 10, 3, "hops (4 ms) a pitch must hold before its note starts"),
     ParamSpec::int("off_hops", 1, 50, 4, "unvoiced hops that end a note"),
-    ParamSpec::float(
+    ParamSpec::float_fixed(
         "bend_range",
         0.0,
         48.0,
