@@ -5,6 +5,7 @@
 mod bench;
 mod events;
 mod histogram;
+mod midi_in;
 mod osc;
 mod oscquery;
 mod outputs;
@@ -119,7 +120,11 @@ fn osc_space(a: OscSpaceArgs) -> anyhow::Result<ExitCode> {
             Enum { options, .. } => ("s or i", options.join(", ")),
             Str { .. } => ("s", "".into()),
         };
-        let settable = if p.spec.is_runtime() { "while running" } else { "rebuilds the node" };
+        let settable = if p.spec.is_runtime() {
+            "while running"
+        } else {
+            "rebuilds the node"
+        };
         println!(
             "| `{}` | {ty} | {} | {:?} | {settable} | {} |",
             p.address,

@@ -81,6 +81,21 @@ pub enum Action {
         value: ParamValue,
     },
     Quit,
+    /// Arm MIDI learn for a parameter; the binding is answered to `peer`.
+    Learn {
+        node: String,
+        param: String,
+        peer: Peer,
+    },
+    /// Save the learned bindings into the patch file.
+    SaveLearned {
+        peer: Peer,
+    },
+    /// Set the internal tempo (Some) or ask for the tempo (None).
+    Tempo {
+        bpm: Option<f64>,
+        peer: Peer,
+    },
 }
 
 /// What `/stagebox/status.reply` reports (the run loop fills it).
@@ -169,6 +184,9 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "name:s",
         "checks the model's files and reloads the patch (model nodes load their models when built)",
     ),
+    ("/stagebox/learn", "address:s", "arms MIDI learn: the next controller moved binds to this parameter (/stagebox/node/<id>/<param>); replies /stagebox/learned address control"),
+    ("/stagebox/learn/save", "", "writes the learned bindings into the patch file as [[midi.map]] tables; done or error"),
+    ("/stagebox/tempo", "[bpm:f]", "sets the internal tempo (MIDI clock out); without an argument answered by /stagebox/tempo.reply internal_bpm external_bpm running position_16ths"),
     ("/stagebox/quit", "", "stops the engine"),
 ];
 
@@ -507,7 +525,9 @@ impl OscServer {
         let mut actions = Vec::new();
         // At most one queue's worth per call, so the loop keeps its pace under a flood.
         for _ in 0..QUEUE {
-            let Some(item) = self.early.take().or_else(|| self.rx.try_recv().ok()) else { break };
+            let Some(item) = self.early.take().or_else(|| self.rx.try_recv().ok()) else {
+                break;
+            };
             match item {
                 Incoming::Malformed { from, why } => {
                     self.counters.malformed.fetch_add(1, Ordering::Relaxed);
@@ -581,6 +601,20 @@ impl OscServer {
             }
         }
         actions
+    }
+
+    /// A parameter changed elsewhere (MIDI): keep the control side's value (and OSCQuery) in step.
+    pub fn note_set(&mut self, node: &str, param: &str, v: f64) {
+        let addr = format!("/stagebox/node/{node}/{param}");
+        if let Some(p) = self.params.iter().find(|p| p.address == addr) {
+            let value = match p.spec.kind {
+                ParamKind::Float { .. } => ParamValue::Float(v),
+                ParamKind::Bool { .. } => ParamValue::Bool(v >= 0.5),
+                _ => ParamValue::Int(v.round() as i64),
+            };
+            self.values.insert(addr.clone(), value);
+            self.changes.push(addr);
+        }
     }
 
     /// The run loop tells how an asynchronous command ended.
@@ -787,6 +821,27 @@ impl OscServer {
                 _ => self.error(from, addr, "expects the model's name (a string)"),
             },
             "/stagebox/quit" => actions.push(Action::Quit),
+            "/stagebox/learn" => {
+                let target = match m.args.first() {
+                    Some(OscType::String(a)) => a
+                        .trim_start_matches("/stagebox/node/")
+                        .split_once('/')
+                        .map(|(n, p)| (n.to_string(), p.to_string())),
+                    _ => None,
+                };
+                match target {
+                    Some((node, param)) if self.params.iter().any(|p| p.node == node && p.spec.name == param) => {
+                        actions.push(Action::Learn { node, param, peer: from })
+                    }
+                    _ => self.error(from, addr, "expects a parameter's address, /stagebox/node/<id>/<param>"),
+                }
+            }
+            "/stagebox/learn/save" => actions.push(Action::SaveLearned { peer: from }),
+            "/stagebox/tempo" => match m.args.first().map(number) {
+                None => actions.push(Action::Tempo { bpm: None, peer: from }),
+                Some(Some(b)) if (20.0..=400.0).contains(&b) => actions.push(Action::Tempo { bpm: Some(b), peer: from }),
+                Some(_) => self.error(from, addr, "expects a tempo in BPM, 20..400"),
+            },
             _ if addr.starts_with("/stagebox/node/") => self.param_message(from, &m, at, handle, actions),
             _ => self.error(from, addr, "unknown address (see docs/osc.md, or the OSCQuery namespace)"),
         }
@@ -1048,7 +1103,9 @@ to = "out"
         }
 
         fn still_works(&mut self) {
-            self.handle.set_param("vol", "gain_db", -6.0, AT_ONCE).expect("the engine takes a valid parameter");
+            self.handle
+                .set_param("vol", "gain_db", -6.0, AT_ONCE)
+                .expect("the engine takes a valid parameter");
         }
     }
 
@@ -1093,8 +1150,12 @@ to = "out"
 
     fn packet() -> impl Strategy<Value = OscPacket> {
         message().prop_recursive(12, 64, 4, |inner| {
-            (any::<(u32, u32)>(), proptest::collection::vec(inner, 0..4))
-                .prop_map(|(t, content)| OscPacket::Bundle(OscBundle { timetag: OscTime::from(t), content }))
+            (any::<(u32, u32)>(), proptest::collection::vec(inner, 0..4)).prop_map(|(t, content)| {
+                OscPacket::Bundle(OscBundle {
+                    timetag: OscTime::from(t),
+                    content,
+                })
+            })
         })
     }
 
@@ -1130,9 +1191,15 @@ to = "out"
     fn oversize_and_deep_packets_are_refused_not_fatal() {
         let mut r = rig();
         r.feed(&vec![0u8; MAX_PACKET + 10]);
-        let mut p = OscPacket::Message(OscMessage { addr: "/stagebox/status".into(), args: vec![] });
+        let mut p = OscPacket::Message(OscMessage {
+            addr: "/stagebox/status".into(),
+            args: vec![],
+        });
         for _ in 0..200 {
-            p = OscPacket::Bundle(OscBundle { timetag: OscTime::from((0, 1)), content: vec![p] });
+            p = OscPacket::Bundle(OscBundle {
+                timetag: OscTime::from((0, 1)),
+                content: vec![p],
+            });
         }
         r.feed(&rosc::encoder::encode(&p).unwrap());
         assert!(r.server.counters.malformed.load(Ordering::Relaxed) >= 1);

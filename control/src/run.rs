@@ -97,6 +97,9 @@ pub struct RunArgs {
     /// No OSCQuery server.
     #[arg(long)]
     pub no_oscquery: bool,
+    /// No MIDI input port (controllers, program change, clock; `[midi]` in the patch).
+    #[arg(long)]
+    pub no_midi_in: bool,
 }
 
 enum AudioIo {
@@ -279,6 +282,36 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    // MIDI in: the patch's [midi] mappings; a port only where there is a MIDI system (JACK
+    // running, or ALSA's sequencer).
+    let midi_settings = match crate::midi_in::settings(patch.midi.as_ref(), &patch_path, &handle) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{}: {e}", patch_path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let want_midi = !a.no_midi_in && (stagebox_engine::backend::live::jack_server_running() || Path::new("/dev/snd/seq").exists());
+    let mut midi_in = if want_midi {
+        match crate::midi_in::MidiIn::open(&midi_settings) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("no MIDI input: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let clock_out = if want_midi && midi_settings.clock_out {
+        crate::midi_in::ClockOut::start("clock", midi_settings.tempo)
+            .map_err(|e| tracing::warn!("no MIDI clock out: {e}"))
+            .ok()
+    } else {
+        None
+    };
+    let mut tempo = midi_settings.tempo;
+    let mut learn_peer: Option<crate::osc::Peer> = None;
     let mut last_publish = Instant::now();
     let mut ns_dirty = false;
     tracing::info!(
@@ -465,6 +498,35 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 _ => tracing::warn!("unknown command `{line}` (commands: reload, load PATH, set NODE PARAM VALUE, status, quit)"),
             }
         }
+        if let Some(m) = &mut midi_in {
+            let values = osc.as_ref().map(|o| o.values().clone());
+            let current =
+                |node: &str, param: &str| -> Option<f64> { values.as_ref()?.get(&format!("/stagebox/node/{node}/{param}"))?.as_f64() };
+            for action in m.poll(&mut handle, &current) {
+                match action {
+                    crate::midi_in::MidiAction::Load(p) => {
+                        tracing::info!("program change: loading {}", p.display());
+                        patch_path = p;
+                        reload_at = Some(Instant::now());
+                    }
+                    crate::midi_in::MidiAction::Learned(addr, what) => {
+                        tracing::info!("MIDI learn: {what} -> {addr}");
+                        if let (Some(o), Some(peer)) = (&osc, learn_peer.take()) {
+                            o.send(
+                                peer,
+                                "/stagebox/learned",
+                                vec![rosc::OscType::String(addr), rosc::OscType::String(what)],
+                            );
+                        }
+                    }
+                }
+            }
+            for (node, param, v) in m.sets.drain(..) {
+                if let Some(o) = &mut osc {
+                    o.note_set(&node, &param, v);
+                }
+            }
+        }
         if let Some(o) = &mut osc {
             let period_us = RtStats::get(&stats.last_block_frames) as f64 / sr as f64 * 1e6;
             let st = crate::osc::Status {
@@ -498,6 +560,63 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                     crate::osc::Action::Quit => term.store(true, Ordering::Relaxed),
                     crate::osc::Action::Rebuild { node, param, value } => rebuilds.push((node, param, value)),
+                    crate::osc::Action::Learn { node, param, peer } => match &mut midi_in {
+                        Some(m) => {
+                            m.arm(&node, &param);
+                            learn_peer = Some(peer);
+                            tracing::info!("MIDI learn armed for {node}.{param}: move a control");
+                        }
+                        None => o.send(
+                            peer,
+                            "/stagebox/error",
+                            vec![
+                                rosc::OscType::String("/stagebox/learn".into()),
+                                rosc::OscType::String("no MIDI input port".into()),
+                            ],
+                        ),
+                    },
+                    crate::osc::Action::SaveLearned { peer } => {
+                        let r = match &mut midi_in {
+                            Some(m) => m.save_learned(&current_patch.path),
+                            None => Err("no MIDI input port".into()),
+                        };
+                        match r {
+                            Ok(n) => {
+                                tracing::info!("saved {n} learned MIDI bindings into {}", current_patch.path.display());
+                                o.send(
+                                    peer,
+                                    "/stagebox/done",
+                                    vec![rosc::OscType::String("/stagebox/learn/save".into()), rosc::OscType::Int(n as i32)],
+                                );
+                            }
+                            Err(e) => o.send(
+                                peer,
+                                "/stagebox/error",
+                                vec![rosc::OscType::String("/stagebox/learn/save".into()), rosc::OscType::String(e)],
+                            ),
+                        }
+                    }
+                    crate::osc::Action::Tempo { bpm, peer } => match bpm {
+                        Some(b) => {
+                            tempo = b;
+                            if let Some(c) = &clock_out {
+                                c.set_tempo(b);
+                            }
+                        }
+                        None => {
+                            let clock = midi_in.as_ref().map(|m| m.clock).unwrap_or_default();
+                            o.send(
+                                peer,
+                                "/stagebox/tempo.reply",
+                                vec![
+                                    rosc::OscType::Float(tempo as f32),
+                                    rosc::OscType::Float(clock.bpm.unwrap_or(0.0) as f32),
+                                    rosc::OscType::Bool(clock.running),
+                                    rosc::OscType::Float(clock.position_16ths as f32),
+                                ],
+                            );
+                        }
+                    },
                 }
             }
             if let Some(q) = &oscquery {
@@ -559,6 +678,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                     match swapped {
                         Ok(gen) => {
                             reloads_ok += 1;
+                            if let Some(m) = &mut midi_in {
+                                match crate::midi_in::settings(p.midi.as_ref(), &p.path, &handle) {
+                                    Ok(ms) => m.set_maps(&ms),
+                                    Err(e) => tracing::error!("{}: {e} (the MIDI mappings stay as they were)", p.path.display()),
+                                }
+                            }
                             prev_ids = std::mem::replace(&mut ids, node_ids(&handle));
                             tracing::info!(
                                 "reloaded {} (generation {gen}, compiled in {:.1} ms)",
@@ -692,6 +817,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "osc_sent": outputs.osc_sent,
             "osc_port": osc.as_ref().map(|o| o.local.port()),
             "oscquery_port": oscquery.as_ref().map(|q| q.local.port()),
+            "midi_in_received": midi_in.as_ref().map(|m| m.received),
+            "midi_in_dropped": midi_in.as_ref().map(|m| m.dropped.load(Ordering::Relaxed)),
+            "midi_clock_in_bpm": midi_in.as_ref().and_then(|m| m.clock.bpm),
+            "midi_clock_out_ticks": clock_out.as_ref().map(|c| c.sent.load(Ordering::Relaxed)),
             "osc_received": osc.as_ref().map(|o| o.counters.received.load(Ordering::Relaxed)),
             "osc_dropped": osc.as_ref().map(|o| o.counters.dropped.load(Ordering::Relaxed)),
             "osc_errors": osc.as_ref().map(|o| o.counters.errors.load(Ordering::Relaxed)),

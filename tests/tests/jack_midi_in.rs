@@ -1,0 +1,240 @@
+//! MIDI in on a dummy JACK server: a JACK MIDI port (this test's, through midir) connected to
+//! Stagebox's `control` port moves a mapped parameter, MIDI learn binds a new control, clock in
+//! sets the tempo and program change switches the patch. Observed over OSC (meter levels,
+//! `/stagebox/tempo.reply`, `/stagebox/status.reply`).
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rosc::{OscMessage, OscPacket, OscType};
+use stagebox_tests::*;
+
+fn patch(extra: &str) -> String {
+    format!(
+        r#"
+[[node]]
+id = "tone"
+type = "osc"
+gain_db = -6.0
+[[node]]
+id = "vol"
+type = "gain"
+channels = 1
+[[node]]
+id = "level"
+type = "meter"
+channels = 1
+interval_ms = 20
+[[node]]
+id = "out"
+type = "output"
+channels = 1
+[[connect]]
+from = "tone"
+to = "vol"
+[[connect]]
+from = "vol"
+to = "level"
+[[connect]]
+from = "level"
+to = "out"
+{extra}
+"#
+    )
+}
+
+fn send(s: &UdpSocket, port: u16, addr: &str, args: Vec<OscType>) {
+    let b = rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).unwrap();
+    s.send_to(&b, ("127.0.0.1", port)).unwrap();
+}
+
+fn recv_for(s: &UdpSocket, secs: f64) -> Vec<OscMessage> {
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 65536];
+    while t0.elapsed().as_secs_f64() < secs {
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+fn last_rms(ms: &[OscMessage]) -> f32 {
+    ms.iter()
+        .filter(|m| m.addr == "/stagebox/meter")
+        .filter_map(|m| if let OscType::Float(r) = m.args[2] { Some(r) } else { None })
+        .last()
+        .expect("meter reports")
+}
+
+fn wait_for(s: &UdpSocket, addr: &str) -> OscMessage {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if let Some(m) = recv_for(s, 0.1).into_iter().find(|m| m.addr == addr) {
+            return m;
+        }
+    }
+    panic!("no {addr}");
+}
+
+#[test]
+fn a_jack_midi_controller_moves_a_mapped_parameter_learns_follows_clock_and_switches_patch() {
+    let d = tmp("midi-in");
+    let p = d.join("a.toml");
+    std::fs::write(
+        &p,
+        patch(
+            r#"
+[midi]
+programs = ["b.toml"]
+
+[[midi.map]]
+cc = 7
+to = "vol.gain_db"
+min = -60.0
+max = 0.0
+"#,
+        ),
+    )
+    .unwrap();
+    std::fs::write(d.join("b.toml"), patch("")).unwrap();
+    let jack = JackServer::start(48000, 128);
+    std::env::set_var("JACK_DEFAULT_SERVER", &jack.name);
+    let mut run = stagebox()
+        .args([
+            "run",
+            "--backend",
+            "jack",
+            "--no-watch",
+            "--osc-port",
+            "0",
+            "--no-oscquery",
+            "--duration",
+            "12",
+            "--patch",
+        ])
+        .arg(&p)
+        .env("JACK_DEFAULT_SERVER", &jack.name)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let err = run.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut port = None;
+    let mut midi_ok = false;
+    let t0 = Instant::now();
+    while port.is_none() || !midi_ok {
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("stagebox started");
+        if let Some(i) = line.find("udp://") {
+            port = line[i + 6..]
+                .split_whitespace()
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok());
+        }
+        midi_ok |= line.contains("MIDI in on port");
+        assert!(t0.elapsed() < Duration::from_secs(20), "no OSC port or MIDI in port");
+    }
+    let port = port.unwrap();
+    // Our controller: a JACK MIDI output port, connected to Stagebox's `control` input.
+    let out = midir::MidiOutput::new("tester").unwrap();
+    use midir::os::unix::VirtualOutput;
+    let mut ctl = out.create_virtual("out").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ports = String::from_utf8(
+        Command::new("jack_lsp")
+            .env("JACK_DEFAULT_SERVER", &jack.name)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let ours = ports
+        .lines()
+        .find(|l| l.starts_with("tester") && l.ends_with(":out"))
+        .expect("our port")
+        .to_string();
+    let theirs = ports
+        .lines()
+        .find(|l| l.ends_with(":control"))
+        .unwrap_or_else(|| panic!("no control port in {ports}"))
+        .to_string();
+    assert!(Command::new("jack_connect")
+        .args([&ours, &theirs])
+        .env("JACK_DEFAULT_SERVER", &jack.name)
+        .status()
+        .unwrap()
+        .success());
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    send(&c, port, "/stagebox/notify", vec![OscType::Int(1)]);
+    let loud = last_rms(&recv_for(&c, 0.5));
+    // CC 7 at 0: the mapped gain goes to -60 dB.
+    ctl.send(&[0xb0, 7, 0]).unwrap();
+    let quiet = last_rms(&recv_for(&c, 0.5));
+    assert!((loud - quiet - 60.0).abs() < 2.0, "CC7 = 0: {loud} -> {quiet} dB");
+    ctl.send(&[0xb0, 7, 127]).unwrap();
+    let back = last_rms(&recv_for(&c, 0.5));
+    assert!((back - loud).abs() < 1.0, "CC7 = 127: {back} dB");
+    // MIDI learn: arm the tone's level, move CC 21, which then drives it.
+    send(
+        &c,
+        port,
+        "/stagebox/learn",
+        vec![OscType::String("/stagebox/node/tone/gain_db".into())],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    ctl.send(&[0xb0, 21, 127]).unwrap();
+    let learned = wait_for(&c, "/stagebox/learned");
+    assert_eq!(learned.args[0], OscType::String("/stagebox/node/tone/gain_db".into()));
+    ctl.send(&[0xb0, 21, 0]).unwrap();
+    let silent = last_rms(&recv_for(&c, 0.5));
+    assert!(silent < -100.0, "learned CC21 = 0 silences the tone: {silent} dB");
+    // Saved into the patch file.
+    send(&c, port, "/stagebox/learn/save", vec![]);
+    let done = wait_for(&c, "/stagebox/done");
+    assert_eq!(done.args[0], OscType::String("/stagebox/learn/save".into()));
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("cc = 21") && text.contains("to = \"tone.gain_db\""), "{text}");
+    // Clock in at 120 BPM (a tick every 20.833 ms) for a second.
+    ctl.send(&[0xfa]).unwrap();
+    let t0 = Instant::now();
+    for k in 1..=48u32 {
+        let due = Duration::from_micros(20_833 * k as u64);
+        if let Some(w) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(w);
+        }
+        ctl.send(&[0xf8]).unwrap();
+    }
+    send(&c, port, "/stagebox/tempo", vec![]);
+    let t = wait_for(&c, "/stagebox/tempo.reply");
+    let OscType::Float(bpm) = t.args[1] else { panic!("{t:?}") };
+    assert!((bpm - 120.0).abs() < 4.0, "clock in: {bpm} BPM");
+    assert_eq!(t.args[2], OscType::Bool(true), "started");
+    // Program change 0: b.toml.
+    ctl.send(&[0xc0, 0]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    send(&c, port, "/stagebox/status", vec![]);
+    let st = wait_for(&c, "/stagebox/status.reply");
+    let OscType::String(patch_now) = &st.args[12] else {
+        panic!("{st:?}")
+    };
+    assert!(patch_now.ends_with("b.toml"), "program change switched to {patch_now}");
+    drop(ctl);
+    let _ = run.kill();
+    let _ = run.wait();
+}
