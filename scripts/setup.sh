@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what Stagebox needs to build and test, only what is missing (idempotent).
 # Debian packages: ALSA and JACK headers, the JACK server (tests run a dummy one), pkg-config,
-# liblo-tools (oscsend and oscdump: the OSC tests drive the engine with them).
+# liblo-tools (oscsend and oscdump) and puredata-core (pd -nogui): the OSC tests drive the
+# engine with them.
 set -euo pipefail
 need=()
-for p in libasound2-dev libjack-jackd2-dev jackd2 pkg-config liblo-tools; do
+for p in libasound2-dev libjack-jackd2-dev jackd2 pkg-config liblo-tools puredata-core; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

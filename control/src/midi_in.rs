@@ -556,6 +556,9 @@ pub struct ClockOut {
     bpm_milli: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     pub sent: Arc<AtomicU64>,
+    /// The thread keeps its port; set when the port's server died: the thread then leaks the
+    /// port instead of closing it (closing a dead JACK client crashes).
+    leak: Arc<AtomicBool>,
 }
 
 impl ClockOut {
@@ -566,7 +569,8 @@ impl ClockOut {
         let bpm_milli = Arc::new(AtomicU64::new((bpm * 1000.0) as u64));
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let (b, s, n) = (bpm_milli.clone(), stop.clone(), sent.clone());
+        let leak = Arc::new(AtomicBool::new(false));
+        let (b, s, n, l) = (bpm_milli.clone(), stop.clone(), sent.clone(), leak.clone());
         std::thread::Builder::new()
             .name("stagebox-clock".into())
             .spawn(move || {
@@ -585,11 +589,25 @@ impl ClockOut {
                         n.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                let _ = conn.send(&[0xfc]);
+                if l.load(Ordering::Relaxed) {
+                    std::mem::forget(conn);
+                } else {
+                    let _ = conn.send(&[0xfc]);
+                }
             })
             .map_err(|e| e.to_string())?;
         tracing::info!("MIDI clock out on port `{port}` at {bpm} BPM");
-        Ok(ClockOut { bpm_milli, stop, sent })
+        Ok(ClockOut {
+            bpm_milli,
+            stop,
+            sent,
+            leak,
+        })
+    }
+
+    /// Stops the clock after its server died: the port is let go, not closed.
+    pub fn stop_without_port(self) {
+        self.leak.store(true, Ordering::Relaxed);
     }
 
     pub fn set_tempo(&self, bpm: f64) {

@@ -675,8 +675,9 @@ impl OscServer {
     }
 
     fn reply_peer(&self, from: Peer, args: &[OscType], port_arg: usize) -> Peer {
-        match (from, args.get(port_arg)) {
-            (Peer::Udp(a), Some(OscType::Int(p))) if (1..=65535).contains(p) => Peer::Udp(SocketAddr::new(a.ip(), *p as u16)),
+        // Pure Data and Max send numbers as floats: a whole one is a port too.
+        match (from, args.get(port_arg).and_then(number)) {
+            (Peer::Udp(a), Some(p)) if p.fract() == 0.0 && (1.0..=65535.0).contains(&p) => Peer::Udp(SocketAddr::new(a.ip(), p as u16)),
             _ => from,
         }
     }

@@ -105,7 +105,9 @@ fn open_midi(port: &str) -> Result<midir::MidiOutputConnection, String> {
 }
 
 /// The OSC message for an event a node emitted (`--osc-out`, and OSC subscribers):
-/// `/stagebox/note node channel key velocity onset_s emitted_s`, `/stagebox/bend node channel
+/// `/stagebox/note node channel key velocity onset_s emitted_s` (times as `f`, which every
+/// client reads, Pure Data's `oscparse` included; 1 ms resolution for the first 4.6 hours of a
+/// run, coarser later: exact sample times are in `--events-out`), `/stagebox/bend node channel
 /// bend(-1..1)`, else `/stagebox/midi node m`.
 pub fn osc_message(e: &Emitted, sample_rate: u32) -> (&'static str, Vec<rosc::OscType>) {
     let sr = sample_rate as f64;
@@ -117,8 +119,8 @@ pub fn osc_message(e: &Emitted, sample_rate: u32) -> (&'static str, Vec<rosc::Os
                 rosc::OscType::Int((e.msg[0] & 0x0f) as i32 + 1),
                 rosc::OscType::Int(e.msg[1] as i32),
                 rosc::OscType::Int(if e.msg[0] & 0xf0 == 0x90 { e.msg[2] as i32 } else { 0 }),
-                rosc::OscType::Double(e.origin as f64 / sr),
-                rosc::OscType::Double(e.sample_time as f64 / sr),
+                rosc::OscType::Float((e.origin as f64 / sr) as f32),
+                rosc::OscType::Float((e.sample_time as f64 / sr) as f32),
             ],
         ),
         0xe0 => (

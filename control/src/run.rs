@@ -303,7 +303,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let clock_out = if want_midi && midi_settings.clock_out {
+    let mut clock_out = if want_midi && midi_settings.clock_out {
         crate::midi_in::ClockOut::start("clock", midi_settings.tempo)
             .map_err(|e| tracing::warn!("no MIDI clock out: {e}"))
             .ok()
@@ -707,6 +707,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         if matches!(&audio, AudioIo::Live(r) if r.device_lost()) {
             device_losses += 1;
             tracing::error!("the audio device went away; the patch keeps running without a device, retrying every 2 s");
+            // The MIDI port's JACK client died with the server; closing it then crashes inside
+            // JACK, so it is let go (leaked) and opened again when the server is back.
+            if let Some(m) = midi_in.take() {
+                std::mem::forget(m);
+            }
+            if let Some(c) = clock_out.take() {
+                c.stop_without_port();
+            }
             let (h, e) = fresh_engine(&current_patch, &registry, cfg, stats.clone())?;
             audio = AudioIo::Paced(Paced::start(e, paced_block, Vec::new())?);
             handle = h;
@@ -730,6 +738,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                             ids = node_ids(&handle);
                             prev_ids = ids.clone();
                             device_recoveries += 1;
+                            if want_midi && midi_in.is_none() {
+                                midi_in = crate::midi_in::MidiIn::open(&midi_settings)
+                                    .map_err(|e| tracing::warn!("no MIDI input: {e}"))
+                                    .ok();
+                            }
                             backend_name = name;
                             lost_since = None;
                             tracing::info!("the audio device is back");
