@@ -114,6 +114,8 @@ pub struct Status {
     pub patch: String,
     /// Inference counters per model node of the running patch.
     pub models: Vec<(String, stagebox_engine::infer::InferCounts)>,
+    /// MIDI messages dropped by a full ring from the MIDI input port.
+    pub midi_dropped: u64,
 }
 
 /// One parameter address.
@@ -705,6 +707,7 @@ impl OscServer {
                         OscType::Int(status.notes as i32),
                         OscType::Int(status.rt_allocations as i32),
                         OscType::String(status.patch.clone()),
+                        OscType::Int(status.midi_dropped as i32),
                     ],
                 );
             }

@@ -384,9 +384,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut prev_ids = ids.clone();
 
     loop {
+        // The loop's pause: woken by OSC as it arrives; MIDI is polled each turn, so with a MIDI
+        // port the turns are 1 ms.
+        let pause = Duration::from_millis(if midi_in.is_some() { 1 } else { 3 });
         match &mut osc {
-            Some(o) => o.wait(Duration::from_millis(3)),
-            None => std::thread::sleep(Duration::from_millis(3)),
+            Some(o) => o.wait(pause),
+            None => std::thread::sleep(pause),
         }
         // A callback that took longer than its block's duration missed its deadline.
         let period_ns = (RtStats::get(&stats.last_block_frames) as f64 / sr as f64 * 1e9) as u64;
@@ -545,6 +548,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 rt_allocations: stagebox_engine::alloc_check::violations() - alloc_before,
                 frames: RtStats::get(&stats.frames),
                 patch: current_patch.path.display().to_string(),
+                midi_dropped: midi_in.as_ref().map_or(0, |m| m.dropped.load(Ordering::Relaxed)),
                 models: inference
                     .iter()
                     .filter(|((g, _), _)| *g == handle.generation())

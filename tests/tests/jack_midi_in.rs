@@ -93,6 +93,8 @@ fn a_jack_midi_controller_moves_a_mapped_parameter_learns_follows_clock_and_swit
             r#"
 [midi]
 programs = ["b.toml"]
+clock_out = true
+tempo = 150.0
 
 [[midi.map]]
 cc = 7
@@ -225,6 +227,35 @@ max = 0.0
     let OscType::Float(bpm) = t.args[1] else { panic!("{t:?}") };
     assert!((bpm - 120.0).abs() < 4.0, "clock in: {bpm} BPM");
     assert_eq!(t.args[2], OscType::Bool(true), "started");
+    // Clock out at 150 BPM: 60 ticks a second on stagebox's `clock` port.
+    let clock_port = ports
+        .lines()
+        .find(|l| l.ends_with(":clock"))
+        .unwrap_or_else(|| panic!("no clock port in {ports}"))
+        .to_string();
+    let mut dump = Command::new("jack_midi_dump")
+        .arg("clockdump")
+        .env("JACK_DEFAULT_SERVER", &jack.name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("jack_connect")
+        .args([clock_port.as_str(), "clockdump:input"])
+        .env("JACK_DEFAULT_SERVER", &jack.name)
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = dump.kill();
+    let out = dump.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ticks = text.lines().filter(|l| l.to_ascii_lowercase().contains("f8")).count();
+    assert!(
+        (90..=150).contains(&ticks),
+        "about 120 clock ticks in 2 s at 150 BPM, got {ticks}:\n{text}"
+    );
     // Program change 0: b.toml.
     ctl.send(&[0xc0, 0]).unwrap();
     std::thread::sleep(Duration::from_millis(500));

@@ -423,13 +423,46 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// A clip with three known notes into the melody node, and the tone through the gain.
+fn notes_patch(name: &str, line: &[(f64, f64, u8)]) -> String {
+    let d = tmp(name);
+    let x = flute_line(48000, line, 3.5);
+    let clip: Vec<i16> = x.iter().map(|v| (v * 20000.0) as i16).collect();
+    let wav = d.join("line.wav");
+    write_wav_i16(&wav, 48000, 1, &clip);
+    format!(
+        r#"{PATCH}
+[[node]]
+id = "clip"
+type = "player"
+path = "{}"
+[[node]]
+id = "line"
+type = "melody"
+[[node]]
+id = "sink"
+type = "output"
+channels = 1
+first_channel = 1
+[[connect]]
+from = "clip"
+to = "line"
+[[connect]]
+from = "clip"
+to = "sink"
+"#,
+        wav.display()
+    )
+}
+
 #[test]
 fn oscsend_sets_a_gain_and_oscdump_shows_status_and_subscribed_events() {
     assert!(
         have("oscsend") && have("oscdump"),
         "liblo's oscsend/oscdump are missing: scripts/setup.sh installs Debian liblo-tools"
     );
-    let e = Engine::start("osc-liblo", PATCH, 4.0);
+    let line = [(1.5, 1.9, 69u8), (2.0, 2.4, 72), (2.5, 3.0, 76)];
+    let e = Engine::start("osc-liblo", &notes_patch("osc-liblo-clip", &line), 4.0);
     let dump_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut dump = Command::new("oscdump")
         .arg("-L")
@@ -453,17 +486,32 @@ fn oscsend_sets_a_gain_and_oscdump_shows_status_and_subscribed_events() {
     oscsend(&["/stagebox/node/vol/gain_db", "f", "-20"]);
     std::thread::sleep(Duration::from_millis(300));
     oscsend(&["/stagebox/status", "i", &dp]);
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(2700));
     let _ = dump.kill();
     let mut text = String::new();
     dump.stdout.take().unwrap().read_to_string(&mut text).unwrap();
     let _ = dump.wait();
     assert!(text.contains("/stagebox/status.reply"), "{text}");
-    assert!(text.contains("/stagebox/meter"), "{text}");
+    // The subscribed events: meters, and the clip's notes as they were played.
+    let last_meter = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("/stagebox/meter") && l.contains("\"level\""))
+        .unwrap_or_else(|| panic!("no meter in {text}"));
     // The meter heard the new gain: the tone (-6 dB peak sine, about -9 dB rms) now near -29.
-    let last_meter = text.lines().rev().find(|l| l.contains("/stagebox/meter")).unwrap();
     let rms: f32 = last_meter.split_whitespace().last().unwrap().parse().unwrap();
     assert!((rms + 29.0).abs() < 2.0, "{last_meter}");
+    let ons: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("/stagebox/note"))
+        .filter_map(|l| {
+            // "/stagebox/note siiiff "line" 1 69 87 1.49 1.51"
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let i = f.iter().position(|w| *w == "/stagebox/note")?;
+            (f.get(i + 5) != Some(&"0")).then(|| *f.get(i + 4).unwrap())
+        })
+        .collect();
+    assert_eq!(ons, vec!["69", "72", "76"], "{text}");
     e.wait();
 }
 
