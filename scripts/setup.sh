@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what Stagebox needs to build and test, only what is missing (idempotent).
 # Debian packages: ALSA and JACK headers, the JACK server (tests run a dummy one), pkg-config,
-# liblo-tools (oscsend and oscdump) and puredata-core (pd -nogui): the OSC tests drive the
-# engine with them.
+# liblo-tools (oscsend and oscdump), puredata-core (pd -nogui) and python3-venv (python-osc):
+# the OSC tests drive the engine with them.
 set -euo pipefail
 need=()
-for p in libasound2-dev libjack-jackd2-dev jackd2 pkg-config liblo-tools puredata-core; do
+for p in libasound2-dev libjack-jackd2-dev jackd2 pkg-config liblo-tools puredata-core python3-venv; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -20,3 +20,11 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 "$(dirname "$0")/setup_models.sh"
+# python-osc (PyPI) for the OSC tests, in a venv of its own.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/.cache/test-venv"
+if ! "$venv/bin/python" -c "import pythonosc" >/dev/null 2>&1; then
+  echo "setup: python-osc into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "python-osc==1.10.2"
+fi

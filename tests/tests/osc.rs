@@ -629,3 +629,18 @@ fn oscquery_serves_the_namespace_to_curl_and_streams_listened_values() {
     drop(ws);
     e.wait();
 }
+
+#[test]
+fn python_osc_over_udp_and_tcp() {
+    let py = root().join(".cache/test-venv/bin/python");
+    assert!(py.exists(), "python-osc's venv is missing: scripts/setup.sh makes .cache/test-venv");
+    let e = Engine::start("osc-python", PATCH, 5.0);
+    let out = Command::new(&py)
+        .arg(root().join("tests/python/osc_client.py"))
+        .arg(e.port.to_string())
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    e.wait();
+}
