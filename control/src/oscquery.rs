@@ -4,8 +4,9 @@
 //! `{"COMMAND": "LISTEN", "DATA": "/path"}` (or `IGNORE`) and receives that parameter's changes as
 //! binary OSC messages. Threads: one accepting connections, one per connection (HTTP requests
 //! are answered and closed; WebSockets stay). They read a snapshot the control thread publishes
-//! (`publish`, `changed`); nothing here touches the engine. mDNS advertising (`_oscjson._tcp`) is
-//! not built yet (see the control issue).
+//! (`publish`, `changed`); nothing here touches the engine. `advertise` announces the server
+//! over mDNS (`_oscjson._tcp`, and the OSC port as `_osc._udp`), only with `--oscquery-mdns`
+//! (off by default: mDNS multicasts beyond this machine).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -287,4 +288,22 @@ fn websocket(stream: TcpStream, shared: &Shared, stop: &AtomicBool) {
             }
         }
     }
+}
+
+/// Announces OSCQuery (`_oscjson._tcp`) and OSC (`_osc._udp`) over mDNS (control thread; the
+/// daemon runs its own thread until dropped). Only with `--oscquery-mdns`.
+pub fn advertise(query_port: u16, osc_port: u16) -> Result<mdns_sd::ServiceDaemon, String> {
+    let daemon = mdns_sd::ServiceDaemon::new().map_err(|e| e.to_string())?;
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "stagebox".into());
+    let host = format!("{host}.local.");
+    for (ty, port) in [("_oscjson._tcp.local.", query_port), ("_osc._udp.local.", osc_port)] {
+        let info = mdns_sd::ServiceInfo::new(ty, "stagebox", &host, "", port, &[("txtvers", "1")][..])
+            .map_err(|e| e.to_string())?
+            .enable_addr_auto();
+        daemon.register(info).map_err(|e| e.to_string())?;
+    }
+    tracing::info!("advertising OSCQuery on port {query_port} and OSC on {osc_port} over mDNS");
+    Ok(daemon)
 }

@@ -97,6 +97,10 @@ pub struct RunArgs {
     /// No OSCQuery server.
     #[arg(long)]
     pub no_oscquery: bool,
+    /// Advertise OSCQuery and OSC over mDNS (`_oscjson._tcp`, `_osc._udp`). Off by default:
+    /// mDNS multicasts to the local network.
+    #[arg(long)]
+    pub oscquery_mdns: bool,
     /// No MIDI input port (controllers, program change, clock; `[midi]` in the patch).
     #[arg(long)]
     pub no_midi_in: bool,
@@ -314,6 +318,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut learn_peer: Option<crate::osc::Peer> = None;
     let mut last_publish = Instant::now();
     let mut ns_dirty = false;
+    let _mdns = match (&oscquery, &osc, a.oscquery_mdns) {
+        (Some(q), Some(o), true) => crate::oscquery::advertise(q.local.port(), o.local.port())
+            .map_err(|e| tracing::warn!("no mDNS advertising: {e}"))
+            .ok(),
+        _ => None,
+    };
     tracing::info!(
         "running {} on {backend_name} ({device_name}), {sr} Hz, {in_ch} in / {out_ch} out, graph latency {} frames",
         patch_path.display(),
