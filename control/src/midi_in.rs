@@ -309,9 +309,11 @@ pub fn settings(midi: Option<&toml::Value>, patch_path: &Path, handle: &EngineHa
     })
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Raw {
     time_us: u64,
+    /// When the callback had it (a vDSO clock read, no system call): for the latency figures.
+    at: Instant,
     len: u8,
     bytes: [u8; 3],
 }
@@ -347,6 +349,8 @@ pub struct MidiIn {
     tick_times: Vec<u64>,
     /// Parameters set since the run loop last took them: (node, param, value).
     pub sets: Vec<(String, String, f64)>,
+    /// Callback-to-dispatch time of each channel message (µs).
+    pub dispatch_us: Vec<u32>,
 }
 
 impl MidiIn {
@@ -369,6 +373,7 @@ impl MidiIn {
                     if tx
                         .push(Raw {
                             time_us: t,
+                            at: Instant::now(),
                             len: msg.len() as u8,
                             bytes,
                         })
@@ -393,6 +398,7 @@ impl MidiIn {
             clock: ClockIn::default(),
             tick_times: Vec::with_capacity(32),
             sets: Vec::new(),
+            dispatch_us: Vec::new(),
         })
     }
 
@@ -407,6 +413,9 @@ impl MidiIn {
         let mut actions = Vec::new();
         while let Ok(raw) = self.rx.pop() {
             self.received += 1;
+            if raw.bytes[0] < 0xf0 && self.dispatch_us.len() < 1 << 20 {
+                self.dispatch_us.push(raw.at.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
             self.message(raw, handle, current, &mut actions);
         }
         actions

@@ -845,6 +845,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "osc_port": osc.as_ref().map(|o| o.local.port()),
             "oscquery_port": oscquery.as_ref().map(|q| q.local.port()),
             "midi_in_received": midi_in.as_ref().map(|m| m.received),
+            "midi_dispatch_us": midi_in.as_ref().map(|m| {
+                let mut v = m.dispatch_us.clone();
+                v.sort_unstable();
+                let q = |f: f64| v.get(((v.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0);
+                json!({"count": v.len(), "median": q(0.5), "p99": q(0.99), "max": v.last().copied().unwrap_or(0)})
+            }),
             "midi_in_dropped": midi_in.as_ref().map(|m| m.dropped.load(Ordering::Relaxed)),
             "midi_clock_in_bpm": midi_in.as_ref().and_then(|m| m.clock.bpm),
             "midi_clock_out_ticks": clock_out.as_ref().map(|c| c.sent.load(Ordering::Relaxed)),

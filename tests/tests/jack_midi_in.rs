@@ -106,6 +106,7 @@ max = 0.0
     )
     .unwrap();
     std::fs::write(d.join("b.toml"), patch("")).unwrap();
+    let stats = d.join("stats.json");
     let jack = JackServer::start(48000, 128);
     std::env::set_var("JACK_DEFAULT_SERVER", &jack.name);
     let mut run = stagebox()
@@ -118,10 +119,12 @@ max = 0.0
             "0",
             "--no-oscquery",
             "--duration",
-            "12",
+            "20",
             "--patch",
         ])
         .arg(&p)
+        .arg("--stats-json")
+        .arg(&stats)
         .env("JACK_DEFAULT_SERVER", &jack.name)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -265,7 +268,23 @@ max = 0.0
         panic!("{st:?}")
     };
     assert!(patch_now.ends_with("b.toml"), "program change switched to {patch_now}");
+    // A burst of CCs for the latency figures (callback to the control thread's dispatch).
+    for v in 0..200u8 {
+        ctl.send(&[0xb0, 7, v % 128]).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
     drop(ctl);
-    let _ = run.kill();
-    let _ = run.wait();
+    send(&c, port, "/stagebox/quit", vec![]);
+    let st = run.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let log: Vec<String> = rx.try_iter().collect();
+    assert!(st.success(), "{}", log.join("\n"));
+    assert!(stats.exists(), "no stats: {}", log.join("\n"));
+    let s = read_json(&stats);
+    println!(
+        "MIDI in: {} received, dropped {}, callback -> dispatch {}",
+        s["midi_in_received"], s["midi_in_dropped"], s["midi_dispatch_us"]
+    );
+    assert!(s["midi_dispatch_us"]["count"].as_u64().unwrap() >= 200);
+    assert_eq!(s["midi_in_dropped"], 0);
 }
