@@ -16,7 +16,8 @@
 //!
 //! [[midi.map]]
 //! cc = 7                # or: cc14 = 1 (CC 1 + CC 33 as 14 bits), note = 60 (velocity),
-//!                       #     bend = true, aftertouch = true (channel pressure)
+//!                       #     bend = true, aftertouch = true (channel pressure),
+//!                       #     key_pressure = 60 (polyphonic aftertouch of one key)
 //! channel = 1           # 1-16; omitted: any
 //! to = "vol.gain_db"    # node.param
 //! min = -60.0           # the range the control sweeps (default: the parameter's)
@@ -45,6 +46,8 @@ pub enum Source {
     Note(u8),
     Bend,
     Aftertouch,
+    /// Polyphonic aftertouch of one key.
+    KeyPressure(u8),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,6 +119,7 @@ impl Mapping {
             Source::Note(n) => format!("note = {n}"),
             Source::Bend => "bend = true".into(),
             Source::Aftertouch => "aftertouch = true".into(),
+            Source::KeyPressure(n) => format!("key_pressure = {n}"),
         };
         let ch = self.channel.map(|c| format!("channel = {}\n", c + 1)).unwrap_or_default();
         format!("\n[[midi.map]]\n{src}\n{ch}to = \"{}.{}\"\n", self.node, self.param)
@@ -249,8 +253,15 @@ pub fn settings(midi: Option<&toml::Value>, patch_path: &Path, handle: &EngineHa
             Source::Bend
         } else if m.get("aftertouch").and_then(|v| v.as_bool()) == Some(true) {
             Source::Aftertouch
+        } else if let Some(n) = int("key_pressure") {
+            Source::KeyPressure(
+                u8::try_from(n)
+                    .ok()
+                    .filter(|n| *n < 128)
+                    .ok_or_else(|| err(format!("key_pressure = {n} is not 0..127")))?,
+            )
         } else {
-            return Err(err("needs one of cc, cc14, note, bend, aftertouch".into()));
+            return Err(err("needs one of cc, cc14, note, bend, aftertouch, key_pressure".into()));
         };
         let channel = match int("channel") {
             None => None,
@@ -496,6 +507,7 @@ impl MidiIn {
             0x90 if b[2] > 0 => (Source::Note(b[1]), b[2] as f64 / 127.0, 0),
             0xe0 => (Source::Bend, ((b[2] as u16) << 7 | b[1] as u16) as f64 / 16383.0, 0),
             0xd0 => (Source::Aftertouch, b[1] as f64 / 127.0, 0),
+            0xa0 => (Source::KeyPressure(b[1]), b[2] as f64 / 127.0, 0),
             _ => return,
         };
         if let Some((node, param)) = self.armed.take() {
@@ -627,5 +639,64 @@ impl ClockOut {
 impl Drop for ClockOut {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map() -> Mapping {
+        let spec = ParamSpec::float("gain_db", -60.0, 0.0, -6.0, "dB", "");
+        Mapping::new(Source::Cc(7), None, "vol", "gain_db", &spec)
+    }
+
+    #[test]
+    fn absolute_controls_follow_their_curve() {
+        let mut m = map();
+        assert_eq!(m.apply(0.5, 0, -6.0), Some(-30.0));
+        m.curve = Curve::Exp;
+        assert_eq!(m.apply(0.5, 0, -6.0), Some(-45.0));
+        m.curve = Curve::Log;
+        let v = m.apply(0.25, 0, -6.0).unwrap();
+        assert!((v + 30.0).abs() < 1e-9, "{v}");
+    }
+
+    #[test]
+    fn relative_encoders_step_from_the_current_value() {
+        let mut m = map();
+        m.mode = Mode::Relative;
+        let step = 60.0 / 127.0;
+        let v = m.apply(0.0, 2, -30.0).unwrap();
+        assert!((v - (-30.0 + 2.0 * step)).abs() < 1e-9);
+        let v = m.apply(0.0, -1, -30.0).unwrap();
+        assert!((v - (-30.0 + step)).abs() < 1e-9, "steps accumulate on the mapping's own value");
+        // Clamped at the range.
+        assert_eq!(m.apply(0.0, 127 * 3, 0.0), Some(0.0));
+    }
+
+    #[test]
+    fn soft_takeover_waits_until_the_control_reaches_the_value() {
+        let mut m = map();
+        m.takeover = Takeover::Soft;
+        // The parameter sits at -30 dB (the middle); the control starts at the bottom.
+        assert_eq!(m.apply(0.0, 0, -30.0), None);
+        assert_eq!(m.apply(0.3, 0, -30.0), None);
+        // Passing the middle catches it; from then on it follows.
+        assert!(m.apply(0.55, 0, -30.0).is_some());
+        assert_eq!(m.apply(0.1, 0, -30.0), Some(-54.0));
+    }
+
+    #[test]
+    fn a_binding_saves_as_toml_the_settings_reader_takes() {
+        let mut m = map();
+        m.source = Source::Cc14(1);
+        m.channel = Some(2);
+        let t = m.to_toml();
+        let v: toml::Value = toml::from_str(&t).unwrap();
+        let e = &v["midi"]["map"][0];
+        assert_eq!(e["cc14"].as_integer(), Some(1));
+        assert_eq!(e["channel"].as_integer(), Some(3));
+        assert_eq!(e["to"].as_str(), Some("vol.gain_db"));
     }
 }
