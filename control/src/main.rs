@@ -175,6 +175,33 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             let sr = a.sample_rate.or(patch.engine.sample_rate).unwrap_or(48000);
             patch.check(&registry, sr as f32).map(|s| (patch, s))
         });
+        // The control tables: [osc], and [midi] (whose mappings name nodes and parameters).
+        let result = result.and_then(|(patch, s)| {
+            // Pointed at the table's header line ([osc], or [midi] / [[midi.map]]).
+            let text = std::fs::read_to_string(&patch.path).unwrap_or_default();
+            let fail = |msg: String| {
+                let key = if msg.starts_with("[osc]") { "[osc]" } else { "[midi" };
+                let (line, src) = text
+                    .lines()
+                    .enumerate()
+                    .find(|(_, l)| l.trim_start().starts_with(key) || l.trim_start().starts_with(&format!("[{key}")))
+                    .map(|(i, l)| (i + 1, l.to_string()))
+                    .unwrap_or((1, String::new()));
+                stagebox_patches::PatchErrors(vec![stagebox_patches::PatchError {
+                    file: patch.path.clone(),
+                    line,
+                    col: 1,
+                    message: msg,
+                    source_line: src,
+                }])
+            };
+            run::check_osc_table(&patch).map_err(fail)?;
+            let (mut handle, _engine) = stagebox_engine::EngineHandle::new(stagebox_engine::EngineConfig::new(48000.0, 2, 2));
+            let probe = patch.check(&registry, 48000.0)?;
+            handle.swap(probe, &registry).map_err(fail)?;
+            midi_in::settings(patch.midi.as_ref(), &patch.path, &handle).map_err(fail)?;
+            Ok((patch, s))
+        });
         match result {
             Ok((patch, s)) => println!(
                 "{}: ok ({} nodes, {} connections, {} in / {} out channels, latency {} frames)",

@@ -882,24 +882,56 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Checks a patch's `[osc]` table (control thread; `check` and `run`).
+pub fn check_osc_table(patch: &Patch) -> Result<(), String> {
+    let Some(v) = &patch.osc else { return Ok(()) };
+    let t = v.as_table().ok_or("[osc] is not a table")?;
+    for (k, v) in t {
+        match k.as_str() {
+            "port" | "oscquery_port" => match v.as_integer() {
+                Some(p) if (0..=65535).contains(&p) => {}
+                _ => return Err(format!("[osc] {k} = {v} is not a port number (0..65535)")),
+            },
+            "bind" => {
+                v.as_str()
+                    .and_then(|b| b.parse::<std::net::IpAddr>().ok())
+                    .ok_or(format!("[osc] bind = {v} is not an IP address"))?;
+            }
+            "allow" => {
+                for e in v.as_array().ok_or("[osc] allow is not a list")? {
+                    let s = e.as_str().unwrap_or_default();
+                    if s.parse::<ipnet::IpNet>().is_err() && s.parse::<std::net::IpAddr>().is_err() {
+                        return Err(format!("[osc] allow: {e} is not an address or network (192.168.1.0/24)"));
+                    }
+                }
+            }
+            "notify_timeout_s" => {
+                if v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).is_none_or(|x| x <= 0.0) {
+                    return Err(format!("[osc] notify_timeout_s = {v} is not a positive number"));
+                }
+            }
+            "enabled" => {
+                v.as_bool().ok_or(format!("[osc] enabled = {v} is not true or false"))?;
+            }
+            _ => {
+                return Err(format!(
+                    "[osc] has no setting `{k}` (port, oscquery_port, bind, allow, notify_timeout_s, enabled)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The OSC server's settings: the command line over the patch's `[osc]` table over defaults;
 /// None when turned off.
 fn osc_settings(a: &RunArgs, patch: &Patch) -> anyhow::Result<Option<crate::osc::OscSettings>> {
     if a.no_osc {
         return Ok(None);
     }
+    check_osc_table(patch).map_err(|e| anyhow::anyhow!("{}: {e}", patch.path.display()))?;
     let t = patch.osc.as_ref().and_then(|v| v.as_table());
     let get = |k: &str| t.and_then(|t| t.get(k));
-    if let Some(t) = t {
-        for k in t.keys() {
-            if !["port", "bind", "allow", "notify_timeout_s", "enabled"].contains(&k.as_str()) {
-                anyhow::bail!(
-                    "{}: [osc] has no setting `{k}` (port, bind, allow, notify_timeout_s, enabled)",
-                    patch.path.display()
-                );
-            }
-        }
-    }
     if get("enabled").and_then(|v| v.as_bool()) == Some(false) && a.osc_port.is_none() {
         return Ok(None);
     }

@@ -141,6 +141,26 @@ fn check_reports_file_line_and_column() {
             ":9:8: error: `a` has 3 channels but `o` has 2",
         ),
         ("file.toml", "[[node]]\nid = \"p\"\ntype = \"player\"\npath = \"missing.wav\"\n", ":3:8: error: node `p`:"),
+        (
+            "midi.toml",
+            "[[node]]\nid = \"v\"\ntype = \"gain\"\n\n[[midi.map]]\ncc = 7\nto = \"v.gian_db\"\n",
+            ":5:1: error: [[midi.map]] number 1: node `v` has no parameter `gian_db`",
+        ),
+        (
+            "midicc.toml",
+            "[[node]]\nid = \"v\"\ntype = \"gain\"\n\n[[midi.map]]\ncc = 300\nto = \"v.gain_db\"\n",
+            ":5:1: error: [[midi.map]] number 1: cc = 300 is not 0..127",
+        ),
+        (
+            "osc.toml",
+            "[[node]]\nid = \"v\"\ntype = \"gain\"\n\n[osc]\nport = 99999\n",
+            ":5:1: error: [osc] port = 99999 is not a port number",
+        ),
+        (
+            "oscallow.toml",
+            "[[node]]\nid = \"v\"\ntype = \"gain\"\n\n[osc]\nallow = [\"everyone\"]\n",
+            ":5:1: error: [osc] allow: \"everyone\" is not an address or network",
+        ),
     ];
     for (name, src, want) in cases {
         let p = d.join(name);
