@@ -858,6 +858,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "osc_dropped": osc.as_ref().map(|o| o.counters.dropped.load(Ordering::Relaxed)),
             "osc_errors": osc.as_ref().map(|o| o.counters.errors.load(Ordering::Relaxed)),
             "osc_malformed": osc.as_ref().map(|o| o.counters.malformed.load(Ordering::Relaxed)),
+            "osc_refused": osc.as_ref().map(|o| o.counters.refused.load(Ordering::Relaxed)),
+            "osc_late_bundles": osc.as_ref().map(|o| o.counters.late_bundles.load(Ordering::Relaxed)),
             "osc_dispatch_us": osc.as_ref().map(|o| {
                 let mut v = o.dispatch_us.clone();
                 v.sort_unstable();
