@@ -51,13 +51,26 @@ struct Engine {
 }
 
 impl Engine {
+    /// On the paced backend (real time without a sound card).
     fn start(name: &str, patch: &str, secs: f64) -> Engine {
+        Self::start_on(name, patch, secs, None)
+    }
+
+    /// On a dummy JACK server when `jack` is given.
+    fn start_on(name: &str, patch: &str, secs: f64, jack: Option<&JackServer>) -> Engine {
         let d = tmp(name);
         let p = d.join("p.toml");
         std::fs::write(&p, patch).unwrap();
         let stats = d.join("stats.json");
-        let mut child = stagebox()
-            .args(["run", "--backend", "none", "--no-watch", "--osc-port", "0", "--duration"])
+        let mut cmd = stagebox();
+        match jack {
+            Some(j) => cmd
+                .args(["run", "--backend", "jack", "--no-midi-out", "--no-midi-in"])
+                .env("JACK_DEFAULT_SERVER", &j.name),
+            None => cmd.args(["run", "--backend", "none"]),
+        };
+        let mut child = cmd
+            .args(["--no-watch", "--osc-port", "0", "--duration"])
             .arg(secs.to_string())
             .arg("--patch")
             .arg(&p)
@@ -368,7 +381,9 @@ fn tcp_with_slip_framing_and_address_patterns() {
 #[test]
 fn a_flood_of_20000_messages_a_second_never_stops_audio_and_status_still_answers() {
     let secs = 10.0;
-    let e = Engine::start("osc-flood", PATCH, secs + 3.0);
+    // On a dummy JACK server (128 frames), as a live rig runs.
+    let jack = JackServer::start_named(&format!("stagebox-flood-{}", std::process::id()), 48000, 128);
+    let e = Engine::start_on("osc-flood", PATCH, secs + 3.0, Some(&jack));
     let c = client();
     let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = e.port;
@@ -462,7 +477,8 @@ fn oscsend_sets_a_gain_and_oscdump_shows_status_and_subscribed_events() {
         "liblo's oscsend/oscdump are missing: scripts/setup.sh installs Debian liblo-tools"
     );
     let line = [(1.5, 1.9, 69u8), (2.0, 2.4, 72), (2.5, 3.0, 76)];
-    let e = Engine::start("osc-liblo", &notes_patch("osc-liblo-clip", &line), 4.0);
+    let jack = JackServer::start_named(&format!("stagebox-liblo-{}", std::process::id()), 48000, 128);
+    let e = Engine::start_on("osc-liblo", &notes_patch("osc-liblo-clip", &line), 4.0, Some(&jack));
     let dump_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut dump = Command::new("oscdump")
         .arg("-L")
