@@ -603,6 +603,28 @@ fn oscquery_serves_the_namespace_to_curl_and_streams_listened_values() {
             assert!(leaf["VALUE"].is_array() && leaf["ACCESS"] == 3, "{leaf}");
         }
     }
+    // Every parameter `stagebox osc-space` lists for the patch (the same specs) is there, with
+    // a range (strings excepted) and a value.
+    let d = tmp("oscquery-space");
+    std::fs::write(d.join("p.toml"), PATCH).unwrap();
+    let space = stagebox().args(["osc-space", "--patch"]).arg(d.join("p.toml")).output().unwrap();
+    let space = String::from_utf8_lossy(&space.stdout);
+    let addrs: Vec<&str> = space
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `/stagebox/node/"))
+        .map(|l| l.split('`').next().unwrap())
+        .collect();
+    assert!(addrs.len() >= 12, "{space}");
+    for a in &addrs {
+        let (node, param) = a.split_once('/').unwrap();
+        let leaf = &nodes[node]["CONTENTS"][param];
+        assert_eq!(leaf["FULL_PATH"], format!("/stagebox/node/{a}"), "{a} missing from the namespace");
+        assert!(leaf["VALUE"].is_array(), "{a}: {leaf}");
+        assert!(
+            leaf["TYPE"] == "s" || leaf["RANGE"][0].get("MAX").is_some(),
+            "{a} has a range: {leaf}"
+        );
+    }
     assert_eq!(nodes["vol"]["CONTENTS"]["gain_db"]["RANGE"][0]["MIN"], -120.0);
     assert_eq!(nodes["vol"]["CONTENTS"]["gain_db"]["TYPE"], "f");
     assert_eq!(nodes["tone"]["CONTENTS"]["gain_db"]["VALUE"][0], -6.0);
