@@ -512,10 +512,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if let Some(m) = &mut midi_in {
-            let values = osc.as_ref().map(|o| o.values().clone());
+            // The values as the OSC side knows them (borrowed; looked up only for a message).
+            let osc_ref = osc.as_ref();
             let current =
-                |node: &str, param: &str| -> Option<f64> { values.as_ref()?.get(&format!("/stagebox/node/{node}/{param}"))?.as_f64() };
-            for action in m.poll(&mut handle, &current) {
+                |node: &str, param: &str| -> Option<f64> { osc_ref?.values().get(&format!("/stagebox/node/{node}/{param}"))?.as_f64() };
+            let actions = m.poll(&mut handle, &current);
+            for action in actions {
                 match action {
                     crate::midi_in::MidiAction::Load(p) => {
                         tracing::info!("program change: loading {}", p.display());
