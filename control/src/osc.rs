@@ -227,6 +227,8 @@ pub struct OscServer {
     space_changed: bool,
     /// A packet taken by `wait`, dispatched first by the next `poll`.
     early: Option<Incoming>,
+    /// Immediate parameter sets of this batch, by parameter index (the last value wins).
+    staged: Vec<(usize, f32)>,
     /// Arrival-to-dispatch time of each packet (µs).
     pub dispatch_us: Vec<u32>,
 }
@@ -435,6 +437,7 @@ impl OscServer {
             changes: Vec::new(),
             space_changed: true,
             early: None,
+            staged: Vec::new(),
             dispatch_us: Vec::new(),
         })
     }
@@ -546,6 +549,7 @@ impl OscServer {
                 }
             }
         }
+        self.flush(handle);
         // Syncs whose frame the audio thread has passed.
         let frames = status.frames;
         let busy = !self.waiting.is_empty();
@@ -567,6 +571,16 @@ impl OscServer {
             self.seen.retain(|_, t| t.elapsed() < timeout);
         }
         actions
+    }
+
+    /// Sends the batch's coalesced parameter sets to the engine (control thread).
+    fn flush(&mut self, handle: &mut EngineHandle) {
+        for (i, v) in std::mem::take(&mut self.staged) {
+            let p = &self.params[i];
+            if let Err(e) = handle.set_param(&p.node, p.spec.name, v, AT_ONCE) {
+                tracing::warn!("OSC {}: {e}", p.address);
+            }
+        }
     }
 
     /// Sleeps until a packet arrives or `timeout` passes (control thread: the run loop's pause,
@@ -596,7 +610,10 @@ impl OscServer {
             return actions;
         }
         match rosc::decoder::decode_udp(bytes) {
-            Ok((_, packet)) => self.packet(from, packet, 0, None, handle, status, &mut actions),
+            Ok((_, packet)) => {
+                self.packet(from, packet, 0, None, handle, status, &mut actions);
+                self.flush(handle);
+            }
             Err(e) => {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
                 self.error(from, "", format!("malformed packet: {e:?}"));
@@ -888,7 +905,14 @@ impl OscServer {
                 Ok((value, note)) => {
                     if p.spec.is_runtime() {
                         let f = value.as_f64().unwrap_or(0.0) as f32;
-                        if let Err(e) = handle.set_param(&p.node, p.spec.name, f, at) {
+                        if at == AT_ONCE {
+                            // Sets of the same parameter in one batch coalesce into the last: a
+                            // flood reaches the audio thread as one event per parameter per turn.
+                            match self.staged.iter_mut().find(|(k, _)| *k == i) {
+                                Some(s) => s.1 = f,
+                                None => self.staged.push((i, f)),
+                            }
+                        } else if let Err(e) = handle.set_param(&p.node, p.spec.name, f, at) {
                             self.error(from, &m.addr, e);
                             continue;
                         }

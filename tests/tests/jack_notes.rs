@@ -60,7 +60,17 @@ to = "out"
     let stats = d.join("stats.json");
     let events = d.join("events.jsonl");
     let mut run = stagebox()
-        .args(["run", "--backend", "jack", "--duration", "8", "--no-watch", "--no-midi-in", "--no-osc", "--patch"])
+        .args([
+            "run",
+            "--backend",
+            "jack",
+            "--duration",
+            "8",
+            "--no-watch",
+            "--no-midi-in",
+            "--no-osc",
+            "--patch",
+        ])
         .arg(&patch)
         .args(["--osc-out", &osc_addr, "--events-out"])
         .arg(&events)
