@@ -525,9 +525,12 @@ impl OscServer {
     }
 
     /// Dispatches what has arrived (control thread). Returns what the run loop must do.
-    pub fn poll(&mut self, handle: &mut EngineHandle, patch: &stagebox_patches::Patch, status: &Status) -> Vec<Action> {
+    /// `status` is called (once) only when a packet or a waiting sync needs it: the loop turns
+    /// every 1-3 ms and most turns have nothing to do.
+    pub fn poll(&mut self, handle: &mut EngineHandle, patch: &stagebox_patches::Patch, status: &dyn Fn() -> Status) -> Vec<Action> {
         self.refresh(handle, patch);
         let mut actions = Vec::new();
+        let mut st: Option<Status> = None;
         // At most one queue's worth per call, so the loop keeps its pace under a flood.
         for _ in 0..QUEUE {
             let Some(item) = self.early.take().or_else(|| self.rx.try_recv().ok()) else {
@@ -545,14 +548,19 @@ impl OscServer {
                         self.dispatch_us.push(arrived.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     }
                     self.seen.insert(from, Instant::now());
+                    let status = st.get_or_insert_with(status);
                     self.packet(from, packet, 0, None, handle, status, &mut actions);
                 }
             }
         }
         self.flush(handle);
         // Syncs whose frame the audio thread has passed.
-        let frames = status.frames;
         let busy = !self.waiting.is_empty();
+        let frames = if self.syncs.is_empty() {
+            0
+        } else {
+            st.get_or_insert_with(status).frames
+        };
         let mut k = 0;
         while k < self.syncs.len() {
             if !busy && frames >= self.syncs[k].2 {
@@ -958,7 +966,8 @@ fn number(a: &OscType) -> Option<f64> {
     }
 }
 
-fn to_osc(v: &ParamValue) -> OscType {
+/// A parameter value as an OSC argument (also OSCQuery's streamed values).
+pub fn to_osc(v: &ParamValue) -> OscType {
     match v {
         ParamValue::Float(f) => OscType::Float(*f as f32),
         ParamValue::Int(i) => OscType::Int(*i as i32),

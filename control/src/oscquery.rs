@@ -34,15 +34,6 @@ pub struct OscQuery {
     stop: Arc<AtomicBool>,
 }
 
-fn osc_value(v: &ParamValue) -> OscType {
-    match v {
-        ParamValue::Float(f) => OscType::Float(*f as f32),
-        ParamValue::Int(i) => OscType::Int(*i as i32),
-        ParamValue::Bool(b) => OscType::Bool(*b),
-        ParamValue::Str(s) => OscType::String(s.clone()),
-    }
-}
-
 fn json_value(v: &ParamValue) -> Value {
     match v {
         ParamValue::Float(f) => json!(f),
@@ -188,7 +179,7 @@ impl OscQuery {
     /// A parameter changed: WebSocket listeners get it (control thread).
     pub fn changed(&self, address: &str, v: &ParamValue) {
         let mut ls = self.shared.listeners.lock().unwrap();
-        ls.retain(|tx| tx.send((address.to_string(), osc_value(v))).is_ok());
+        ls.retain(|tx| tx.send((address.to_string(), crate::osc::to_osc(v))).is_ok());
     }
 }
 

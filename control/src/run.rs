@@ -543,8 +543,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if let Some(o) = &mut osc {
+            let gen = handle.generation();
             let period_us = RtStats::get(&stats.last_block_frames) as f64 / sr as f64 * 1e6;
-            let st = crate::osc::Status {
+            let st = || crate::osc::Status {
                 cpu_load: if period_us > 0.0 {
                     (hist.mean_us() / period_us) as f32
                 } else {
@@ -563,7 +564,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 midi_dropped: midi_in.as_ref().map_or(0, |m| m.dropped.load(Ordering::Relaxed)),
                 models: inference
                     .iter()
-                    .filter(|((g, _), _)| *g == handle.generation())
+                    .filter(|((g, _), _)| *g == gen)
                     .map(|((_, id), c)| (id.clone(), *c))
                     .collect(),
             };
