@@ -229,3 +229,117 @@ pub fn smf_note_ons(path: &Path) -> Vec<(f64, u8)> {
     }
     ons
 }
+
+/// Spawns `cmd` (a `stagebox run`) with its standard error read line by line on a thread.
+pub fn spawn_logged(cmd: &mut Command) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Reads log lines until each tag (`"udp://"`, `"OSCQuery on http://"`) has been followed by
+/// `host:port`; returns the ports in the tags' order. Waits at most 20 s.
+pub fn log_ports(log: &std::sync::mpsc::Receiver<String>, tags: &[&str]) -> Vec<u16> {
+    let mut ports: Vec<Option<u16>> = vec![None; tags.len()];
+    let t0 = Instant::now();
+    while ports.iter().any(Option::is_none) {
+        let line = log
+            .recv_timeout(Duration::from_secs(20))
+            .expect("stagebox said nothing about its ports");
+        for (p, tag) in ports.iter_mut().zip(tags) {
+            if let Some(i) = line.find(tag) {
+                let addr = line[i + tag.len()..].split(['/', ' ']).next().unwrap_or_default();
+                *p = p.or(addr.rsplit(':').next().and_then(|x| x.parse().ok()));
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "no {tags:?} in the log");
+    }
+    ports.into_iter().map(Option::unwrap).collect()
+}
+
+/// Loopback OSC clients for the tests.
+pub mod osc {
+    use std::net::UdpSocket;
+    use std::time::{Duration, Instant};
+
+    use rosc::{OscMessage, OscPacket, OscType};
+
+    /// A UDP socket on 127.0.0.1 with a 100 ms read timeout.
+    pub fn client() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s
+    }
+
+    pub fn msg(addr: &str, args: Vec<OscType>) -> Vec<u8> {
+        rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).unwrap()
+    }
+
+    pub fn send(s: &UdpSocket, port: u16, addr: &str, args: Vec<OscType>) {
+        s.send_to(&msg(addr, args), ("127.0.0.1", port)).unwrap();
+    }
+
+    pub fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
+        match p {
+            OscPacket::Message(m) => out.push(m),
+            OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
+        }
+    }
+
+    /// Messages received within `secs`, flattened out of bundles.
+    pub fn recv_for(s: &UdpSocket, secs: f64) -> Vec<OscMessage> {
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        let mut buf = [0u8; 65536];
+        while t0.elapsed().as_secs_f64() < secs {
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                if let Ok((_, p)) = rosc::decoder::decode_udp(&buf[..n]) {
+                    flatten(p, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits (5 s at most) for a message to `addr`; other messages are kept in `seen`.
+    pub fn expect(s: &UdpSocket, addr: &str, seen: &mut Vec<OscMessage>) -> OscMessage {
+        let t0 = Instant::now();
+        let mut buf = [0u8; 65536];
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                let mut v = Vec::new();
+                if let Ok((_, p)) = rosc::decoder::decode_udp(&buf[..n]) {
+                    flatten(p, &mut v);
+                }
+                for m in v {
+                    if m.addr == addr {
+                        return m;
+                    }
+                    seen.push(m);
+                }
+            }
+        }
+        panic!("no {addr} within 5 s; got {:?}", seen.iter().map(|m| &m.addr).collect::<Vec<_>>());
+    }
+
+    /// The rms (dB) of each `/stagebox/meter` report from the meter node `node`.
+    pub fn meter_rms(ms: &[OscMessage], node: &str) -> Vec<f32> {
+        ms.iter()
+            .filter(|m| m.addr == "/stagebox/meter" && m.args[0] == OscType::String(node.into()))
+            .filter_map(|m| if let OscType::Float(r) = m.args[2] { Some(r) } else { None })
+            .collect()
+    }
+}

@@ -3,13 +3,12 @@
 //! sets the tempo and program change switches the patch. Observed over OSC (meter levels,
 //! `/stagebox/tempo.reply`, `/stagebox/status.reply`).
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rosc::{OscMessage, OscPacket, OscType};
+use rosc::{OscMessage, OscType};
+use stagebox_tests::osc::{recv_for, send};
 use stagebox_tests::*;
 
 fn patch(extra: &str) -> String {
@@ -46,41 +45,12 @@ to = "out"
     )
 }
 
-fn send(s: &UdpSocket, port: u16, addr: &str, args: Vec<OscType>) {
-    let b = rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).unwrap();
-    s.send_to(&b, ("127.0.0.1", port)).unwrap();
-}
-
-fn recv_for(s: &UdpSocket, secs: f64) -> Vec<OscMessage> {
-    let mut out = Vec::new();
-    let t0 = Instant::now();
-    let mut buf = [0u8; 65536];
-    while t0.elapsed().as_secs_f64() < secs {
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) {
-                out.push(m);
-            }
-        }
-    }
-    out
-}
-
 fn last_rms(ms: &[OscMessage]) -> f32 {
-    ms.iter()
-        .filter(|m| m.addr == "/stagebox/meter")
-        .filter_map(|m| if let OscType::Float(r) = m.args[2] { Some(r) } else { None })
-        .last()
-        .expect("meter reports")
+    *osc::meter_rms(ms, "level").last().expect("meter reports")
 }
 
 fn wait_for(s: &UdpSocket, addr: &str) -> OscMessage {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) {
-        if let Some(m) = recv_for(s, 0.1).into_iter().find(|m| m.addr == addr) {
-            return m;
-        }
-    }
-    panic!("no {addr}");
+    osc::expect(s, addr, &mut Vec::new())
 }
 
 #[test]
@@ -109,52 +79,35 @@ max = 0.0
     let stats = d.join("stats.json");
     let jack = JackServer::start(48000, 128);
     std::env::set_var("JACK_DEFAULT_SERVER", &jack.name);
-    let mut run = stagebox()
-        .args([
-            "run",
-            "--backend",
-            "jack",
-            "--no-watch",
-            "--osc-port",
-            "0",
-            "--no-oscquery",
-            "--duration",
-            "20",
-            "--patch",
-        ])
-        .arg(&p)
-        .arg("--stats-json")
-        .arg(&stats)
-        .env("JACK_DEFAULT_SERVER", &jack.name)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let err = run.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut port = None;
-    let mut midi_ok = false;
+    let (mut run, rx) = spawn_logged(
+        stagebox()
+            .args([
+                "run",
+                "--backend",
+                "jack",
+                "--no-watch",
+                "--osc-port",
+                "0",
+                "--no-oscquery",
+                "--duration",
+                "20",
+                "--patch",
+            ])
+            .arg(&p)
+            .arg("--stats-json")
+            .arg(&stats)
+            .env("JACK_DEFAULT_SERVER", &jack.name),
+    );
+    // The OSC line comes first, then the MIDI port's.
+    let port = log_ports(&rx, &["udp://"])[0];
     let t0 = Instant::now();
-    while port.is_none() || !midi_ok {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("stagebox started");
-        if let Some(i) = line.find("udp://") {
-            port = line[i + 6..]
-                .split_whitespace()
-                .next()
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| p.parse::<u16>().ok());
-        }
-        midi_ok |= line.contains("MIDI in on port");
-        assert!(t0.elapsed() < Duration::from_secs(20), "no OSC port or MIDI in port");
+    while !rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("stagebox started")
+        .contains("MIDI in on port")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no MIDI in port");
     }
-    let port = port.unwrap();
     // Our controller: a JACK MIDI output port, connected to Stagebox's `control` input.
     let out = midir::MidiOutput::new("tester").unwrap();
     use midir::os::unix::VirtualOutput;

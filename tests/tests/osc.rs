@@ -2,13 +2,14 @@
 //! without a sound card), with real sockets: UDP and TCP (SLIP) clients built on rosc, and
 //! liblo's `oscsend` / `oscdump` (Debian liblo-tools, installed by scripts/setup.sh).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+use stagebox_tests::osc::{client, expect, flatten, msg, recv_for, send};
 use stagebox_tests::*;
 
 const PATCH: &str = r#"
@@ -69,44 +70,19 @@ impl Engine {
                 .env("JACK_DEFAULT_SERVER", &j.name),
             None => cmd.args(["run", "--backend", "none"]),
         };
-        let mut child = cmd
-            .args(["--no-watch", "--osc-port", "0", "--duration"])
-            .arg(secs.to_string())
-            .arg("--patch")
-            .arg(&p)
-            .arg("--stats-json")
-            .arg(&stats)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let t0 = Instant::now();
-        let port_after = |line: &str, tag: &str| {
-            line.find(tag).map(|i| {
-                let addr = line[i + tag.len()..].split(['/', ' ']).next().unwrap().to_string();
-                addr.rsplit(':').next().unwrap().parse::<u16>().unwrap()
-            })
-        };
-        let (mut port, mut query_port) = (None, None);
-        while port.is_none() || query_port.is_none() {
-            let line = rx.recv_timeout(Duration::from_secs(20)).expect("stagebox said nothing about OSC");
-            port = port.or(port_after(&line, "udp://"));
-            query_port = query_port.or(port_after(&line, "OSCQuery on http://"));
-            assert!(t0.elapsed() < Duration::from_secs(20), "no OSC ports in the log");
-        }
+        let (child, rx) = spawn_logged(
+            cmd.args(["--no-watch", "--osc-port", "0", "--duration"])
+                .arg(secs.to_string())
+                .arg("--patch")
+                .arg(&p)
+                .arg("--stats-json")
+                .arg(&stats),
+        );
+        let ports = log_ports(&rx, &["udp://", "OSCQuery on http://"]);
         Engine {
             child,
-            port: port.unwrap(),
-            query_port: query_port.unwrap(),
+            port: ports[0],
+            query_port: ports[1],
             stats,
             log: rx,
         }
@@ -120,68 +96,8 @@ impl Engine {
     }
 }
 
-fn client() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    s
-}
-
-fn msg(addr: &str, args: Vec<OscType>) -> Vec<u8> {
-    rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).unwrap()
-}
-
-fn send(s: &UdpSocket, port: u16, addr: &str, args: Vec<OscType>) {
-    s.send_to(&msg(addr, args), ("127.0.0.1", port)).unwrap();
-}
-
-/// Messages received within `secs`, flattened out of bundles.
-fn recv_for(s: &UdpSocket, secs: f64) -> Vec<OscMessage> {
-    let mut out = Vec::new();
-    let t0 = Instant::now();
-    let mut buf = [0u8; 65536];
-    while t0.elapsed().as_secs_f64() < secs {
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            if let Ok((_, p)) = rosc::decoder::decode_udp(&buf[..n]) {
-                flatten(p, &mut out);
-            }
-        }
-    }
-    out
-}
-
-fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
-    match p {
-        OscPacket::Message(m) => out.push(m),
-        OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
-    }
-}
-
-/// Waits for a message to `addr` (other messages are kept in `seen`).
-fn expect(s: &UdpSocket, addr: &str, seen: &mut Vec<OscMessage>) -> OscMessage {
-    let t0 = Instant::now();
-    let mut buf = [0u8; 65536];
-    while t0.elapsed() < Duration::from_secs(5) {
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            let mut v = Vec::new();
-            if let Ok((_, p)) = rosc::decoder::decode_udp(&buf[..n]) {
-                flatten(p, &mut v);
-            }
-            for m in v {
-                if m.addr == addr {
-                    return m;
-                }
-                seen.push(m);
-            }
-        }
-    }
-    panic!("no {addr} within 5 s; got {:?}", seen.iter().map(|m| &m.addr).collect::<Vec<_>>());
-}
-
 fn meter_rms(ms: &[OscMessage]) -> Vec<f32> {
-    ms.iter()
-        .filter(|m| m.addr == "/stagebox/meter" && m.args[0] == OscType::String("level".into()))
-        .filter_map(|m| if let OscType::Float(r) = m.args[2] { Some(r) } else { None })
-        .collect()
+    osc::meter_rms(ms, "level")
 }
 
 #[test]

@@ -2,11 +2,9 @@
 //! Debian puredata-core, installed by scripts/setup.sh) against a running `stagebox run`: it
 //! sets a parameter and receives the notes of a clip as they are played.
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rosc::{OscMessage, OscPacket, OscType};
 use stagebox_tests::*;
@@ -58,49 +56,23 @@ to = "out"
         ),
     )
     .unwrap();
-    let mut run = stagebox()
-        .args([
-            "run",
-            "--backend",
-            "none",
-            "--no-watch",
-            "--osc-port",
-            "0",
-            "--no-oscquery",
-            "--duration",
-            "5",
-            "--patch",
-        ])
-        .arg(&patch)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let err = run.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let t0 = Instant::now();
-    let port = loop {
-        let l = rx.recv_timeout(Duration::from_secs(20)).expect("stagebox started");
-        if let Some(i) = l.find("udp://") {
-            break l[i + 6..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .parse::<u16>()
-                .unwrap();
-        }
-        assert!(t0.elapsed() < Duration::from_secs(20));
-    };
+    let (mut run, rx) = spawn_logged(
+        stagebox()
+            .args([
+                "run",
+                "--backend",
+                "none",
+                "--no-watch",
+                "--osc-port",
+                "0",
+                "--no-oscquery",
+                "--duration",
+                "5",
+                "--patch",
+            ])
+            .arg(&patch),
+    );
+    let port = log_ports(&rx, &["udp://"])[0];
     let reply = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let pd = Command::new("pd")
         .args(["-nogui", "-stderr", "-noaudio", "-nomidi", "-open"])
