@@ -103,8 +103,42 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if a.model_windows > 0 {
         bench_model(a.model_windows)?;
+        bench_pitch_net()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The melody node's pitch network, as the audio thread runs it during an attack (at most once
+/// per 4-ms hop): features (three FFTs) and the network, per run, and the share of one core if
+/// it ran on every hop (it runs only for the 48 ms after an attack).
+fn bench_pitch_net() -> anyhow::Result<()> {
+    use stagebox_engine::pitchnet::{NetRunner, PitchNet, HISTORY};
+    let path = stagebox_models::find_model("melody_net")?.verify()?;
+    let mut runner = NetRunner::new(std::sync::Arc::new(PitchNet::load(&path).map_err(|e| anyhow::anyhow!(e))?));
+    let x: Vec<f32> = (0..HISTORY + 4096).map(|i| (i as f32 * 0.0712).sin() * 0.3).collect();
+    let mut ns = Vec::new();
+    let mut sink = 0usize;
+    for k in 0..5000 {
+        let o = k % 4096;
+        let t = std::time::Instant::now();
+        let (note, _) = runner.run(&x[o..o + HISTORY]);
+        ns.push(t.elapsed().as_nanos() as u64);
+        sink += note.map_or(0, |n| n as usize);
+    }
+    let s = Summary::from_ns(&ns);
+    println!();
+    println!(
+        "melody pitch network (features + network, one run; {} runs; checksum {sink}):",
+        ns.len()
+    );
+    println!(
+        "  median {:.1} us, p99 {:.1} us, max {:.1} us; on every 4-ms hop it would take {:.2}% of one core",
+        s.median_us,
+        s.p99_us,
+        s.max_us,
+        s.mean_us / 4000.0 * 100.0
+    );
+    Ok(())
 }
 
 /// Inference cost of Basic Pitch on one thread (the worker's view): the whole model per 2-s

@@ -249,6 +249,7 @@ impl Schedule {
                 node_index: i as u32,
                 dry_run,
                 offline,
+                locate_model: registry.model_locator(),
             };
             match (t.build)(&params, &ctx) {
                 Ok(b) => {

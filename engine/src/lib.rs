@@ -21,6 +21,7 @@ pub mod msg;
 pub mod node;
 pub mod nodes;
 pub mod param;
+pub mod pitchnet;
 pub mod processor;
 pub mod stats;
 

@@ -57,7 +57,13 @@ pub struct BuildCtx {
     /// Built for the offline backend: nodes that wait on other threads (inference) may block
     /// the render thread so that renders are deterministic.
     pub offline: bool,
+    /// Finds a file of a model shipped in `models/` (see `Registry::set_model_locator`).
+    pub locate_model: Option<ModelLocator>,
 }
+
+/// Finds the file `data` (a `[[data]]` name in the manifest, or `""` for the model file) of the
+/// model `model`, checked against its manifest; or says why not. Control thread.
+pub type ModelLocator = fn(model: &str, data: &str) -> Result<PathBuf, String>;
 
 impl BuildCtx {
     pub fn resolve(&self, path: &str) -> PathBuf {
@@ -144,6 +150,7 @@ impl NodeType {
 /// The set of node types a graph may use.
 pub struct Registry {
     types: Vec<NodeType>,
+    locate_model: Option<ModelLocator>,
 }
 
 impl Registry {
@@ -151,10 +158,22 @@ impl Registry {
     pub fn builtin() -> Self {
         Self {
             types: crate::nodes::builtin_types(),
+            locate_model: None,
         }
     }
     pub fn empty() -> Self {
-        Self { types: Vec::new() }
+        Self {
+            types: Vec::new(),
+            locate_model: None,
+        }
+    }
+    /// How nodes find the model files they load (the models crate sets it; without one, nodes
+    /// that can do without their model run without it).
+    pub fn set_model_locator(&mut self, f: ModelLocator) {
+        self.locate_model = Some(f);
+    }
+    pub fn model_locator(&self) -> Option<ModelLocator> {
+        self.locate_model
     }
     pub fn add(&mut self, t: NodeType) {
         self.types.retain(|x| x.name != t.name);

@@ -341,4 +341,16 @@ pub fn find_model(name: &str) -> Result<Manifest, ModelError> {
 /// Adds the model node types to a registry (control thread).
 pub fn register(registry: &mut stagebox_engine::Registry) {
     registry.add(basic_pitch::BASIC_PITCH);
+    registry.set_model_locator(locate);
+}
+
+/// The engine's model locator: `data` of the model `model` (`""`: the model file), its
+/// manifest found and the file's sha256 checked.
+fn locate(model: &str, data: &str) -> Result<PathBuf, String> {
+    let manifest = find_model(model).map_err(|e| e.to_string())?;
+    if data.is_empty() {
+        manifest.verify().map_err(|e| e.to_string())
+    } else {
+        manifest.data_path(data).map_err(|e| e.to_string())
+    }
 }

@@ -1,12 +1,16 @@
 //! `melody`: low-latency pitch-to-MIDI for single lines (voice, flute, bass, a guitar melody).
 //! A YIN pitch tracker on 16 kHz audio every 4 ms, note segmentation (a pitch held for a few
 //! hops starts a note; silence or a new stable pitch ends it; a jump in level strikes it again)
-//! and pitch bends from the continuous pitch. Spec on the control thread; the tracker runs in
-//! the processor on the audio thread (fixed buffers, bounded work per hop, no allocation).
+//! and pitch bends from the continuous pitch. During an attack (a rise in level), a small pitch
+//! network (`models/melody_net`, see `crate::pitchnet`) names the note from the attack itself,
+//! 10-20 ms before YIN hears a clean period in it; YIN then follows the note as before.
+//! Spec on the control thread (it loads the network); the tracker and the network run in the
+//! processor on the audio thread (fixed buffers, bounded work per hop, no allocation).
 
 use crate::dsp::Resampler;
 use crate::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
 use crate::param::ParamSpec;
+use crate::pitchnet::{NetRunner, PitchNet, HISTORY};
 
 const RATE: u32 = 16000;
 const HOP: usize = 64;
@@ -21,6 +25,23 @@ const HOLD_GATE: f32 = 0.056;
 const HOLD_THRESHOLD: f32 = 1.6;
 /// A level jump (over 16 ms) that strikes the sounding note again.
 const RESTRIKE: f32 = 2.5;
+/// An attack: the level rises this much over the lowest of the last `ATTACK_LOOK` hops.
+const ATTACK_RISE: f32 = 1.4;
+const ATTACK_LOOK: u64 = 6;
+/// Hops after an attack during which the network may name its note (48 ms), and hops before
+/// another attack can be heard (32 ms).
+const ATTACK_HOPS: u32 = 12;
+const ATTACK_COOLDOWN: u32 = 8;
+/// After the network starts a note: hops during which YIN hearing no period does not end it
+/// (the rest of the attack), and hops during which YIN reading the previous note (still ringing)
+/// does not bring it back.
+const GRACE_HOPS: u32 = 8;
+const GUARD_HOPS: u32 = 12;
+/// Hops in a row the network must name the same note, surely enough, to start it.
+const NET_AGREE: u32 = 2;
+/// The note the network names must be a period of the sound: YIN's normalised difference at
+/// its period (the best of the neighbouring lags) under this. Transients read near 1.
+const NET_PERIODIC: f32 = 0.6;
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec::float_fixed("min_hz", 30.0, 1000.0, 60.0, "Hz", "lowest pitch tracked"),
@@ -38,6 +59,20 @@ const PARAMS: &[ParamSpec] = &[
         "pitch-bend range of the receiver (0 = no bends)",
     ),
     ParamSpec::int("midi_channel", 1, 16, 1, "MIDI channel"),
+    ParamSpec::boolean(
+        "attack_net",
+        true,
+        false,
+        "name notes from their attack with the pitch network (models/melody_net) before YIN hears their period; off: YIN alone",
+    ),
+    ParamSpec::float_fixed(
+        "net_confidence",
+        0.3,
+        0.99,
+        0.7,
+        "",
+        "probability the network must give a note to start it during an attack",
+    ),
 ];
 
 struct MelodyProc {
@@ -86,6 +121,24 @@ struct MelodyProc {
     /// Events decided while resampling, emitted at the end of the engine frame.
     out: [([u8; 3], u64); 8],
     n_out: usize,
+    /// The pitch network (None: YIN alone) and what it needs.
+    net: Option<NetRunner>,
+    net_confidence: f32,
+    lowest_note: f32,
+    highest_note: f32,
+    attack_left: u32,
+    since_attack: u32,
+    /// Where the attack heard last began (16 kHz time, a window's centre).
+    attack16: u64,
+    grace_left: u32,
+    guard: Option<u8>,
+    guard_left: u32,
+    /// The onset of the note the network started last (16 kHz time): if YIN hears another note
+    /// there while the guard lasts, that note is the attack's and keeps its onset.
+    fast_onset: u64,
+    /// The note the network named on the last hops, and on how many in a row.
+    net_note: Option<u8>,
+    net_count: u32,
 }
 
 impl MelodyProc {
@@ -213,6 +266,94 @@ impl MelodyProc {
         }
     }
 
+    /// Ends the sounding note (if any) and starts `k` (heard at level `rms`, its onset estimated
+    /// at `onset`; 16 kHz times). Returns the note that was sounding.
+    fn start_note(&mut self, k: u8, rms: f32, onset: u64, now16: u64) -> Option<u8> {
+        let ch = self.channel - 1;
+        let old = self.active;
+        if let Some(old) = old {
+            self.push_event([0x80 | ch, old, 0], now16);
+        }
+        let db = 20.0 * rms.max(1e-6).log10();
+        let vel = ((db + 50.0) / 44.0 * 107.0 + 20.0).clamp(1.0, 127.0) as u8;
+        if self.sent_bend != 0 {
+            // The receiver still holds the last note's bend: centre it first.
+            self.push_event([0xe0 | ch, 0, 64], now16);
+            self.sent_bend = 0;
+        }
+        self.push_event([0x90 | ch, k, vel], onset);
+        self.active = Some(k);
+        self.last_note = k;
+        self.active_hops = 0;
+        self.last_bend = 0;
+        self.unvoiced = 0;
+        old
+    }
+
+    /// The attack detector and the pitch network, at hop `h` (level `rms`; `strict`: what YIN
+    /// heard at its own threshold). Returns the note to start now, if the network names one
+    /// during an attack, surely enough, that is not the sounding note and that YIN does not
+    /// clearly hear otherwise.
+    fn attack_note(&mut self, h: u64, rms: f32, voiced: bool, strict: Option<(f32, f32)>) -> Option<u8> {
+        self.net.as_ref()?;
+        self.since_attack = self.since_attack.saturating_add(1);
+        if self.attack_left == 0 && self.since_attack >= ATTACK_COOLDOWN && rms >= self.gate {
+            let lo = (1..=ATTACK_LOOK.min(h))
+                .map(|b| self.levels[((h - b) % LEVELS as u64) as usize])
+                .fold(f32::INFINITY, f32::min);
+            if rms >= ATTACK_RISE * lo {
+                self.attack_left = ATTACK_HOPS;
+                self.since_attack = 0;
+                self.attack16 = self.n16.saturating_sub((WIN / 2) as u64);
+            }
+        }
+        if self.attack_left == 0 {
+            return None;
+        }
+        self.attack_left -= 1;
+        if !voiced {
+            // Too quiet for YIN's difference function this hop (it is not computed).
+            return None;
+        }
+        let net = self.net.as_mut()?;
+        let (note, p) = net.run(&self.buf[self.pos..self.pos + self.span]);
+        let sure = note.filter(|_| p >= self.net_confidence);
+        if sure.is_some() && sure == self.net_note {
+            self.net_count += 1;
+        } else {
+            self.net_note = sure;
+            self.net_count = sure.is_some() as u32;
+        }
+        let k = sure?;
+        if self.net_count < NET_AGREE || (k as f32) < self.lowest_note || (k as f32) > self.highest_note || self.active == Some(k) {
+            return None;
+        }
+        // YIN clearly hears another note: not this one.
+        if strict.is_some_and(|(f, ap)| (f - k as f32).abs() >= 0.5 && ap < 0.5 * self.threshold) {
+            return None;
+        }
+        // The note's period must be a period of the sound (d holds this hop's difference function).
+        let tau = RATE as f32 / (440.0 * 2f32.powf((k as f32 - 69.0) / 12.0));
+        let t = tau.round() as usize;
+        if t < 2 || t + 1 > self.tau_max {
+            return None;
+        }
+        let dip = |t: usize| self.d[t - 1].min(self.d[t]).min(self.d[t + 1]);
+        let d = dip(t);
+        if d >= NET_PERIODIC {
+            return None;
+        }
+        // A sound periodic at half the period is the octave above (a period's multiples are
+        // periods too): not this note.
+        let half = (tau / 2.0).round() as usize;
+        if half > self.tau_min.max(1) && dip(half) < d + 0.05 {
+            return None;
+        }
+        self.attack_left = 0;
+        self.net_count = 0;
+        Some(k)
+    }
+
     fn hop(&mut self) {
         let gate = if self.active.is_some() { self.gate * HOLD_GATE } else { self.gate };
         let (voiced, rms) = self.analyse(gate);
@@ -237,6 +378,31 @@ impl MelodyProc {
 
         let ch = self.channel - 1;
         let now16 = self.n16;
+        let fast = self.attack_note(h, rms, voiced, strict);
+        let mut pitch = pitch;
+        self.grace_left = self.grace_left.saturating_sub(1);
+        if self.guard_left > 0 {
+            self.guard_left -= 1;
+            if let (Some((f, _)), Some(g)) = (pitch, self.guard) {
+                if (f - g as f32).abs() < 0.5 {
+                    pitch = None;
+                }
+            }
+        }
+        if let Some(k) = fast {
+            // Where the change began: the attack's rise, or after the last hop that still heard
+            // the old state (as for notes YIN starts; at most ATTACK_LOOK hops before the rise).
+            let held = (self.last_held16 + (HOP / 2) as u64).saturating_sub((WIN / 2) as u64);
+            let held = held.max(self.attack16.saturating_sub(ATTACK_LOOK * HOP as u64));
+            let onset = self.attack_start(self.attack16.min(held), rms);
+            self.fast_onset = onset;
+            self.guard = self.start_note(k, rms, onset, now16);
+            self.guard_left = GUARD_HOPS;
+            self.grace_left = GRACE_HOPS;
+            self.candidate = Some(k);
+            self.cand_count = self.confirm;
+            self.last_held16 = now16;
+        }
         // Level jump: a new stroke of the same note.
         let prev_rms = self.rms_hist[0];
         self.rms_hist.rotate_left(1);
@@ -246,7 +412,7 @@ impl MelodyProc {
                 self.candidate = None;
                 self.cand_count = 0;
                 self.last_held16 = now16;
-                if let Some(k) = self.active {
+                if let (Some(k), 0) = (self.active, self.grace_left) {
                     self.unvoiced += 1;
                     if self.unvoiced >= self.off_hops {
                         self.push_event([0x80 | ch, k, 0], now16);
@@ -302,18 +468,11 @@ impl MelodyProc {
                 let leap = self.active.is_some() && (k as f32 - reference).abs() > 12.0;
                 let needed = self.confirm * (1 + 2 * leap as u32 + subharmonic as u32);
                 if self.cand_count >= needed && (self.active != Some(k) || restrike) {
-                    if let Some(old) = self.active {
-                        self.push_event([0x80 | ch, old, 0], now16);
-                    }
-                    let db = 20.0 * rms.max(1e-6).log10();
-                    let vel = ((db + 50.0) / 44.0 * 107.0 + 20.0).clamp(1.0, 127.0) as u8;
-                    if self.sent_bend != 0 {
-                        // The receiver still holds the last note's bend: centre it first.
-                        self.push_event([0xe0 | ch, 0, 64], now16);
-                        self.sent_bend = 0;
-                    }
                     let onset = if restrike {
                         now16
+                    } else if self.guard_left > 0 {
+                        // A correction of the note the network started in this attack.
+                        self.fast_onset
                     } else {
                         let first = self.attack_start(self.cand_first, rms);
                         match self.active {
@@ -321,11 +480,7 @@ impl MelodyProc {
                             None => first,
                         }
                     };
-                    self.push_event([0x90 | ch, k, vel], onset);
-                    self.active = Some(k);
-                    self.last_note = k;
-                    self.active_hops = 0;
-                    self.last_bend = 0;
+                    self.start_note(k, rms, onset, now16);
                     if restrike {
                         self.cand_count = 0;
                     }
@@ -404,6 +559,26 @@ pub const MELODY: NodeType = NodeType {
             return Err(format!("`min_hz` ({lo}) must be below `max_hz` ({hi})"));
         }
         let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
+        let span = (WIN + tau_max + 1).max(HISTORY);
+        let net = if p.bool("attack_net") && !ctx.dry_run {
+            match ctx.locate_model.map(|f| f("melody_net", "")) {
+                Some(Ok(path)) => match PitchNet::load(&path) {
+                    Ok(net) => Some(NetRunner::new(std::sync::Arc::new(net))),
+                    Err(e) => {
+                        tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them");
+                        None
+                    }
+                },
+                Some(Err(e)) => {
+                    tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them");
+                    None
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        let midi = |hz: f32| 69.0 + 12.0 * (hz / 440.0).log2();
         let tau_min = ((RATE as f32 / hi).floor() as usize).max(2);
         let gate = 10f32.powf(p.f32("gate_db") / 20.0);
         Ok(Built {
@@ -416,8 +591,8 @@ pub const MELODY: NodeType = NodeType {
                 resampler: Resampler::new(ctx.sample_rate as u32, RATE),
                 tau_min,
                 tau_max,
-                buf: vec![0.0; 2 * (WIN + tau_max + 1)],
-                span: WIN + tau_max + 1,
+                buf: vec![0.0; 2 * span],
+                span,
                 pos: 0,
                 len: 0,
                 since_hop: 0,
@@ -447,6 +622,19 @@ pub const MELODY: NodeType = NodeType {
                 last_note: 0,
                 out: [([0; 3], 0); 8],
                 n_out: 0,
+                net,
+                net_confidence: p.f32("net_confidence"),
+                lowest_note: midi(lo),
+                highest_note: midi(hi),
+                attack_left: 0,
+                since_attack: ATTACK_COOLDOWN,
+                attack16: 0,
+                grace_left: 0,
+                guard: None,
+                guard_left: 0,
+                net_note: None,
+                net_count: 0,
+                fast_onset: 0,
             }),
         })
     },

@@ -1,0 +1,237 @@
+//! The `melody` node's pitch network: which note sounds now, from the newest 8, 16 and 32 ms of
+//! 16 kHz audio, early in an attack, before a clean period is there for YIN.
+//!
+//! Threads: `PitchNet::load`/`from_bytes` and `NetRunner::new` run on the control thread (they
+//! allocate); `NetRunner::run` runs on the audio thread: fixed buffers made in `new`, planned
+//! FFTs run with their scratch, a bounded amount of work (about 0.2 M multiply-adds), no
+//! allocation, no locks.
+//!
+//! The network and its features are made by `models/melody_net/train.py` (the features here equal
+//! that script's; `models/tests/melody_net.rs` checks them and the outputs against its
+//! reference). Features: for each window size (128, 256, 512 samples, ending at the newest
+//! sample), `ln(|rfft(x * hann)| + 1e-5)`, concatenated; the largest value `m` is taken off and
+//! the values clipped at -12 and scaled (`max(f - m, -12) / 6 + 1`), with `m / 6` appended.
+//! Network: two ReLU layers and a softmax over "no note" and the MIDI notes from its lowest.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use realfft::{RealFftPlanner, RealToComplex};
+
+/// Window sizes of the three spectra, in 16 kHz samples.
+pub const SIZES: [usize; 3] = [128, 256, 512];
+/// Samples a run needs (the longest window).
+pub const HISTORY: usize = 512;
+/// Inputs of the network: the three spectra and the level.
+pub const INPUTS: usize = 128 / 2 + 1 + 256 / 2 + 1 + 512 / 2 + 1 + 1;
+
+const MAGIC: &[u8; 8] = b"SBPNET01";
+
+struct Layer {
+    inputs: usize,
+    outputs: usize,
+    /// `[outputs][inputs]`.
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+/// A trained network, read from `net.bin` (format in `models/melody_net/train.py`).
+pub struct PitchNet {
+    layers: Vec<Layer>,
+    lowest: u8,
+    classes: usize,
+}
+
+impl PitchNet {
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < 28 || &bytes[..8] != MAGIC {
+            return Err("not a Stagebox pitch network (SBPNET01)".into());
+        }
+        let u = |k: usize| u32::from_le_bytes(bytes[8 + 4 * k..12 + 4 * k].try_into().unwrap()) as usize;
+        let (inputs, h1, h2, classes, lowest) = (u(0), u(1), u(2), u(3), u(4));
+        if inputs != INPUTS {
+            return Err(format!("the network takes {inputs} inputs; these features are {INPUTS}"));
+        }
+        if classes < 2 || lowest + classes - 1 > 128 || h1 == 0 || h2 == 0 || h1 > 4096 || h2 > 4096 {
+            return Err(format!(
+                "implausible shape: {h1} and {h2} hidden, {classes} classes from MIDI {lowest}"
+            ));
+        }
+        let mut at = 28;
+        let mut floats = |n: usize| -> Result<Vec<f32>, String> {
+            let end = at + 4 * n;
+            if end > bytes.len() {
+                return Err(format!("the file ends early ({} bytes; the shape needs more)", bytes.len()));
+            }
+            let v = bytes[at..end]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            at = end;
+            Ok(v)
+        };
+        let mut layers = Vec::new();
+        for (i, o) in [(inputs, h1), (h1, h2), (h2, classes)] {
+            let w = floats(i * o)?;
+            let b = floats(o)?;
+            if w.iter().chain(&b).any(|x| !x.is_finite()) {
+                return Err("weights that are not finite".into());
+            }
+            layers.push(Layer {
+                inputs: i,
+                outputs: o,
+                w,
+                b,
+            });
+        }
+        if at != bytes.len() {
+            return Err(format!("{} bytes after the last layer", bytes.len() - at));
+        }
+        Ok(Self {
+            layers,
+            lowest: lowest as u8,
+            classes,
+        })
+    }
+
+    /// Number of outputs: "no note" and one per MIDI note from `lowest()`.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+    pub fn lowest(&self) -> u8 {
+        self.lowest
+    }
+}
+
+/// Runs a network on the newest audio, with every buffer it needs made in advance.
+pub struct NetRunner {
+    net: Arc<PitchNet>,
+    ffts: Vec<Arc<dyn RealToComplex<f32>>>,
+    windows: Vec<Vec<f32>>,
+    frame: Vec<f32>,
+    spectrum: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
+    features: Vec<f32>,
+    hidden: [Vec<f32>; 2],
+    probs: Vec<f32>,
+}
+
+impl NetRunner {
+    /// Control thread: plans the FFTs and makes the buffers.
+    pub fn new(net: Arc<PitchNet>) -> Self {
+        let mut planner = RealFftPlanner::<f32>::new();
+        let ffts: Vec<_> = SIZES.iter().map(|&n| planner.plan_fft_forward(n)).collect();
+        let scratch_len = ffts.iter().map(|f| f.get_scratch_len()).max().unwrap_or(0);
+        let windows = SIZES
+            .iter()
+            .map(|&n| {
+                (0..n)
+                    .map(|k| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * (k + 1) as f64 / (n + 1) as f64).cos()) as f32)
+                    .collect()
+            })
+            .collect();
+        let (h1, h2) = (net.layers[0].outputs, net.layers[1].outputs);
+        let classes = net.classes;
+        Self {
+            net,
+            ffts,
+            windows,
+            frame: vec![0.0; HISTORY],
+            spectrum: vec![Complex::new(0.0, 0.0); HISTORY / 2 + 1],
+            scratch: vec![Complex::new(0.0, 0.0); scratch_len],
+            features: vec![0.0; INPUTS],
+            hidden: [vec![0.0; h1], vec![0.0; h2]],
+            probs: vec![0.0; classes],
+        }
+    }
+
+    /// Audio thread. Computes the features of `x` (the newest samples, oldest first; at least
+    /// `HISTORY`) into `features()`.
+    pub fn compute_features(&mut self, x: &[f32]) {
+        debug_assert!(x.len() >= HISTORY);
+        let mut off = 0;
+        for (s, &n) in SIZES.iter().enumerate() {
+            let src = &x[x.len() - n..];
+            for ((d, &v), &w) in self.frame[..n].iter_mut().zip(src).zip(&self.windows[s]) {
+                *d = v * w;
+            }
+            let bins = n / 2 + 1;
+            // An FFT of the planned size with buffers of the planned sizes cannot fail.
+            let _ = self.ffts[s].process_with_scratch(&mut self.frame[..n], &mut self.spectrum[..bins], &mut self.scratch);
+            for (f, c) in self.features[off..off + bins].iter_mut().zip(&self.spectrum[..bins]) {
+                *f = (c.norm() + 1e-5).ln();
+            }
+            off += bins;
+        }
+        let top = self.features[..off].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for f in &mut self.features[..off] {
+            *f = (*f - top).max(-12.0) / 6.0 + 1.0;
+        }
+        self.features[off] = top / 6.0;
+    }
+
+    /// Audio thread. Runs the network on the newest samples `x` (oldest first; at least
+    /// `HISTORY`): the likeliest MIDI note (None: no note) and its probability.
+    pub fn run(&mut self, x: &[f32]) -> (Option<u8>, f32) {
+        self.compute_features(x);
+        let Self {
+            net,
+            features,
+            hidden,
+            probs,
+            ..
+        } = self;
+        let [h1, h2] = hidden;
+        dense(&net.layers[0], features, h1, true);
+        dense(&net.layers[1], h1, h2, true);
+        dense(&net.layers[2], h2, probs, false);
+        let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for p in probs.iter_mut() {
+            *p = (*p - max).exp();
+            sum += *p;
+        }
+        let (mut best, mut best_p) = (0, 0.0);
+        for (k, p) in probs.iter_mut().enumerate() {
+            *p /= sum;
+            if *p > best_p {
+                (best, best_p) = (k, *p);
+            }
+        }
+        let note = (best > 0).then(|| net.lowest + (best - 1) as u8);
+        (note, best_p)
+    }
+
+    pub fn features(&self) -> &[f32] {
+        &self.features
+    }
+    /// Probabilities of the last run: "no note", then each note from `PitchNet::lowest`.
+    pub fn probabilities(&self) -> &[f32] {
+        &self.probs
+    }
+}
+
+fn dense(layer: &Layer, x: &[f32], y: &mut [f32], relu: bool) {
+    for (o, out) in y.iter_mut().enumerate().take(layer.outputs) {
+        let row = &layer.w[o * layer.inputs..(o + 1) * layer.inputs];
+        // Eight partial sums: the compiler keeps them in vector registers.
+        let mut acc = [0.0f32; 8];
+        let chunks = row.chunks_exact(8).zip(x.chunks_exact(8));
+        for (w, v) in chunks {
+            for k in 0..8 {
+                acc[k] += w[k] * v[k];
+            }
+        }
+        let tail = layer.inputs - layer.inputs % 8;
+        let mut s = layer.b[o] + acc.iter().sum::<f32>();
+        for k in tail..layer.inputs {
+            s += row[k] * x[k];
+        }
+        *out = if relu { s.max(0.0) } else { s };
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Renders the test clip for models/tests/melody_net.rs (reproducible): a nylon-guitar line that
+is neither in the training material nor in the evaluation set, FluidR3_GM through FluidSynth,
+mono 16-bit at 22050 Hz, and its notes.
+
+    .cache/eval-venv/bin/python models/melody_net/make_fixture.py
+"""
+import json
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+import pretty_midi
+import soundfile as sf
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "tests", "data")
+# (start s, end s, MIDI note): steps, a leap, a repeated note, a rest.
+NOTES = [(0.30, 0.62, 64), (0.62, 0.94, 67), (0.94, 1.26, 71), (1.26, 1.58, 69), (1.58, 1.90, 69),
+         (1.90, 2.22, 74), (2.22, 2.54, 72), (2.80, 3.12, 62), (3.12, 3.60, 60)]
+
+pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+ins = pretty_midi.Instrument(program=24)
+for s, e, p in NOTES:
+    ins.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=s, end=e))
+pm.instruments.append(ins)
+with tempfile.TemporaryDirectory() as tmp:
+    mid, wav = os.path.join(tmp, "line.mid"), os.path.join(tmp, "line.wav")
+    pm.write(mid)
+    subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", "22050", "-F", wav, "/usr/share/sounds/sf2/FluidR3_GM.sf2", mid], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    x, sr = sf.read(wav)
+x = x.mean(1) if x.ndim > 1 else x
+x = x[: int(4.0 * sr)]
+sf.write(os.path.join(OUT, "guitar_line.wav"), x, sr, subtype="PCM_16")
+json.dump([list(n) for n in NOTES], open(os.path.join(OUT, "guitar_line.json"), "w"))
+print(f"{len(x) / sr:.2f} s at {sr} Hz, {len(NOTES)} notes")

@@ -1,0 +1,194 @@
+//! The melody node's pitch network in Rust (engine/src/pitchnet.rs) against the script that
+//! trained it: models/tests/data/melody_net_ref.bin holds, for `signal()`, the features and the
+//! output probabilities models/melody_net/train.py computes. Also the manifest's checks (found,
+//! sha256) and clear errors for damaged files. No ONNX Runtime needed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use stagebox_engine::pitchnet::{NetRunner, PitchNet, INPUTS};
+
+fn net_path() -> std::path::PathBuf {
+    let m = stagebox_models::Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("melody_net")).unwrap();
+    m.verify().unwrap()
+}
+
+/// train.py's test_signal(): 1 s at 16 kHz, an E4 with five harmonics from 0.25 s, decaying,
+/// and an A4 over it from 0.6 s.
+fn signal() -> Vec<f32> {
+    (0..16000)
+        .map(|i| {
+            let t = i as f64 / 16000.0;
+            let mut y = 0.0;
+            for (f0, start) in [(329.63, 0.25), (440.0, 0.6)] {
+                if t >= start {
+                    let env = (-(t - start) * 4.0).exp();
+                    for h in 1..6 {
+                        let hf = h as f64;
+                        y += 0.3 / hf * env * (2.0 * std::f64::consts::PI * f0 * hf * (t - start) + 0.3 * hf).sin();
+                    }
+                }
+            }
+            y as f32
+        })
+        .collect()
+}
+
+struct Reference {
+    ends: Vec<usize>,
+    features: Vec<Vec<f32>>,
+    probs: Vec<Vec<f32>>,
+}
+
+fn reference() -> Reference {
+    let b = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/melody_net_ref.bin")).unwrap();
+    let u = |k: usize| u32::from_le_bytes(b[4 * k..4 * k + 4].try_into().unwrap()) as usize;
+    let (n, nf, np) = (u(0), u(1), u(2));
+    assert_eq!(nf, INPUTS);
+    let ends = (0..n).map(|k| u(3 + k)).collect();
+    let f: Vec<f32> = b[4 * (3 + n)..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(f.len(), n * (nf + np));
+    Reference {
+        ends,
+        features: f[..n * nf].chunks(nf).map(|c| c.to_vec()).collect(),
+        probs: f[n * nf..].chunks(np).map(|c| c.to_vec()).collect(),
+    }
+}
+
+#[test]
+fn features_and_outputs_equal_the_training_script() {
+    let net = PitchNet::load(&net_path()).unwrap();
+    let lowest = net.lowest();
+    let mut runner = NetRunner::new(Arc::new(net));
+    let y = signal();
+    let r = reference();
+    let mut worst_f = 0.0f32;
+    let mut worst_p = 0.0f32;
+    for (k, &end) in r.ends.iter().enumerate() {
+        // The runner reads the newest samples; before the signal's start they are silence.
+        let mut x = vec![0.0f32; 512];
+        for (j, v) in x.iter_mut().enumerate() {
+            let i = end as i64 - 512 + j as i64;
+            if i >= 0 {
+                *v = y[i as usize];
+            }
+        }
+        let (note, p) = runner.run(&x);
+        for (a, b) in runner.features().iter().zip(&r.features[k]) {
+            worst_f = worst_f.max((a - b).abs());
+        }
+        for (a, b) in runner.probabilities().iter().zip(&r.probs[k]) {
+            worst_p = worst_p.max((a - b).abs());
+        }
+        let best = r.probs[k].iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert_eq!(note, (best > 0).then(|| lowest + (best - 1) as u8), "window ending at {end}");
+        assert!((p - r.probs[k][best]).abs() < 2e-3);
+    }
+    // Features in f32 against numpy's f64 FFT; silent windows sit on the 1e-5 floor.
+    assert!(worst_f < 2e-3, "features differ by up to {worst_f}");
+    assert!(worst_p < 2e-3, "probabilities differ by up to {worst_p}");
+}
+
+#[test]
+fn damaged_networks_are_refused_with_a_reason() {
+    let bytes = std::fs::read(net_path()).unwrap();
+    let e = PitchNet::from_bytes(&bytes[..bytes.len() - 4]).err().unwrap();
+    assert!(e.contains("ends early") || e.contains("after the last layer"), "{e}");
+    let e = PitchNet::from_bytes(b"not a network at all, not at all").err().unwrap();
+    assert!(e.contains("SBPNET01"), "{e}");
+    let mut wrong = bytes.clone();
+    wrong[8] = 7;
+    let e = PitchNet::from_bytes(&wrong).err().unwrap();
+    assert!(e.contains("inputs"), "{e}");
+    let mut nan = bytes.clone();
+    nan[40..44].copy_from_slice(&f32::NAN.to_le_bytes());
+    let e = PitchNet::from_bytes(&nan).err().unwrap();
+    assert!(e.contains("not finite"), "{e}");
+}
+
+/// The guitar line of make_fixture.py through the melody node, with and without the network:
+/// notes (onset, emitted, key) in seconds, and the allocation violations.
+fn melody_notes(attack_net: bool) -> (Vec<(f64, f64, u8)>, u64) {
+    use stagebox_engine::backend::offline::{render, RenderOptions};
+    use stagebox_engine::msg::FromRt;
+    use stagebox_engine::{Connection, GraphDesc, NodeDesc, ParamValue, PortRef, Registry};
+    let mut reg = Registry::builtin();
+    stagebox_models::register(&mut reg);
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let clip = stagebox_engine::audio_file::read(&data.join("guitar_line.wav")).unwrap();
+    // The clip (22050 Hz) is resampled to the render's rate.
+    let sr = 48000.0;
+    let node = |id: &str, kind: &str, params: Vec<(&str, ParamValue)>| NodeDesc {
+        id: id.into(),
+        kind: kind.into(),
+        params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    };
+    let desc = GraphDesc {
+        nodes: vec![
+            node("in", "input", vec![("channels", ParamValue::Int(1))]),
+            node("mel", "melody", vec![("attack_net", ParamValue::Bool(attack_net))]),
+        ],
+        connections: vec![Connection {
+            from: PortRef::parse("in"),
+            to: PortRef::parse("mel"),
+        }],
+        base_dir: std::env::temp_dir(),
+    };
+    let opts = RenderOptions {
+        sample_rate: sr as u32,
+        block_size: 128,
+        tail_secs: 0.5,
+        ..Default::default()
+    };
+    let r = render(&desc, &reg, Some(&clip), &opts, |_, _| {}).unwrap();
+    let ons = r
+        .messages
+        .iter()
+        .filter_map(|m| match *m {
+            FromRt::Midi {
+                sample_time, origin, msg, ..
+            } if msg[0] & 0xf0 == 0x90 && msg[2] > 0 => Some((origin as f64 / sr, sample_time as f64 / sr, msg[1])),
+            _ => None,
+        })
+        .collect();
+    (ons, r.alloc_violations)
+}
+
+#[test]
+fn a_guitar_line_starts_its_notes_sooner_with_the_network() {
+    let truth: Vec<(f64, f64, u8)> = serde_json::from_str::<Vec<(f64, f64, u8)>>(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/guitar_line.json")).unwrap(),
+    )
+    .unwrap();
+    let mut medians = Vec::new();
+    for attack_net in [true, false] {
+        let (ons, violations) = melody_notes(attack_net);
+        println!("attack_net {attack_net}: note-ons (onset s, emitted s, key) {ons:?}");
+        assert_eq!(violations, 0, "the melody node allocated on the audio thread");
+        // Every note is found, on time (onset within 50 ms), with its key; at most one extra.
+        let mut lat = Vec::new();
+        for &(on, _, k) in &truth {
+            let hit = ons.iter().find(|&&(o, _, kk)| kk == k && (o - on).abs() <= 0.05);
+            let &(_, emitted, _) = hit.unwrap_or_else(|| panic!("attack_net {attack_net}: key {k} at {on} s missing"));
+            lat.push(emitted - on);
+        }
+        assert!(
+            ons.len() <= truth.len() + 1,
+            "attack_net {attack_net}: {} note-ons for {} notes",
+            ons.len(),
+            truth.len()
+        );
+        lat.sort_by(f64::total_cmp);
+        medians.push(lat[lat.len() / 2]);
+    }
+    println!(
+        "median note-on latency: with the network {:.1} ms, YIN alone {:.1} ms",
+        medians[0] * 1e3,
+        medians[1] * 1e3
+    );
+    // The engine's timeline, not the wall clock: the network names the notes at least 8 ms sooner.
+    assert!(medians[0] + 0.008 <= medians[1], "medians {medians:?}");
+}
