@@ -304,9 +304,17 @@ fn push(tx: &SyncSender<Incoming>, counters: &OscCounters, item: Incoming) {
 impl OscServer {
     /// Binds UDP and TCP on the same port and starts the socket threads (control thread).
     pub fn start(settings: OscSettings, patch_path: &Path) -> std::io::Result<OscServer> {
-        let udp = UdpSocket::bind((settings.bind, settings.port))?;
-        let local = udp.local_addr()?;
-        let tcp_listener = TcpListener::bind((settings.bind, local.port()))?;
+        // Port 0: the system picks a free UDP port, which TCP may hold elsewhere; pick again.
+        let mut tries = 0;
+        let (udp, local, tcp_listener) = loop {
+            let udp = UdpSocket::bind((settings.bind, settings.port))?;
+            let local = udp.local_addr()?;
+            match TcpListener::bind((settings.bind, local.port())) {
+                Ok(tcp) => break (udp, local, tcp),
+                Err(e) if settings.port == 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        };
         if !settings.bind.is_loopback() && settings.allow.is_empty() {
             tracing::warn!(
                 "OSC is bound to {} with no allow-list: any host that reaches it can control Stagebox",
