@@ -44,6 +44,12 @@ const PARAMS: &[ParamSpec] = &[
         "",
         "note activation that starts a note without an onset (slow attacks: bowed strings, voice); 0 = onsets only",
     ),
+    ParamSpec::boolean(
+        "second_look",
+        true,
+        false,
+        "look at each frame again one model run later (46 ms at the default hop): notes whose onset shows only then (slow attacks) start late, stamped at their onset",
+    ),
     ParamSpec::int(
         "hop_frames",
         1,
@@ -279,6 +285,18 @@ impl Transcriber {
                     t.sent = m;
                     self.bend_events.push((g as u64, LOWEST_MIDI + k as u8, m));
                 }
+            }
+        }
+        if self.tracker.params.second_look {
+            let upto = (decided + self.hop_frames as i64 - 1).max(0) as u64;
+            for g in decided - self.hop_frames as i64..decided {
+                if g < 0 {
+                    continue;
+                }
+                let j = (g - first) as usize;
+                let before = events.len();
+                self.tracker.late_frame(g as u64, onset, note, j, upto, events);
+                self.glides(g as u64, &note[j * KEYS..(j + 1) * KEYS], before, events);
             }
         }
         self.outs = outs;
@@ -660,6 +678,7 @@ pub const BASIC_PITCH: NodeType = NodeType {
             // The frames after an onset that the lookahead already holds.
             sustain_frames: look.min(3),
             swell_level: p.f32("swell_level"),
+            second_look: p.bool("second_look"),
             ..Default::default()
         };
         // Running: a model that cannot load bypasses the node (no notes) and the engine goes on.

@@ -23,6 +23,9 @@ pub struct TrackerParams {
     /// this level (and the lookahead sustains it): slow attacks (bowed strings, voice) whose
     /// onset activation stays low. 0 = only onset peaks start notes.
     pub swell_level: f32,
+    /// A second look at each frame one run later, with that many more frames after it: a key
+    /// whose onset peak shows only then (slow attacks) starts late, stamped at its frame.
+    pub second_look: bool,
 }
 
 impl Default for TrackerParams {
@@ -34,6 +37,7 @@ impl Default for TrackerParams {
             off_frames: 2,
             sustain_frames: 3,
             swell_level: 0.0,
+            second_look: false,
         }
     }
 }
@@ -124,6 +128,43 @@ impl Tracker {
                     velocity: velocity(on.max(nt)),
                 });
             }
+        }
+    }
+
+    /// The second look at frame `frame` (row `j`; decided before, now with more rows after it):
+    /// a key that was not sounding there and is not now, whose onset activation peaks there at
+    /// the onset threshold and whose note activation has stayed at the frame threshold on every
+    /// row since, starts now, stamped at `frame`. `upto`: the last frame decided so far.
+    pub fn late_frame(&mut self, frame: u64, onset: &[f32], note: &[f32], j: usize, upto: u64, out: &mut Vec<NoteEvent>) {
+        let p = self.params;
+        let rows = onset.len() / KEYS;
+        if j == 0 || j + 1 >= rows {
+            return;
+        }
+        let at = |a: &[f32], r: usize, k: usize| a[r * KEYS + k];
+        for k in 0..KEYS {
+            let key = &mut self.keys[k];
+            if key.active || (key.start > 0 && key.last_above + 1 >= frame) {
+                continue;
+            }
+            let on = at(onset, j, k);
+            if on < p.onset_threshold || on < at(onset, j - 1, k) || on < at(onset, j + 1, k) {
+                continue;
+            }
+            if (j..rows).any(|r| at(note, r, k) < p.frame_threshold) {
+                continue;
+            }
+            *key = Key {
+                active: true,
+                start: frame,
+                below: 0,
+                last_above: upto,
+            };
+            out.push(NoteEvent {
+                frame,
+                midi: LOWEST_MIDI + k as u8,
+                velocity: velocity(on.max(at(note, j, k))),
+            });
         }
     }
 
@@ -283,5 +324,48 @@ mod tests {
         // Starts where it crosses 0.6 (frame 10), ends after its last frame (29).
         let kinds: Vec<(u64, u8, bool)> = ev.iter().map(|e| (e.frame, e.midi, e.velocity > 0)).collect();
         assert_eq!(kinds, vec![(10, 61, true), (30, 61, false)]);
+    }
+
+    #[test]
+    fn a_second_look_starts_a_note_whose_onset_showed_late() {
+        // Frame 10's onset peak is there only in the later view (more frames after it); the
+        // first view had it below the threshold.
+        let rows = 20;
+        let mut on = vec![[0.0; KEYS]; rows];
+        let mut nt = vec![[0.0; KEYS]; rows];
+        for row in nt.iter_mut().skip(9) {
+            row[50] = 0.7;
+        }
+        let mut t = Tracker::new(TrackerParams::default());
+        let mut ev = Vec::new();
+        let flat = |a: &[[f32; KEYS]]| a.iter().flatten().copied().collect::<Vec<f32>>();
+        on[10][50] = 0.3;
+        for j in 0..12 {
+            t.frame(j as u64, &flat(&on), &flat(&nt), j, &mut ev);
+        }
+        assert!(ev.is_empty(), "{ev:?}");
+        on[10][50] = 0.8;
+        t.late_frame(10, &flat(&on), &flat(&nt), 10, 11, &mut ev);
+        assert_eq!(
+            ev,
+            vec![NoteEvent {
+                frame: 10,
+                midi: 71,
+                velocity: velocity(0.8)
+            }]
+        );
+        assert!(t.is_active(50));
+        // Once: a second late look at the same frame starts nothing more.
+        t.late_frame(10, &flat(&on), &flat(&nt), 10, 11, &mut ev);
+        assert_eq!(ev.len(), 1);
+        // A key whose activation dropped since its onset is not started late.
+        let mut on2 = on.clone();
+        let mut nt2 = nt.clone();
+        on2[10][50] = 0.8;
+        nt2[14][50] = 0.1;
+        let mut t2 = Tracker::new(TrackerParams::default());
+        let mut ev2 = Vec::new();
+        t2.late_frame(10, &flat(&on2), &flat(&nt2), 10, 11, &mut ev2);
+        assert!(ev2.is_empty(), "{ev2:?}");
     }
 }
