@@ -6,7 +6,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use stagebox_engine::alloc_check::CheckedAlloc;
 use stagebox_engine::pitchnet::{NetRunner, PitchNet, INPUTS};
+
+// Process calls in offline renders run under the allocation guard: the melody node with its
+// network must not allocate on the audio thread.
+#[global_allocator]
+static ALLOC: CheckedAlloc = CheckedAlloc;
 
 fn net_path() -> std::path::PathBuf {
     let m = stagebox_models::Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("melody_net")).unwrap();
