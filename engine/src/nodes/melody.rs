@@ -343,11 +343,13 @@ impl MelodyProc {
         if d >= NET_PERIODIC {
             return None;
         }
-        // A sound periodic at half the period is the octave above (a period's multiples are
-        // periods too): not this note.
-        let half = (tau / 2.0).round() as usize;
-        if half > self.tau_min.max(1) && dip(half) < d + 0.05 {
-            return None;
+        // A sound periodic at a half or a third of the period is the octave or the twelfth
+        // above (a period's multiples are periods too): not this note.
+        for m in [2.0, 3.0] {
+            let part = (tau / m).round() as usize;
+            if part > self.tau_min.max(1) && dip(part) < d + 0.05 {
+                return None;
+            }
         }
         self.attack_left = 0;
         self.net_count = 0;
