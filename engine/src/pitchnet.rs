@@ -3,7 +3,7 @@
 //!
 //! Threads: `PitchNet::load`/`from_bytes` and `NetRunner::new` run on the control thread (they
 //! allocate); `NetRunner::run` runs on the audio thread: fixed buffers made in `new`, planned
-//! FFTs run with their scratch, a bounded amount of work (about 0.2 M multiply-adds), no
+//! FFTs run with their scratch, a bounded amount of work (about 0.35 M multiply-adds), no
 //! allocation, no locks.
 //!
 //! The network and its features are made by `models/melody_net/train.py` (the features here equal

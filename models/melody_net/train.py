@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Trains `melody_net`: the small pitch network the `melody` node uses to name a note during its
-attack, before YIN hears a clean period (reproducible; about 6 minutes on 2 cores).
+attack, before YIN hears a clean period (reproducible; about 25 minutes on 2 cores).
 
 What it learns: from the newest 8, 16 and 32 ms of 16 kHz audio (three magnitude spectra, each
 window ending now), which MIDI note sounds now (28..90), or none. A two-layer perceptron
-(452 -> 256 -> 256 -> 64), small enough for the audio thread (0.2 M multiply-adds every 4 ms).
+(452 -> 384 -> 384 -> 64), small enough for the audio thread (0.35 M multiply-adds a run).
 
 Training material is made here, never the evaluation set: random single lines (steps, leaps,
-legato and detached, rests, velocities 55-120) for 61 General MIDI programs (pianos, chromatic
-percussion, guitars, basses, harp, plucked, strings, voices, brass, reeds, pipes, organs),
+legato and detached, rests, velocities 55-120), five for each of 59 General MIDI programs (41
+plucked and struck: pianos, chromatic percussion, guitars, basses, harp, plucked; 18 sustained:
+organs, strings, voices, brass, reeds, pipes),
 rendered by FluidSynth with two SoundFonts (FluidR3_GM, MIT; TimGM6mb, GPL-2.0), at random
 gains. A frame is labelled with the note sounding 6 ms before the window's end (the synths'
 attack delay), none below -50 dBFS.
@@ -44,7 +45,8 @@ SOUNDFONTS = {
     "timgm6mb": "/usr/share/sounds/sf2/TimGM6mb.sf2",
 }
 PLUCKED = list(range(0, 16)) + list(range(24, 40)) + [45, 46, 104, 105, 106, 107, 108, 112, 114]
-PROGRAMS = PLUCKED
+SUSTAINED = [16, 19, 21, 40, 41, 42, 48, 52, 53, 56, 57, 60, 65, 66, 68, 71, 73, 74]
+PROGRAMS = PLUCKED + SUSTAINED
 R = 16000
 HOP = 64
 SIZES = (128, 256, 512)
@@ -52,7 +54,7 @@ LO, HI = 28, 90
 CLASSES = HI - LO + 2  # 0: no note
 LAG = 0.006
 GATE = 10 ** (-50 / 20)
-HIDDEN = 256
+HIDDEN = 384
 REPS = 5
 
 
