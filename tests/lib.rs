@@ -205,6 +205,12 @@ pub fn flute_line(sr: u32, notes: &[(f64, f64, u8)], secs: f64) -> Vec<f64> {
     x
 }
 
+/// Writes `flute_line` at 48 kHz as a mono 16-bit WAV at `path`.
+pub fn write_flute_wav(path: &Path, notes: &[(f64, f64, u8)], secs: f64) {
+    let clip: Vec<i16> = flute_line(48000, notes, secs).iter().map(|v| (v * 20000.0) as i16).collect();
+    write_wav_i16(path, 48000, 1, &clip);
+}
+
 /// Note-ons (seconds, key) in the first track of a Standard MIDI File written at 120 BPM (as
 /// `stagebox render --midi-out` writes them).
 pub fn smf_note_ons(path: &Path) -> Vec<(f64, u8)> {

@@ -19,9 +19,7 @@ fn notes_leave_a_jack_midi_port_and_osc_while_the_clip_plays() {
         (2.8, 3.2, 74),
         (3.4, 4.0, 76),
     ];
-    let x = flute_line(48000, &line, 4.5);
-    let clip: Vec<i16> = x.iter().map(|v| (v * 20000.0) as i16).collect();
-    write_wav_i16(&d.join("line.wav"), 48000, 1, &clip);
+    write_flute_wav(&d.join("line.wav"), &line, 4.5);
     let patch = d.join("live.toml");
     std::fs::write(
         &patch,

@@ -357,10 +357,8 @@ fn have(tool: &str) -> bool {
 /// A clip with three known notes into the melody node, and the tone through the gain.
 fn notes_patch(name: &str, line: &[(f64, f64, u8)]) -> String {
     let d = tmp(name);
-    let x = flute_line(48000, line, 3.5);
-    let clip: Vec<i16> = x.iter().map(|v| (v * 20000.0) as i16).collect();
     let wav = d.join("line.wav");
-    write_wav_i16(&wav, 48000, 1, &clip);
+    write_flute_wav(&wav, line, 3.5);
     format!(
         r#"{PATCH}
 [[node]]
@@ -451,10 +449,8 @@ fn oscsend_sets_a_gain_and_oscdump_shows_status_and_subscribed_events() {
 fn subscribers_receive_notes_as_they_are_played() {
     let d = tmp("osc-notes-clip");
     let line = [(0.3, 0.7, 69u8), (0.8, 1.2, 72), (1.3, 1.8, 76)];
-    let x = flute_line(48000, &line, 2.5);
-    let clip: Vec<i16> = x.iter().map(|v| (v * 20000.0) as i16).collect();
     let wav = d.join("line.wav");
-    write_wav_i16(&wav, 48000, 1, &clip);
+    write_flute_wav(&wav, &line, 2.5);
     let patch = format!(
         r#"
 [[node]]

@@ -18,10 +18,8 @@ fn the_pure_data_example_sets_a_gain_and_prints_the_notes() {
     assert!(have_pd, "Pure Data is missing: scripts/setup.sh installs Debian puredata-core");
     let d = tmp("puredata");
     let line = [(1.2, 1.6, 69u8), (1.7, 2.1, 72), (2.2, 2.7, 76)];
-    let x = flute_line(48000, &line, 3.5);
-    let clip: Vec<i16> = x.iter().map(|v| (v * 20000.0) as i16).collect();
     let wav = d.join("line.wav");
-    write_wav_i16(&wav, 48000, 1, &clip);
+    write_flute_wav(&wav, &line, 3.5);
     let patch = d.join("p.toml");
     std::fs::write(
         &patch,
