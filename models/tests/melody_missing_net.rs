@@ -4,42 +4,14 @@
 
 use std::path::Path;
 
-use stagebox_engine::backend::offline::{render, RenderOptions};
-use stagebox_engine::msg::FromRt;
-use stagebox_engine::{Connection, GraphDesc, NodeDesc, ParamValue, PortRef, Registry};
+mod common;
 
+/// Note-ons (emitted at sample, key) of the guitar line, the models found in `models`.
 fn notes(models: &Path, attack_net: bool) -> Vec<(u64, u8)> {
     std::env::set_var("STAGEBOX_MODELS", models);
-    let mut reg = Registry::builtin();
-    stagebox_models::register(&mut reg);
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let clip = stagebox_engine::audio_file::read(&data.join("guitar_line.wav")).unwrap();
-    let desc = GraphDesc {
-        nodes: vec![
-            NodeDesc {
-                id: "in".into(),
-                kind: "input".into(),
-                params: [("channels".to_string(), ParamValue::Int(1))].into_iter().collect(),
-            },
-            NodeDesc {
-                id: "mel".into(),
-                kind: "melody".into(),
-                params: [("attack_net".to_string(), ParamValue::Bool(attack_net))].into_iter().collect(),
-            },
-        ],
-        connections: vec![Connection {
-            from: PortRef::parse("in"),
-            to: PortRef::parse("mel"),
-        }],
-        base_dir: std::env::temp_dir(),
-    };
-    let r = render(&desc, &reg, Some(&clip), &RenderOptions::default(), |_, _| {}).expect("the patch renders without its network");
-    r.messages
-        .iter()
-        .filter_map(|m| match *m {
-            FromRt::Midi { msg, sample_time, .. } if msg[0] & 0xf0 == 0x90 && msg[2] > 0 => Some((sample_time, msg[1])),
-            _ => None,
-        })
+    let (ons, _) = common::melody_notes(attack_net);
+    ons.into_iter()
+        .map(|(_, emitted, key)| ((emitted * 48000.0).round() as u64, key))
         .collect()
 }
 

@@ -1,0 +1,53 @@
+//! Shared by the melody network's test binaries (renders run on this thread, as the audio
+//! thread would).
+
+use std::path::Path;
+
+use stagebox_engine::backend::offline::{render, RenderOptions};
+use stagebox_engine::msg::FromRt;
+use stagebox_engine::{Connection, GraphDesc, NodeDesc, ParamValue, PortRef, Registry};
+
+/// The guitar line of make_fixture.py through the melody node, with and without the network:
+/// notes (onset, emitted, key) in seconds, and the allocation violations.
+pub fn melody_notes(attack_net: bool) -> (Vec<(f64, f64, u8)>, u64) {
+    let mut reg = Registry::builtin();
+    stagebox_models::register(&mut reg);
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let clip = stagebox_engine::audio_file::read(&data.join("guitar_line.wav")).unwrap();
+    // The clip (22050 Hz) is resampled to the render's rate.
+    let sr = 48000.0;
+    let node = |id: &str, kind: &str, params: Vec<(&str, ParamValue)>| NodeDesc {
+        id: id.into(),
+        kind: kind.into(),
+        params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    };
+    let desc = GraphDesc {
+        nodes: vec![
+            node("in", "input", vec![("channels", ParamValue::Int(1))]),
+            node("mel", "melody", vec![("attack_net", ParamValue::Bool(attack_net))]),
+        ],
+        connections: vec![Connection {
+            from: PortRef::parse("in"),
+            to: PortRef::parse("mel"),
+        }],
+        base_dir: std::env::temp_dir(),
+    };
+    let opts = RenderOptions {
+        sample_rate: sr as u32,
+        block_size: 128,
+        tail_secs: 0.5,
+        ..Default::default()
+    };
+    let r = render(&desc, &reg, Some(&clip), &opts, |_, _| {}).unwrap();
+    let ons = r
+        .messages
+        .iter()
+        .filter_map(|m| match *m {
+            FromRt::Midi {
+                sample_time, origin, msg, ..
+            } if msg[0] & 0xf0 == 0x90 && msg[2] > 0 => Some((origin as f64 / sr, sample_time as f64 / sr, msg[1])),
+            _ => None,
+        })
+        .collect();
+    (ons, r.alloc_violations)
+}
