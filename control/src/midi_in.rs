@@ -459,12 +459,8 @@ impl MidiIn {
                 if self.tick_times.len() > 25 {
                     self.tick_times.remove(0);
                 }
-                if self.tick_times.len() >= 7 {
-                    let n = self.tick_times.len() - 1;
-                    let span = (self.tick_times[n] - self.tick_times[0]) as f64 / 1e6;
-                    if span > 0.0 {
-                        self.clock.bpm = Some(60.0 / (24.0 * span / n as f64));
-                    }
+                if let Some(bpm) = clock_bpm(&self.tick_times) {
+                    self.clock.bpm = Some(bpm);
                 }
                 return;
             }
@@ -642,9 +638,56 @@ impl Drop for ClockOut {
     }
 }
 
+/// The tempo of an incoming MIDI clock from the arrival times (µs) of its last ticks (24 a
+/// beat): the span from the first to the last over the number of tick periods in it. A period is
+/// the median gap; a gap of about twice it counts as two (a tick lost on the way: a JACK client
+/// that misses a cycle never sees that cycle's events), so one lost tick does not slow the tempo
+/// by 1/24, while the span still averages out the jitter of each tick. None below 7 ticks.
+fn clock_bpm(times: &[u64]) -> Option<f64> {
+    if times.len() < 7 {
+        return None;
+    }
+    let mut gaps = [0u64; 32];
+    let n = (times.len() - 1).min(gaps.len());
+    let first = times.len() - 1 - n;
+    for (k, g) in gaps[..n].iter_mut().enumerate() {
+        *g = times[first + k + 1].saturating_sub(times[first + k]);
+    }
+    let mut sorted = gaps;
+    sorted[..n].sort_unstable();
+    let median = sorted[n / 2] as f64;
+    if median <= 0.0 {
+        return None;
+    }
+    let periods: f64 = gaps[..n].iter().map(|&g| (g as f64 / median).round().max(1.0)).sum();
+    let span = (times[times.len() - 1] - times[first]) as f64 / 1e6;
+    (span > 0.0).then(|| 60.0 / (24.0 * span / periods))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_tempo_holds_through_jitter_and_a_lost_tick() {
+        // 120 BPM: a tick every 20833 µs, each arriving up to ±1.5 ms off its time.
+        let jitter = [0i64, 900, -1200, 400, 1500, -800, 0, 300, -1500, 1100, -300, 700];
+        let ticks: Vec<u64> = (0..25u64)
+            .map(|k| (1_000_000 + k as i64 * 20_833 + jitter[k as usize % jitter.len()]) as u64)
+            .collect();
+        let bpm = clock_bpm(&ticks).unwrap();
+        assert!((bpm - 120.0).abs() < 0.5, "{bpm}");
+        // One tick lost: the doubled gap counts as two periods (counted as one, as 23 gaps over
+        // a span of 24 periods, it would read 115).
+        let mut lost = ticks.clone();
+        lost.remove(12);
+        let bpm = clock_bpm(&lost).unwrap();
+        assert!((bpm - 120.0).abs() < 0.5, "one lost tick: {bpm}");
+        assert!(clock_bpm(&ticks[..6]).is_none());
+        // A real tempo is followed: 90 BPM.
+        let slow: Vec<u64> = (0..25u64).map(|k| k * 27_778).collect();
+        assert!((clock_bpm(&slow).unwrap() - 90.0).abs() < 0.1);
+    }
 
     fn map() -> Mapping {
         let spec = ParamSpec::float("gain_db", -60.0, 0.0, -6.0, "dB", "");
