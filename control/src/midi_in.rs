@@ -639,29 +639,44 @@ impl Drop for ClockOut {
 }
 
 /// The tempo of an incoming MIDI clock from the arrival times (µs) of its last ticks (24 a
-/// beat): the span from the first to the last over the number of tick periods in it. A period is
-/// the median gap; a gap of about twice it counts as two (a tick lost on the way: a JACK client
-/// that misses a cycle never sees that cycle's events), so one lost tick does not slow the tempo
-/// by 1/24, while the span still averages out the jitter of each tick. None below 7 ticks.
+/// beat, at most 25 used): the median of the slopes between every pair of ticks (Theil–Sen), so
+/// one tick that arrives late, or a few that arrive bunched after a stall of the sender, do not
+/// move it, while the jitter of each tick still averages out. A gap of about two periods
+/// followed by a normal one counts as two periods: a tick lost on the way (a JACK client that
+/// misses a cycle never sees that cycle's events) does not slow the tempo. None below 7 ticks.
 fn clock_bpm(times: &[u64]) -> Option<f64> {
+    const MAX: usize = 25;
     if times.len() < 7 {
         return None;
     }
-    let mut gaps = [0u64; 32];
-    let n = (times.len() - 1).min(gaps.len());
-    let first = times.len() - 1 - n;
-    for (k, g) in gaps[..n].iter_mut().enumerate() {
-        *g = times[first + k + 1].saturating_sub(times[first + k]);
+    let times = &times[times.len().saturating_sub(MAX)..];
+    let n = times.len() - 1;
+    let mut gaps = [0.0f64; MAX];
+    for k in 0..n {
+        gaps[k] = times[k + 1].saturating_sub(times[k]) as f64;
     }
     let mut sorted = gaps;
-    sorted[..n].sort_unstable();
-    let median = sorted[n / 2] as f64;
+    sorted[..n].sort_unstable_by(f64::total_cmp);
+    let median = sorted[n / 2];
     if median <= 0.0 {
         return None;
     }
-    let periods: f64 = gaps[..n].iter().map(|&g| (g as f64 / median).round().max(1.0)).sum();
-    let span = (times[times.len() - 1] - times[first]) as f64 / 1e6;
-    (span > 0.0).then(|| 60.0 / (24.0 * span / periods))
+    let mut index = [0.0f64; MAX];
+    for k in 0..n {
+        let lost = gaps[k] > 1.5 * median && gaps[k] < 2.5 * median && (k + 1 == n || gaps[k + 1] > 0.5 * median);
+        index[k + 1] = index[k] + if lost { 2.0 } else { 1.0 };
+    }
+    let mut slopes = [0.0f64; MAX * (MAX - 1) / 2];
+    let mut m = 0;
+    for i in 0..=n {
+        for j in i + 1..=n {
+            slopes[m] = (times[j] as f64 - times[i] as f64) / (index[j] - index[i]);
+            m += 1;
+        }
+    }
+    slopes[..m].sort_unstable_by(f64::total_cmp);
+    let period_us = slopes[m / 2];
+    (period_us > 0.0).then(|| 60e6 / (24.0 * period_us))
 }
 
 #[cfg(test)]
@@ -684,6 +699,15 @@ mod tests {
         let bpm = clock_bpm(&lost).unwrap();
         assert!((bpm - 120.0).abs() < 0.5, "one lost tick: {bpm}");
         assert!(clock_bpm(&ticks[..6]).is_none());
+        // The first tick in the window a period late (a stalled sender), and three ticks held
+        // back and then sent together with the next.
+        let mut late = ticks.clone();
+        late[0] += 20_833;
+        for k in 10..13 {
+            late[k] = ticks[13] - 50;
+        }
+        let bpm = clock_bpm(&late).unwrap();
+        assert!((bpm - 120.0).abs() < 1.0, "late and bunched ticks: {bpm}");
         // A real tempo is followed: 90 BPM.
         let slow: Vec<u64> = (0..25u64).map(|k| k * 27_778).collect();
         assert!((clock_bpm(&slow).unwrap() - 90.0).abs() < 0.1);
