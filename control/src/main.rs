@@ -3,6 +3,7 @@
 #![recursion_limit = "256"]
 
 mod bench;
+mod cpu_wake;
 mod events;
 mod histogram;
 mod midi_in;

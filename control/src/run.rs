@@ -104,6 +104,15 @@ pub struct RunArgs {
     /// No MIDI input port (controllers, program change, clock; `[midi]` in the patch).
     #[arg(long)]
     pub no_midi_in: bool,
+    /// While running on a live device, keep every CPU able to wake within this many µs (PM QoS
+    /// on /dev/cpu_dma_latency: no deep idle states, fewer late audio callbacks; needs root or
+    /// write access to that file).
+    #[arg(long, default_value_t = 0)]
+    pub cpu_wake_us: u32,
+    /// Let the CPUs sleep as deeply as they like (saves power; idle CPUs may wake too late for
+    /// short audio periods).
+    #[arg(long)]
+    pub no_cpu_wake_hold: bool,
 }
 
 enum AudioIo {
@@ -236,6 +245,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let alloc_before = stagebox_engine::alloc_check::violations();
 
     let paced_block = a.buffer.or(patch.engine.block_size).unwrap_or(256) as usize;
+    // Held for the whole run (through a lost device and its return): dropped at exit.
+    let cpu_wake = match (&device, a.no_cpu_wake_hold) {
+        (Some(_), false) => crate::cpu_wake::CpuWakeHold::request_logged(a.cpu_wake_us),
+        _ => None,
+    };
     let mut audio = match device {
         Some(d) => AudioIo::Live(d.start(engine).context("starting audio")?),
         None => AudioIo::Paced(Paced::start(engine, paced_block, demo_input(sr, in_ch)?)?),
@@ -874,6 +888,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "reloads_failed": reloads_failed,
             "rt_allocations": rt_allocs,
             "alloc_check_installed": alloc_checked,
+            "cpu_wake_us": cpu_wake.as_ref().map(|h| h.bound_us),
             "latency_frames": handle.latency_frames(),
             "meters": meters_json,
             "late_windows": inference.values().map(|c| c.late).sum::<u64>(),
