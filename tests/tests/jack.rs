@@ -67,6 +67,11 @@ fn client_caused_xruns(log: &str) -> (usize, usize, usize) {
     (timer, ours, ours_alone)
 }
 
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 #[test]
 fn sixty_seconds_on_dummy_jack_with_hot_reloads() {
     let d = tmp("jack");
@@ -81,6 +86,7 @@ fn sixty_seconds_on_dummy_jack_with_hot_reloads() {
         .arg(&stats)
         .env("JACK_DEFAULT_SERVER", &jack.name)
         .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(d.join("run.log")).unwrap())
         .spawn()
         .unwrap();
     let t0 = Instant::now();
@@ -95,7 +101,13 @@ fn sixty_seconds_on_dummy_jack_with_hot_reloads() {
     at(25);
     std::fs::write(&patch, "[[node]]\nid = \"in\"\ntype = \"input\"\nchannels = \n").unwrap(); // broken: must keep the tone
     let st = child.wait().unwrap();
-    assert!(st.success());
+    let log = std::fs::read_to_string(d.join("run.log")).unwrap_or_default();
+    eprintln!("{log}");
+    assert!(
+        st.success(),
+        "stagebox exited with {st}; the server's last lines:\n{}",
+        tail(&jack.log_text(), 20)
+    );
     let s = read_json(&stats);
     println!("{}", serde_json::to_string_pretty(&s).unwrap());
     let (timer, ours, ours_alone) = client_caused_xruns(&jack.log_text());
