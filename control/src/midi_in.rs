@@ -703,8 +703,8 @@ mod tests {
         // back and then sent together with the next.
         let mut late = ticks.clone();
         late[0] += 20_833;
-        for k in 10..13 {
-            late[k] = ticks[13] - 50;
+        for t in &mut late[10..13] {
+            *t = ticks[13] - 50;
         }
         let bpm = clock_bpm(&late).unwrap();
         assert!((bpm - 120.0).abs() < 1.0, "late and bunched ticks: {bpm}");

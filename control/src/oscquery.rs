@@ -269,7 +269,7 @@ fn websocket(stream: TcpStream, shared: &Shared, stop: &AtomicBool) {
             Err(_) => return,
         }
         for (addr, v) in rx.try_iter() {
-            if listening.iter().any(|p| *p == addr) {
+            if listening.contains(&addr) {
                 let packet = OscPacket::Message(OscMessage { addr, args: vec![v] });
                 if let Ok(bytes) = rosc::encoder::encode(&packet) {
                     if ws.send(tungstenite::Message::Binary(bytes)).is_err() {

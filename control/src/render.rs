@@ -92,7 +92,7 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
     };
     let result = offline::render(&patch.graph, &registry, input.as_ref(), &opts, |done, total| {
         if let Some(b) = &bar {
-            b.set_position(if total == 0 { 1000 } else { done * 1000 / total });
+            b.set_position((done * 1000).checked_div(total).unwrap_or(1000));
         }
     });
     if let Some(b) = bar {

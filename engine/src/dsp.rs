@@ -204,7 +204,7 @@ mod tests {
         let lo = resample_interleaved(&sine(48000.0, 1000.0, 48000), 1, 48000, 16000);
         let rms = |v: &[f32]| (v[500..15500].iter().map(|x| x * x).sum::<f32>() / 15000.0).sqrt();
         assert!(rms(&hi) < 0.01, "alias rms {}", rms(&hi));
-        assert!((rms(&lo) - 0.7071).abs() < 0.02, "pass rms {}", rms(&lo));
+        assert!((rms(&lo) - std::f32::consts::FRAC_1_SQRT_2).abs() < 0.02, "pass rms {}", rms(&lo));
     }
 
     #[test]

@@ -229,7 +229,7 @@ impl Bridge {
             self.hist_pos = 0;
         }
         self.pushed += 1;
-        if self.pushed % self.hop as u64 == 0 {
+        if self.pushed.is_multiple_of(self.hop as u64) {
             let seq = self.pushed / self.hop as u64 - 1;
             self.send_window(seq);
             Some(seq)

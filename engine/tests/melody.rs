@@ -137,7 +137,7 @@ fn a_glide_becomes_pitch_bend() {
         .iter()
         .filter(|(_, _, m)| m[0] & 0xf0 == 0xe0)
         .map(|(_, _, m)| ((m[2] as i32) << 7 | m[1] as i32) - 8192)
-        .last()
+        .next_back()
         .unwrap();
     // +50 cents of a 2-semitone range = +2048 (within 10 cents).
     assert!((last_bend - 2048).abs() < 410, "bend {last_bend}");

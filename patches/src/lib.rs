@@ -363,8 +363,7 @@ mod tests {
 
     fn errs(src: &str) -> Vec<PatchError> {
         Patch::parse(src, Path::new("p.toml"), &Registry::builtin())
-            .err()
-            .expect("should fail")
+            .expect_err("should fail")
             .0
     }
 

@@ -163,7 +163,7 @@ impl LiveDevice {
         let config = cpal::StreamConfig {
             channels: channels as u16,
             sample_rate: cpal::SampleRate(sample_rate),
-            buffer_size: buffer_size.clone(),
+            buffer_size,
         };
         let (in_device, in_config) = if opts.in_channels > 0 {
             match find(false)? {

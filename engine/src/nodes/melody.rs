@@ -177,8 +177,7 @@ impl MelodyProc {
     fn pick(&self, threshold: f32) -> Option<(f32, f32)> {
         // Cumulative mean normalised difference: the first dip under the threshold.
         let found = (self.tau_min + 1..=self.tau_max).find(|&tau| self.d[tau - 1] < threshold && self.d[tau] >= self.d[tau - 1]);
-        let Some(t) = found.map(|t| t - 1) else { return None };
-        let mut t = t;
+        let mut t = found? - 1;
         // Octave-down errors: if a period a whole fraction of the one found dips almost as low,
         // the shorter one is the pitch.
         for m in (2..=8).rev() {

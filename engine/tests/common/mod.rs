@@ -111,7 +111,7 @@ impl Processor for NotesProc {
         for k in 0..io.frames {
             let t = self.t + k as u64;
             let n = 48 + ((t / self.every) % 24) as u8;
-            if t % self.every == 0 {
+            if t.is_multiple_of(self.every) {
                 io.emit.midi(k as u32, [0x90, n, 100]);
             } else if t % self.every == self.every / 2 {
                 io.emit.midi(k as u32, [0x80, n, 0]);
