@@ -128,7 +128,11 @@ fn sixty_seconds_on_dummy_jack_with_hot_reloads() {
     assert_eq!(s["rt_allocations"], 0, "allocation on the audio thread");
     assert_eq!(s["alloc_check_installed"], true);
     // The CPU wake-up bound was held (PM QoS) wherever this user may ask for it.
-    let may = std::fs::OpenOptions::new().write(true).open("/dev/cpu_dma_latency").is_ok();
+    let may = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/cpu_dma_latency")
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &2_000_000_000i32.to_ne_bytes()))
+        .is_ok();
     assert_eq!(s["cpu_wake_us"].as_u64(), may.then_some(0), "cpu_wake_us {}", s["cpu_wake_us"]);
     assert_eq!(s["reloads_ok"], 1);
     assert_eq!(s["reloads_failed"], 1);
