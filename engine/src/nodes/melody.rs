@@ -43,6 +43,11 @@ const NET_AGREE: u32 = 2;
 /// its period (the best of the neighbouring lags) under this. Transients read near 1.
 const NET_PERIODIC: f32 = 0.6;
 
+/// A frequency as a (fractional) MIDI note number.
+fn midi_of(hz: f32) -> f32 {
+    69.0 + 12.0 * (hz / 440.0).log2()
+}
+
 const PARAMS: &[ParamSpec] = &[
     ParamSpec::float_fixed("min_hz", 30.0, 1000.0, 60.0, "Hz", "lowest pitch tracked"),
     ParamSpec::float_fixed("max_hz", 100.0, 4000.0, 1600.0, "Hz", "highest pitch tracked"),
@@ -200,7 +205,7 @@ impl MelodyProc {
         let shift = if den.abs() > 1e-9 { 0.5 * (a - c) / den } else { 0.0 };
         let period = t as f32 + shift.clamp(-1.0, 1.0);
         let hz = RATE as f32 / period;
-        Some((69.0 + 12.0 * (hz / 440.0).log2(), b))
+        Some((midi_of(hz), b))
     }
 
     /// Where the attack of a note confirmed now began (16 kHz time): a slow attack (bowed,
@@ -561,25 +566,17 @@ pub const MELODY: NodeType = NodeType {
         }
         let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
         let span = (WIN + tau_max + 1).max(HISTORY);
-        let net = if p.bool("attack_net") && !ctx.dry_run {
-            match ctx.locate_model.map(|f| f("melody_net", "")) {
-                Some(Ok(path)) => match PitchNet::load(&path) {
-                    Ok(net) => Some(NetRunner::new(std::sync::Arc::new(net))),
-                    Err(e) => {
-                        tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them");
-                        None
-                    }
-                },
-                Some(Err(e)) => {
-                    tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them");
-                    None
-                }
-                None => None,
-            }
-        } else {
-            None
-        };
-        let midi = |hz: f32| 69.0 + 12.0 * (hz / 440.0).log2();
+        // Without a model locator (an engine built without the models crate) YIN works alone.
+        let net = (p.bool("attack_net") && !ctx.dry_run)
+            .then_some(ctx.locate_model)
+            .flatten()
+            .and_then(|locate| {
+                locate("melody_net", "")
+                    .and_then(|path| PitchNet::load(&path))
+                    .map_err(|e| tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them"))
+                    .ok()
+            })
+            .map(|net| NetRunner::new(std::sync::Arc::new(net)));
         let tau_min = ((RATE as f32 / hi).floor() as usize).max(2);
         let gate = 10f32.powf(p.f32("gate_db") / 20.0);
         Ok(Built {
@@ -625,8 +622,8 @@ pub const MELODY: NodeType = NodeType {
                 n_out: 0,
                 net,
                 net_confidence: p.f32("net_confidence"),
-                lowest_note: midi(lo),
-                highest_note: midi(hi),
+                lowest_note: midi_of(lo),
+                highest_note: midi_of(hi),
                 attack_left: 0,
                 since_attack: ATTACK_COOLDOWN,
                 attack16: 0,
