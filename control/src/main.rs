@@ -2,6 +2,7 @@
 //! subcommands run, render, check, devices and bench.
 #![recursion_limit = "256"]
 
+mod audio_io;
 mod bench;
 mod cpu_wake;
 mod events;

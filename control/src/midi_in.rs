@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use stagebox_engine::device_midi::ClockShared;
 use stagebox_engine::msg::AT_ONCE;
 use stagebox_engine::param::{ParamKind, ParamSpec};
 use stagebox_engine::EngineHandle;
@@ -180,6 +181,18 @@ pub struct MidiSettings {
     pub maps: Vec<Mapping>,
 }
 
+/// The `[midi]` settings a backend needs before the engine exists: the control port's name,
+/// whether to send clock, and the tempo (defaults where missing or wrong; `settings` checks).
+pub fn settings_lenient(midi: Option<&toml::Value>) -> (String, bool, f64) {
+    let get = |k: &str| midi.and_then(|v| v.as_table()).and_then(|t| t.get(k));
+    let port = get("port").and_then(|v| v.as_str()).unwrap_or("control").to_string();
+    let clock_out = get("clock_out").and_then(|v| v.as_bool()).unwrap_or(false);
+    let tempo = get("tempo")
+        .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+        .unwrap_or(120.0);
+    (port, clock_out, tempo.clamp(20.0, 400.0))
+}
+
 pub fn settings(midi: Option<&toml::Value>, patch_path: &Path, handle: &EngineHandle) -> Result<MidiSettings, String> {
     let t = midi.and_then(|v| v.as_table());
     let dir = patch_path.parent().unwrap_or(Path::new("."));
@@ -320,14 +333,7 @@ pub fn settings(midi: Option<&toml::Value>, patch_path: &Path, handle: &EngineHa
     })
 }
 
-#[derive(Clone, Copy)]
-struct Raw {
-    time_us: u64,
-    /// When the callback had it (a vDSO clock read, no system call): for the latency figures.
-    at: Instant,
-    len: u8,
-    bytes: [u8; 3],
-}
+use stagebox_engine::device_midi::PortMidi as Raw;
 
 /// What the run loop must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -348,7 +354,8 @@ pub struct ClockIn {
 }
 
 pub struct MidiIn {
-    _conn: midir::MidiInputConnection<(rtrb::Producer<Raw>, Arc<AtomicU64>)>,
+    /// The midir port (ALSA); None when the backend reads the port itself (JACK).
+    _conn: Option<midir::MidiInputConnection<(rtrb::Producer<Raw>, Arc<AtomicU64>)>>,
     rx: rtrb::Consumer<Raw>,
     pub dropped: Arc<AtomicU64>,
     pub received: u64,
@@ -396,8 +403,18 @@ impl MidiIn {
                 (tx, dropped.clone()),
             )
             .map_err(|e| e.to_string())?;
+        Ok(Self::from_ring(s, rx, dropped, Some(conn)))
+    }
+
+    /// MIDI in from a ring a backend fills from its own port (JACK's process callback).
+    pub fn from_ring(
+        s: &MidiSettings,
+        rx: rtrb::Consumer<Raw>,
+        dropped: Arc<AtomicU64>,
+        conn: Option<midir::MidiInputConnection<(rtrb::Producer<Raw>, Arc<AtomicU64>)>>,
+    ) -> MidiIn {
         tracing::info!("MIDI in on port `{}`", s.port);
-        Ok(MidiIn {
+        MidiIn {
             _conn: conn,
             rx,
             dropped,
@@ -410,7 +427,7 @@ impl MidiIn {
             tick_times: Vec::with_capacity(32),
             sets: Vec::new(),
             dispatch_us: Vec::new(),
-        })
+        }
     }
 
     /// Arms MIDI learn: the next controller, note, bend or aftertouch moved binds to it.
@@ -568,11 +585,12 @@ impl MidiIn {
     }
 }
 
-/// MIDI clock out: 24 ticks a quarter note from the internal tempo, on its own thread and port.
+/// MIDI clock out: 24 ticks a quarter note from the internal tempo. With JACK the backend sends
+/// it from its process callback at exact frames (`driven`); elsewhere a thread of its own sends
+/// it through a midir port.
 pub struct ClockOut {
-    bpm_milli: Arc<AtomicU64>,
+    shared: Arc<ClockShared>,
     stop: Arc<AtomicBool>,
-    pub sent: Arc<AtomicU64>,
     /// The thread keeps its port; set when the port's server died: the thread then leaks the
     /// port instead of closing it (closing a dead JACK client crashes).
     leak: Arc<AtomicBool>,
@@ -583,19 +601,15 @@ impl ClockOut {
         let out = midir::MidiOutput::new("stagebox").map_err(|e| e.to_string())?;
         use midir::os::unix::VirtualOutput;
         let mut conn = out.create_virtual(port).map_err(|e| e.to_string())?;
-        let bpm_milli = Arc::new(AtomicU64::new((bpm * 1000.0) as u64));
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let leak = Arc::new(AtomicBool::new(false));
-        let (b, s, n, l) = (bpm_milli.clone(), stop.clone(), sent.clone(), leak.clone());
+        let clock = ClockOut::driven(Arc::new(ClockShared::new(bpm)));
+        let (sh, s, l) = (clock.shared.clone(), clock.stop.clone(), clock.leak.clone());
         std::thread::Builder::new()
             .name("stagebox-clock".into())
             .spawn(move || {
                 let _ = conn.send(&[0xfa]);
                 let mut next = Instant::now();
                 while !s.load(Ordering::Relaxed) {
-                    let bpm = b.load(Ordering::Relaxed) as f64 / 1000.0;
-                    next += Duration::from_secs_f64(60.0 / (bpm.max(1.0) * 24.0));
+                    next += Duration::from_secs_f64(60.0 / (sh.bpm().max(1.0) * 24.0));
                     let now = Instant::now();
                     if next > now {
                         std::thread::sleep(next - now);
@@ -603,7 +617,7 @@ impl ClockOut {
                         next = now;
                     }
                     if conn.send(&[0xf8]).is_ok() {
-                        n.fetch_add(1, Ordering::Relaxed);
+                        sh.sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 if l.load(Ordering::Relaxed) {
@@ -614,12 +628,22 @@ impl ClockOut {
             })
             .map_err(|e| e.to_string())?;
         tracing::info!("MIDI clock out on port `{port}` at {bpm} BPM");
-        Ok(ClockOut {
-            bpm_milli,
-            stop,
-            sent,
-            leak,
-        })
+        Ok(clock)
+    }
+
+    /// A clock the backend sends from its own callback (JACK's `clock` port): no thread here;
+    /// the tempo and the tick count are shared with the callback.
+    pub fn driven(shared: Arc<ClockShared>) -> ClockOut {
+        ClockOut {
+            shared,
+            stop: Arc::new(AtomicBool::new(false)),
+            leak: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Ticks sent so far.
+    pub fn sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::Relaxed)
     }
 
     /// Stops the clock after its server died: the port is let go, not closed.
@@ -628,7 +652,9 @@ impl ClockOut {
     }
 
     pub fn set_tempo(&self, bpm: f64) {
-        self.bpm_milli.store((bpm.clamp(20.0, 400.0) * 1000.0) as u64, Ordering::Relaxed);
+        self.shared
+            .bpm_milli
+            .store((bpm.clamp(20.0, 400.0) * 1000.0) as u64, Ordering::Relaxed);
     }
 }
 

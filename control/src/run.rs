@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use notify::Watcher;
 use serde_json::json;
-use stagebox_engine::backend::live::{self, HostChoice, LiveDevice, LiveOptions};
+use stagebox_engine::backend::jack::JackOptions;
+use stagebox_engine::backend::live::{HostChoice, LiveOptions};
 use stagebox_engine::backend::paced::Paced;
 use stagebox_engine::msg::{FromRt, AT_ONCE};
 use stagebox_engine::stats::RtStats;
@@ -26,15 +27,8 @@ use crate::histogram::Histogram;
 /// The clip played when no audio device is found.
 pub const DEMO_CLIP: &[u8] = include_bytes!("../../assets/demo.wav");
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendArg {
-    /// JACK if a server is running, else ALSA; the demo clip if neither has a device.
-    Auto,
-    Jack,
-    Alsa,
-    /// No device: real-time pace on a plain thread, the demo clip as input.
-    None,
-}
+pub use crate::audio_io::BackendArg;
+use crate::audio_io::{AudioIo, DeviceChoice, Opened};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -47,6 +41,9 @@ pub struct RunArgs {
     /// Device name (or a unique part of it); see `stagebox devices`.
     #[arg(long)]
     pub device: Option<String>,
+    /// The JACK client's name (its ports are NAME:in_1, NAME:out_1, NAME:notes, ...).
+    #[arg(long, default_value = "stagebox")]
+    pub client_name: String,
     /// Buffer size in frames (ALSA; JACK uses the server's).
     #[arg(long)]
     pub buffer: Option<u32>,
@@ -115,20 +112,6 @@ pub struct RunArgs {
     pub no_cpu_wake_hold: bool,
 }
 
-enum AudioIo {
-    Live(live::Running),
-    Paced(Paced),
-}
-
-impl AudioIo {
-    fn timings(&mut self) -> &mut rtrb::Consumer<u32> {
-        match self {
-            AudioIo::Live(r) => &mut r.timings,
-            AudioIo::Paced(p) => &mut p.timings,
-        }
-    }
-}
-
 #[derive(Default, Clone)]
 struct MeterState {
     reports: u64,
@@ -183,20 +166,30 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     // Choose the backend.
     let mut demo = a.backend == BackendArg::None;
     let mut device = None;
-    let opts = LiveOptions {
-        host: match a.backend {
-            BackendArg::Jack => HostChoice::Jack,
-            BackendArg::Alsa => HostChoice::Alsa,
-            _ => HostChoice::Auto,
+    let midi_settings_early = crate::midi_in::settings_lenient(patch.midi.as_ref());
+    let choice = DeviceChoice {
+        backend: a.backend,
+        alsa: LiveOptions {
+            host: HostChoice::Alsa,
+            device: a.device.clone(),
+            buffer_frames: a.buffer.or(patch.engine.block_size),
+            sample_rate: a.sample_rate.or(patch.engine.sample_rate),
+            in_channels: want_in,
+            out_channels: want_out,
         },
-        device: a.device.clone(),
-        buffer_frames: a.buffer.or(patch.engine.block_size),
-        sample_rate: a.sample_rate.or(patch.engine.sample_rate),
-        in_channels: want_in,
-        out_channels: want_out,
+        jack: JackOptions {
+            client_name: a.client_name.clone(),
+            in_channels: want_in,
+            out_channels: want_out,
+            notes_port: (!a.no_midi_out).then(|| a.midi_port.clone()),
+            control_port: (!a.no_midi_in).then(|| midi_settings_early.0.clone()),
+            midi_in_port: (!a.no_midi_in).then(|| "midi_in".to_string()),
+            clock_port: (!a.no_midi_in && midi_settings_early.1).then(|| "clock".to_string()),
+            autoconnect: true,
+        },
     };
     if !demo {
-        match LiveDevice::open(&opts) {
+        match Opened::open(&choice) {
             Ok(d) => device = Some(d),
             Err(e) if a.backend == BackendArg::Auto => {
                 eprintln!("stagebox: no audio device is available ({e}).");
@@ -214,13 +207,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (sr, in_ch, out_ch, mut backend_name, device_name) = match &device {
-        Some(d) => (
-            d.sample_rate(),
-            d.in_channels(),
-            d.out_channels(),
-            d.host_name().to_string(),
-            d.device_name(),
-        ),
+        Some(d) => (d.sample_rate(), d.in_channels(), d.out_channels(), d.host_name(), d.device_name()),
         None => (
             a.sample_rate.or(patch.engine.sample_rate).unwrap_or(48000),
             want_in,
@@ -251,7 +238,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let mut audio = match device {
-        Some(d) => AudioIo::Live(d.start(engine).context("starting audio")?),
+        Some(d) => d
+            .start(engine, handle.latency_frames(), midi_settings_early.2)
+            .context("starting audio")?,
         None => AudioIo::Paced(Paced::start(engine, paced_block, demo_input(sr, in_ch)?)?),
     };
     // The last patch that loaded, rebuilt if the device goes away and comes back.
@@ -261,7 +250,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut lost_since: Option<Instant> = None;
     let mut last_try = Instant::now();
     let makes_midi = handle.nodes().any(|n| n.info.midi_out);
-    let midi_port = (makes_midi && !a.no_midi_out).then_some(a.midi_port.as_str());
+    let midi_port = (makes_midi && !a.no_midi_out && !audio.is_jack()).then_some(a.midi_port.as_str());
     let mut outputs = crate::outputs::Outputs::open(midi_port, a.osc_out.as_deref(), a.events_out.as_deref(), sr)?;
     let mut notes_emitted = 0u64;
     let mut emitted: Vec<crate::events::Emitted> = Vec::with_capacity(256);
@@ -310,7 +299,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let want_midi = !a.no_midi_in && (stagebox_engine::backend::live::jack_server_running() || Path::new("/dev/snd/seq").exists());
-    let mut midi_in = if want_midi {
+    let mut midi_in = if let Some((rx, dropped)) = audio.take_control_midi() {
+        Some(crate::midi_in::MidiIn::from_ring(&midi_settings, rx, dropped, None))
+    } else if want_midi {
         match crate::midi_in::MidiIn::open(&midi_settings) {
             Ok(m) => Some(m),
             Err(e) => {
@@ -321,7 +312,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let mut clock_out = if want_midi && midi_settings.clock_out {
+    let mut clock_out = if let Some(shared) = audio.clock() {
+        Some(crate::midi_in::ClockOut::driven(shared))
+    } else if want_midi && midi_settings.clock_out {
         crate::midi_in::ClockOut::start("clock", midi_settings.tempo)
             .map_err(|e| tracing::warn!("no MIDI clock out: {e}"))
             .ok()
@@ -709,6 +702,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                     match swapped {
                         Ok(gen) => {
                             reloads_ok += 1;
+                            audio.set_latency(handle.latency_frames());
                             if let Some(m) = &mut midi_in {
                                 match crate::midi_in::settings(p.midi.as_ref(), &p.path, &handle) {
                                     Ok(ms) => m.set_maps(&ms),
@@ -735,7 +729,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         // A lost device: keep the patch running without one (silence in), retry every 2 s.
-        if matches!(&audio, AudioIo::Live(r) if r.device_lost()) {
+        if audio.device_lost() {
             device_losses += 1;
             tracing::error!("the audio device went away; the patch keeps running without a device, retrying every 2 s");
             // The MIDI port's JACK client died with the server; closing it then crashes inside
@@ -747,7 +741,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 c.stop_without_port();
             }
             let (h, e) = fresh_engine(&current_patch, &registry, cfg, stats.clone())?;
-            audio = AudioIo::Paced(Paced::start(e, paced_block, Vec::new())?);
+            std::mem::replace(&mut audio, AudioIo::Paced(Paced::start(e, paced_block, Vec::new())?)).abandon();
             handle = h;
             ids = node_ids(&handle);
             prev_ids = ids.clone();
@@ -757,19 +751,22 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         if lost_since.is_some() && last_try.elapsed() >= Duration::from_secs(2) {
             last_try = Instant::now();
-            match LiveDevice::open(&opts) {
+            match Opened::open(&choice) {
                 Ok(d) if d.sample_rate() == sr && d.in_channels() == in_ch && d.out_channels() == out_ch => {
-                    let name = d.host_name().to_string();
+                    let name = d.host_name();
                     let (h, e) = fresh_engine(&current_patch, &registry, cfg, stats.clone())?;
                     drop(audio);
-                    match d.start(e) {
+                    match d.start(e, h.latency_frames(), tempo) {
                         Ok(r) => {
-                            audio = AudioIo::Live(r);
+                            audio = r;
                             handle = h;
                             ids = node_ids(&handle);
                             prev_ids = ids.clone();
                             device_recoveries += 1;
-                            if want_midi && midi_in.is_none() {
+                            if let Some((rx, dropped)) = audio.take_control_midi() {
+                                midi_in = Some(crate::midi_in::MidiIn::from_ring(&midi_settings, rx, dropped, None));
+                                clock_out = audio.clock().map(crate::midi_in::ClockOut::driven);
+                            } else if want_midi && midi_in.is_none() {
                                 midi_in = crate::midi_in::MidiIn::open(&midi_settings)
                                     .map_err(|e| tracing::warn!("no MIDI input: {e}"))
                                     .ok();
@@ -857,7 +854,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "swaps": RtStats::get(&stats.swaps),
             "reloads_ok": reloads_ok,
             "notes_emitted": notes_emitted,
-            "midi_sent": outputs.midi_sent,
+            "midi_sent": outputs.midi_sent + RtStats::get(&stats.device_midi_sent),
             "osc_sent": outputs.osc_sent,
             "osc_port": osc.as_ref().map(|o| o.local.port()),
             "oscquery_port": oscquery.as_ref().map(|q| q.local.port()),
@@ -870,7 +867,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             }),
             "midi_in_dropped": midi_in.as_ref().map(|m| m.dropped.load(Ordering::Relaxed)),
             "midi_clock_in_bpm": midi_in.as_ref().and_then(|m| m.clock.bpm),
-            "midi_clock_out_ticks": clock_out.as_ref().map(|c| c.sent.load(Ordering::Relaxed)),
+            "midi_clock_out_ticks": clock_out.as_ref().map(|c| c.sent()),
             "osc_received": osc.as_ref().map(|o| o.counters.received.load(Ordering::Relaxed)),
             "osc_dropped": osc.as_ref().map(|o| o.counters.dropped.load(Ordering::Relaxed)),
             "osc_errors": osc.as_ref().map(|o| o.counters.errors.load(Ordering::Relaxed)),

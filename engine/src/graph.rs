@@ -190,6 +190,8 @@ pub struct Schedule {
     nodes: Vec<CompiledNode>,
     latency_frames: u32,
     sample_rate: f32,
+    /// Node indices of the `midi_in` nodes (they hear the device's MIDI input).
+    device_midi_nodes: Vec<u32>,
 }
 
 const STRIDE: usize = MAX_BLOCK_FRAMES;
@@ -507,6 +509,7 @@ impl Schedule {
                 *t = slot_of[*t] as usize;
             }
         }
+        let device_midi_nodes = (0..n).filter(|&i| infos[i].device_midi_in).map(|i| i as u32).collect();
         let nodes = (0..n)
             .map(|i| CompiledNode {
                 id: desc.nodes[i].id.clone(),
@@ -527,6 +530,7 @@ impl Schedule {
             nodes,
             latency_frames: out_max,
             sample_rate,
+            device_midi_nodes,
         })
     }
 
@@ -560,6 +564,10 @@ impl Schedule {
     pub fn node_index(&self, id: &str) -> Option<u32> {
         self.nodes.iter().position(|n| n.id == id).map(|i| i as u32)
     }
+    /// Node indices of the nodes that hear the device's MIDI input.
+    pub fn device_midi_nodes(&self) -> &[u32] {
+        &self.device_midi_nodes
+    }
     /// Processing order (node indices).
     pub fn order(&self) -> Vec<u32> {
         self.slots.iter().map(|s| s.desc_index).collect()
@@ -590,6 +598,7 @@ impl Schedule {
         hw_in: &[f32],
         in_channels: usize,
         to_control: &mut rtrb::Producer<FromRt>,
+        device_midi: &mut Vec<crate::node::DeviceMidi>,
     ) -> u64 {
         debug_assert!(frames <= STRIDE);
         let mut dropped = 0u64;
@@ -684,6 +693,7 @@ impl Schedule {
                     emit: Emit {
                         midi: &mut slot.midi_out,
                         to_control,
+                        device_midi,
                         dropped: &mut dropped,
                         base_offset: start as u32,
                         gen: self.gen,

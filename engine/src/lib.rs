@@ -14,6 +14,7 @@
 pub mod alloc_check;
 pub mod audio_file;
 pub mod backend;
+pub mod device_midi;
 pub mod dsp;
 pub mod graph;
 pub mod infer;

@@ -41,6 +41,9 @@ pub struct NodeInfo {
     pub hw_input: Option<usize>,
     /// Set on the audio output node: its inputs go to hardware output channels `first..first+n`.
     pub hw_output: Option<usize>,
+    /// Set on `midi_in` nodes: they receive the MIDI of the engine's device MIDI input (a
+    /// keyboard on the JACK or ALSA `midi_in` port), sample-stamped.
+    pub device_midi_in: bool,
 }
 
 /// Facts about the engine a node is built for.
@@ -190,10 +193,21 @@ impl Registry {
     }
 }
 
+/// One MIDI message for the engine's device MIDI output, at engine sample time `sample_time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceMidi {
+    pub sample_time: u64,
+    pub msg: [u8; 3],
+    /// Generation of the schedule that sent it (its notes are ended when it is retired).
+    pub gen: u64,
+}
+
 /// Where a processor puts what it emits: MIDI for downstream nodes, messages for the control side.
 pub struct Emit<'a> {
     pub(crate) midi: &'a mut Vec<Event>,
     pub(crate) to_control: &'a mut rtrb::Producer<FromRt>,
+    /// MIDI for the engine's device MIDI output (JACK `notes`), by engine sample time.
+    pub(crate) device_midi: &'a mut Vec<DeviceMidi>,
     pub(crate) dropped: &'a mut u64,
     /// Frame offset of the current sub-block within the block (added to MIDI offsets).
     pub(crate) base_offset: u32,
@@ -226,6 +240,15 @@ impl Emit<'_> {
     #[inline]
     pub fn note(&mut self, offset: u32, msg: [u8; 3], origin: u64, sample_time: u64) {
         self.midi(offset, msg);
+        if self.device_midi.len() < self.device_midi.capacity() {
+            self.device_midi.push(DeviceMidi {
+                sample_time: sample_time + offset as u64,
+                msg,
+                gen: self.gen,
+            });
+        } else {
+            *self.dropped += 1;
+        }
         self.control(FromRt::Midi {
             gen: self.gen,
             node: self.node,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use basedrop::{Collector, Owned};
 use rtrb::{Consumer, Producer, RingBuffer};
 
+use crate::device_midi::DeviceMidiIo;
 use crate::graph::{CompiledNode, Schedule};
 use crate::msg::{FromRt, ToRt, FROM_RT_CAPACITY, PENDING_CAPACITY, TO_RT_CAPACITY};
 use crate::node::Registry;
@@ -63,6 +64,7 @@ pub struct Engine {
     hw_in: Vec<f32>,
     pending: Vec<Pending>,
     sample_time: u64,
+    device_midi: DeviceMidiIo,
 }
 
 impl Engine {
@@ -76,6 +78,26 @@ impl Engine {
         &self.stats
     }
 
+    /// Queues a message from the device's MIDI input for the next `process` call, at frame
+    /// `offset_frames` of that call (a JACK port's event time). False when the call's buffer
+    /// is full (the message is dropped and counted). Audio thread.
+    pub fn push_device_midi(&mut self, offset_frames: u32, msg: [u8; 3]) -> bool {
+        let inbox = &mut self.device_midi.inbox;
+        if inbox.len() < inbox.capacity() {
+            inbox.push((offset_frames, msg));
+            true
+        } else {
+            RtStats::add(&self.stats.events_dropped, 1);
+            false
+        }
+    }
+
+    /// The MIDI the last `process` call sent to the device output (`Emit::note`, and note-offs
+    /// of retired schedules), as (frame offset in that call, bytes). Audio thread.
+    pub fn device_midi_out(&self) -> impl Iterator<Item = (u32, [u8; 3])> + '_ {
+        self.device_midi.out()
+    }
+
     /// Processes one host buffer: `input` holds `in_channels` interleaved channels (may be empty
     /// when the engine has no input), `output` `out_channels` interleaved channels. Audio thread:
     /// no allocation, no locks, no syscalls.
@@ -85,6 +107,8 @@ impl Engine {
         let in_ch = self.cfg.in_channels;
         let total = output.len() / out_ch;
         self.drain_control();
+        self.device_midi.begin(self.sample_time);
+        self.queue_device_midi();
         let mut done = 0;
         while done < total {
             let frames = (total - done).min(MAX_BLOCK_FRAMES);
@@ -99,12 +123,14 @@ impl Engine {
             let out = &mut output[done * out_ch..(done + frames) * out_ch];
             out.fill(0.0);
             let mut dropped = 0;
+            let dm = &mut self.device_midi.outbox;
             if let Some(cur) = self.current.as_mut() {
-                dropped += cur.run(frames, self.sample_time, &self.hw_in, in_ch, &mut self.to_ctl);
+                dropped += cur.run(frames, self.sample_time, &self.hw_in, in_ch, &mut self.to_ctl, dm);
             }
             if let Some(old) = self.old.as_mut() {
-                dropped += old.run(frames, self.sample_time, &self.hw_in, in_ch, &mut self.to_ctl);
+                dropped += old.run(frames, self.sample_time, &self.hw_in, in_ch, &mut self.to_ctl, dm);
             }
+            self.device_midi.track();
             // Mix: current (fading in while `fade_len` > 0) plus old (fading out).
             let fading = self.fade_len > 0;
             for t in 0..frames {
@@ -130,8 +156,11 @@ impl Engine {
                 if self.fade_pos >= self.fade_len {
                     self.fade_len = 0;
                     self.fade_pos = 0;
-                    // Retire: dropping an Owned queues it for the collector (no free here).
-                    self.old = None;
+                    // Retire: end its notes; dropping an Owned queues it for the collector.
+                    if let Some(old) = self.old.take() {
+                        let at = self.sample_time + frames as u64 - 1;
+                        dropped += self.device_midi.end_notes_of(old.gen, at, &mut self.to_ctl);
+                    }
                     RtStats::add(&self.stats.swaps, 1);
                     if let Some(cur) = self.current.as_ref() {
                         if self.to_ctl.push(FromRt::Swapped { gen: cur.gen }).is_err() {
@@ -157,6 +186,11 @@ impl Engine {
                 ToRt::Swap(s) => {
                     // The first schedule starts at once; later ones crossfade. A swap during a
                     // fade retires the fading-out schedule at once.
+                    if let Some(fading_out) = self.old.take() {
+                        let (at, gen) = (self.sample_time, fading_out.gen);
+                        let lost = self.device_midi.end_notes_of(gen, at, &mut self.to_ctl);
+                        RtStats::add(&self.stats.from_rt_dropped, lost);
+                    }
                     self.old = self.current.take();
                     let first = self.old.is_none();
                     self.current = Some(s);
@@ -182,17 +216,41 @@ impl Engine {
         }
     }
 
-    /// Moves events due in the next `frames` frames into their nodes, at their offsets.
+    /// Device MIDI in for this call, as pending events for every `midi_in` node at its frame.
+    fn queue_device_midi(&mut self) {
+        let Some(cur) = self.current.as_ref() else {
+            self.device_midi.inbox.clear();
+            return;
+        };
+        for &(offset, msg) in &self.device_midi.inbox {
+            for &node in cur.device_midi_nodes() {
+                if self.pending.len() < self.pending.capacity() {
+                    self.pending.push(Pending {
+                        at: self.sample_time + offset as u64,
+                        gen: cur.gen,
+                        node,
+                        kind: EventKind::Midi(msg),
+                    });
+                } else {
+                    RtStats::add(&self.stats.events_dropped, 1);
+                }
+            }
+        }
+        self.device_midi.inbox.clear();
+    }
+
+    /// Moves events due in the next `frames` frames into their nodes, at their offsets. One
+    /// pass: the events kept are compacted in place, in their order (no removal from the middle).
     fn release_pending(&mut self, frames: usize) {
         let end = self.sample_time + frames as u64;
-        let mut i = 0;
-        while i < self.pending.len() {
+        let mut kept = 0;
+        for i in 0..self.pending.len() {
             let p = self.pending[i];
             if p.at >= end {
-                i += 1;
+                self.pending[kept] = p;
+                kept += 1;
                 continue;
             }
-            self.pending.remove(i);
             let offset = if p.at < self.sample_time {
                 RtStats::add(&self.stats.events_late, 1);
                 0
@@ -207,6 +265,7 @@ impl Engine {
                 RtStats::add(&self.stats.events_dropped, 1);
             }
         }
+        self.pending.truncate(kept);
     }
 }
 
@@ -245,6 +304,7 @@ impl EngineHandle {
             hw_in: vec![0.0; cfg.in_channels.max(1) * MAX_BLOCK_FRAMES],
             pending: Vec::with_capacity(PENDING_CAPACITY),
             sample_time: 0,
+            device_midi: DeviceMidiIo::new(),
         };
         let handle = EngineHandle {
             to_rt,

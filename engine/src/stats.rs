@@ -26,6 +26,8 @@ pub struct RtStats {
     pub swaps: AtomicU64,
     /// Allocations or frees seen on the audio thread (needs the checked allocator).
     pub rt_allocations: AtomicU64,
+    /// MIDI messages a backend wrote to the device MIDI output from its callback (JACK `notes`).
+    pub device_midi_sent: AtomicU64,
     /// Block size of the last callback, in frames (a gauge).
     pub last_block_frames: AtomicU64,
 }

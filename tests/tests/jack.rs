@@ -56,7 +56,7 @@ fn client_caused_xruns(log: &str) -> (usize, usize, usize) {
     let mut ours = 0;
     let mut ours_alone = 0;
     for (k, l) in lines.iter().enumerate() {
-        if l.contains("JackEngine::XRun: client = cpal_client") {
+        if l.contains("JackEngine::XRun: client = stagebox") {
             ours += 1;
             let from = k.saturating_sub(4);
             if !lines[from..k].iter().any(|p| p.contains("JackTimedDriver::Process XRun")) {

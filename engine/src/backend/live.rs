@@ -1,8 +1,8 @@
-//! Live backend through cpal: ALSA by default, JACK with the `jack` feature. `LiveDevice::open`
+//! Live backend through cpal: ALSA (JACK has its own native client, `backend::jack`). `LiveDevice::open`
 //! (control thread) picks host, device and configuration; `start` moves the engine into the
 //! output callback (audio thread). The input stream's callback (its own audio thread) only
-//! pushes samples into a ring that the output callback drains: cpal's JACK host has no duplex
-//! stream. Callback durations go to the control side through a timing ring.
+//! pushes samples into a ring that the output callback drains (cpal has no duplex ALSA
+//! stream). Callback durations go to the control side through a timing ring.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -80,22 +80,11 @@ pub fn list() -> Vec<(String, Result<Vec<(String, String)>, String>)> {
 }
 
 fn pick_host(choice: HostChoice) -> Result<cpal::Host, LiveError> {
-    #[cfg(feature = "jack")]
-    let jack = || -> Result<cpal::Host, LiveError> {
-        let h = cpal::host_from_id(cpal::HostId::Jack).map_err(|e| LiveError::Backend(format!("JACK: {e}")))?;
-        if h.default_output_device().is_none() {
-            return Err(LiveError::NoDevice("no JACK server is running".into()));
-        }
-        Ok(h)
-    };
-    #[cfg(not(feature = "jack"))]
-    let jack =
-        || -> Result<cpal::Host, LiveError> { Err(LiveError::Backend("this build has no JACK support (cargo feature `jack`)".into())) };
     match choice {
-        HostChoice::Jack => jack(),
-        HostChoice::Alsa => Ok(cpal::default_host()),
-        HostChoice::Auto if jack_server_running() => jack().or_else(|_| Ok(cpal::default_host())),
-        HostChoice::Auto => Ok(cpal::default_host()),
+        HostChoice::Jack => Err(LiveError::Backend(
+            "JACK runs through the native client (backend::jack), not cpal".into(),
+        )),
+        HostChoice::Alsa | HostChoice::Auto => Ok(cpal::default_host()),
     }
 }
 
@@ -235,7 +224,9 @@ impl LiveDevice {
                         &cfg,
                         move |data: &[f32], _: &cpal::InputCallbackInfo| {
                             crate::alloc_check::no_alloc(|| {
-                                let n = data.len().min(in_tx.slots());
+                                // Whole frames only: a partial frame would rotate every later
+                                // frame by a channel (left and right swapped for the rest of the run).
+                                let n = whole_frames(data.len().min(in_tx.slots()), in_ch);
                                 if let Ok(mut chunk) = in_tx.write_chunk_uninit(n) {
                                     let (a, b) = chunk.as_mut_slices();
                                     for (d, s) in a.iter_mut().chain(b.iter_mut()).zip(data) {
@@ -311,6 +302,21 @@ impl LiveDevice {
             timings: timing_rx,
             lost,
         })
+    }
+}
+
+/// `samples` rounded down to whole frames of `channels` interleaved channels.
+fn whole_frames(samples: usize, channels: usize) -> usize {
+    samples - samples % channels.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_input_ring_takes_whole_frames_only() {
+        assert_eq!(super::whole_frames(7, 2), 6);
+        assert_eq!(super::whole_frames(9, 3), 9);
+        assert_eq!(super::whole_frames(5, 0), 5);
     }
 }
 

@@ -6,6 +6,7 @@ pub mod infer_test;
 pub mod io;
 pub mod melody;
 pub mod meter;
+pub mod midi_io;
 pub mod player;
 pub mod recorder;
 pub mod resample;
@@ -29,6 +30,8 @@ pub fn builtin_types() -> Vec<NodeType> {
         resample::RESAMPLE,
         infer_test::INFER_TEST,
         melody::MELODY,
+        midi_io::MIDI_IN,
+        midi_io::MIDI_OUT,
     ]
 }
 
