@@ -103,15 +103,24 @@ pub enum AudioIo {
     Jack(JackRunning),
     Alsa(live::Running),
     Paced(Paced),
+    /// Audio stopped (the run is over): only an empty timing ring is left.
+    Stopped(rtrb::Consumer<u32>),
 }
 
 impl AudioIo {
+    /// Stops the backend (its engine is dropped with it).
+    pub fn stop(&mut self) {
+        let (_, rx) = rtrb::RingBuffer::new(1);
+        drop(std::mem::replace(self, AudioIo::Stopped(rx)));
+    }
+
     /// Callback durations (ns), one per callback.
     pub fn timings(&mut self) -> &mut rtrb::Consumer<u32> {
         match self {
             AudioIo::Jack(r) => &mut r.timings,
             AudioIo::Alsa(r) => &mut r.timings,
             AudioIo::Paced(p) => &mut p.timings,
+            AudioIo::Stopped(t) => t,
         }
     }
     /// Whether the backend reported its device gone.
@@ -119,7 +128,7 @@ impl AudioIo {
         match self {
             AudioIo::Jack(r) => r.device_lost(),
             AudioIo::Alsa(r) => r.device_lost(),
-            AudioIo::Paced(_) => false,
+            AudioIo::Paced(_) | AudioIo::Stopped(_) => false,
         }
     }
     pub fn is_jack(&self) -> bool {

@@ -83,13 +83,7 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or(0.0)
         .max(a.duration.unwrap_or(0.0))
         + a.tail;
-    let bar = if audio_secs >= 20.0 {
-        let b = indicatif::ProgressBar::new(1000);
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} rendering [{bar:40}] {percent}% eta {eta}").unwrap());
-        Some(b)
-    } else {
-        None
-    };
+    let bar = (audio_secs >= 20.0).then(progress_bar);
     let result = offline::render(&patch.graph, &registry, input.as_ref(), &opts, |done, total| {
         if let Some(b) = &bar {
             b.set_position((done * 1000).checked_div(total).unwrap_or(1000));
@@ -114,19 +108,38 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
         None => rendered.audio.wav_format.unwrap_or(WavFormat::Float32),
     };
     audio_file::write_wav(&a.output, &rendered.audio, format)?;
-    if a.midi_out.is_some() || a.events_out.is_some() {
-        let ids: Vec<String> = patch.graph.nodes.iter().map(|n| n.id.clone()).collect();
-        let events = crate::events::collect(&rendered.messages, &ids);
-        let end = rendered.audio.frames() as u64 + rendered.latency_frames as u64;
-        if let Some(p) = &a.events_out {
-            crate::events::write_jsonl(p, &events, sample_rate)?;
-        }
-        if let Some(p) = &a.midi_out {
-            crate::events::write_smf(p, &events, sample_rate, end)?;
-        }
-        let notes = events.iter().filter(|e| e.msg[0] & 0xf0 == 0x90 && e.msg[2] > 0).count();
-        eprintln!("{notes} notes emitted");
+    write_events(&a, &patch, &rendered, sample_rate)?;
+    report(&a, &rendered, sample_rate, opts.compensate_latency);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(1000);
+    b.set_style(indicatif::ProgressStyle::with_template("{spinner} rendering [{bar:40}] {percent}% eta {eta}").unwrap());
+    b
+}
+
+/// The notes the graph emitted, as a MIDI file and an event log, where asked for.
+fn write_events(a: &RenderArgs, patch: &stagebox_patches::Patch, rendered: &offline::Rendered, sample_rate: u32) -> anyhow::Result<()> {
+    if a.midi_out.is_none() && a.events_out.is_none() {
+        return Ok(());
     }
+    let ids: Vec<String> = patch.graph.nodes.iter().map(|n| n.id.clone()).collect();
+    let events = crate::events::collect(&rendered.messages, &ids);
+    let end = rendered.audio.frames() as u64 + rendered.latency_frames as u64;
+    if let Some(p) = &a.events_out {
+        crate::events::write_jsonl(p, &events, sample_rate)?;
+    }
+    if let Some(p) = &a.midi_out {
+        crate::events::write_smf(p, &events, sample_rate, end)?;
+    }
+    let notes = events.iter().filter(|e| e.msg[0] & 0xf0 == 0x90 && e.msg[2] > 0).count();
+    eprintln!("{notes} notes emitted");
+    Ok(())
+}
+
+/// The line that says what was rendered, how fast, and with what latency.
+fn report(a: &RenderArgs, rendered: &offline::Rendered, sample_rate: u32, compensated: bool) {
     let secs = rendered.audio.duration_secs();
     eprintln!(
         "rendered {:.2} s at {} Hz, {} ch to {} in {:.2} s ({:.0}x real time); graph latency {} frames{}",
@@ -141,7 +154,7 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
             f64::INFINITY
         },
         rendered.latency_frames,
-        if opts.compensate_latency && rendered.latency_frames > 0 {
+        if compensated && rendered.latency_frames > 0 {
             " (compensated)"
         } else {
             ""
@@ -153,5 +166,4 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
             rendered.alloc_violations
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use stagebox_tests::*;
 
+/// The tests here share a server name (the process id): one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 const PASSTHROUGH_MONO: &str = r#"
 [[node]]
 id = "in"
@@ -112,7 +115,7 @@ fn capture_latency(server: &str, port: &str) -> u32 {
 /// Runs `jack_iodelay` looped through `through` (a pair of ports: into, out of) for 3 s and
 /// returns the last round trip it measured, in frames.
 fn iodelay(server: &str, into: &str, out_of: &str) -> f64 {
-    let io = Command::new("stdbuf")
+    let mut io = Command::new("stdbuf")
         .args(["-oL", "jack_iodelay"])
         .env("JACK_DEFAULT_SERVER", server)
         .stdout(Stdio::piped())
@@ -133,7 +136,9 @@ fn iodelay(server: &str, into: &str, out_of: &str) -> f64 {
             .success());
     }
     std::thread::sleep(Duration::from_secs(3));
-    let _ = Command::new("kill").args(["-INT", &io.id().to_string()]).status();
+    // Killed outright (SIGINT is ignored by processes started in the background); stdbuf made
+    // its output line-buffered, so every line it printed is in the pipe.
+    let _ = io.kill();
     let out = io.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
     let last = text
@@ -146,6 +151,7 @@ fn iodelay(server: &str, into: &str, out_of: &str) -> f64 {
 
 #[test]
 fn one_client_whose_round_trip_is_one_period_plus_the_latency_it_reports() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tmp("jack-native");
     for (period, patches) in [
         (128u32, vec![PASSTHROUGH_MONO, RESAMPLED_MONO]),
@@ -214,6 +220,7 @@ struct Seen {
 
 #[test]
 fn midi_into_midi_in_leaves_notes_at_a_fixed_frame_offset() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tmp("jack-native-midi");
     let server = JackServer::start(48000, 128);
     let patch = d.join("echo.toml");
