@@ -3,7 +3,8 @@
 //!
 //! [`CheckedAlloc`] wraps the system allocator. While a thread is inside [`no_alloc`], every
 //! allocation, reallocation or free on that thread is counted as a violation (the program is not
-//! aborted, so live audio keeps going; tests assert the count is zero). Install it with
+//! aborted, so live audio keeps going; tests assert their thread's count, [`thread_violations`],
+//! is zero). Install it with
 //! `#[global_allocator] static A: CheckedAlloc = CheckedAlloc;` in a binary or test crate; without
 //! it the guard counts nothing, and [`is_installed`] says so.
 
@@ -16,6 +17,8 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static FORBIDDEN: Cell<bool> = const { Cell::new(false) };
+    /// This thread's violations (tests on concurrent threads each read their own).
+    static MINE: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Global allocator that counts allocations made inside [`no_alloc`].
@@ -27,6 +30,7 @@ fn note() {
     let forbidden = FORBIDDEN.try_with(|f| f.get()).unwrap_or(false);
     if forbidden {
         VIOLATIONS.fetch_add(1, Ordering::Relaxed);
+        let _ = MINE.try_with(|m| m.set(m.get() + 1));
     }
 }
 
@@ -59,10 +63,22 @@ unsafe impl GlobalAlloc for CheckedAlloc {
 /// violation. Nested calls are fine.
 #[inline]
 pub fn no_alloc<R>(f: impl FnOnce() -> R) -> R {
-    let prev = FORBIDDEN.with(|c| c.replace(true));
-    let r = f();
-    FORBIDDEN.with(|c| c.set(prev));
-    r
+    /// Puts the flag back as it was, also when `f` panics (an unwinding test must not leave
+    /// its thread forbidding allocation, nor a later check counting the unwind's frees).
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = FORBIDDEN.try_with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FORBIDDEN.with(|c| c.replace(true)));
+    f()
+}
+
+/// Allocations and frees seen inside [`no_alloc`] on this thread since it started: what a test
+/// asserts, so that another test thread's violation is neither erased nor blamed on it.
+pub fn thread_violations() -> u64 {
+    MINE.try_with(|m| m.get()).unwrap_or(0)
 }
 
 /// Allocations and frees seen inside [`no_alloc`] since the process started.
@@ -75,14 +91,15 @@ pub fn is_installed() -> bool {
     if INSTALLED.load(Ordering::Relaxed) {
         return true;
     }
-    let before = violations();
+    let before = thread_violations();
     no_alloc(|| {
         let b = std::hint::black_box(Box::new(0u8));
         drop(b);
     });
-    let after = violations();
+    let after = thread_violations();
     if after > before {
         VIOLATIONS.fetch_sub(after - before, Ordering::Relaxed);
+        let _ = MINE.try_with(|m| m.set(before));
         INSTALLED.store(true, Ordering::Relaxed);
         true
     } else {

@@ -289,9 +289,14 @@ impl Bridge {
                         None
                     };
                 }
-                Err(_) if self.offline && self.spare.len() < self.jobs_total => {
-                    // Offline: wait for the worker (deterministic renders).
+                Err(_) if self.offline && self.spare.len() < self.jobs_total && !self.from_worker.is_abandoned() => {
+                    // Offline: wait for the worker (deterministic renders), unless it has died
+                    // (its end of the ring is gone): then the window failed.
                     std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(_) if self.from_worker.is_abandoned() => {
+                    self.counts.failed += 1;
+                    return None;
                 }
                 Err(_) => {
                     self.counts.late += 1;

@@ -3,9 +3,15 @@
 
 mod common;
 use common::*;
+use stagebox_engine::alloc_check::CheckedAlloc;
 use stagebox_engine::audio_file::Audio;
 use stagebox_engine::backend::offline::{render, RenderOptions};
 use stagebox_engine::graph::{ErrorLoc, Schedule};
+
+/// Every render here runs its process calls under the allocation guard, which counts only
+/// with the checked allocator installed.
+#[global_allocator]
+static ALLOC: CheckedAlloc = CheckedAlloc;
 
 #[test]
 fn compiles_in_topological_order() {
@@ -114,6 +120,7 @@ fn merging_paths_are_aligned_to_the_slowest() {
         ..Default::default()
     };
     let r = render(&g, &registry(), Some(&input), &opts, |_, _| {}).unwrap();
+    assert_eq!(r.alloc_violations, 0, "a process call allocated");
     for t in 0..4000 {
         let want = if t >= 100 { 2.0 * x[t - 100] } else { 0.0 };
         assert!((r.audio.samples[t] - want).abs() < 1e-6, "t={t}: {} vs {want}", r.audio.samples[t]);
@@ -124,6 +131,7 @@ fn merging_paths_are_aligned_to_the_slowest() {
         ..opts
     };
     let r = render(&g, &registry(), Some(&input), &opts, |_, _| {}).unwrap();
+    assert_eq!(r.alloc_violations, 0, "a process call allocated");
     assert_eq!(r.audio.samples.len(), 4000);
     for t in 0..4000 {
         assert!((r.audio.samples[t] - 2.0 * x[t]).abs() < 1e-6);
@@ -160,6 +168,7 @@ fn outputs_are_aligned_with_each_other() {
         |_, _| {},
     )
     .unwrap();
+    assert_eq!(r.alloc_violations, 0, "a process call allocated");
     assert_eq!(r.audio.channels, 2);
     for t in 0..1000 {
         assert_eq!(r.audio.samples[2 * t], r.audio.samples[2 * t + 1]);
@@ -198,6 +207,7 @@ fn resample_node_declares_its_true_latency() {
         |_, _| {},
     )
     .unwrap();
+    assert_eq!(r.alloc_violations, 0, "a process call allocated");
     assert!(r.latency_frames > 10);
     let err = r.audio.samples[2000..46000]
         .iter()
@@ -229,6 +239,7 @@ fn midi_flows_between_nodes_within_the_block() {
         |_, _| {},
     )
     .unwrap();
+    assert_eq!(r.alloc_violations, 0, "a process call allocated");
     // The first note starts at frame 0: sound from the first frames on.
     assert!(r.audio.samples[..64].iter().any(|x| x.abs() > 1e-4));
     let bad = graph(

@@ -133,12 +133,12 @@ fn a_stalled_model_costs_late_windows_not_a_blocked_callback() {
     let input = vec![0.5f32; 128];
     let mut out = vec![0.0f32; 128];
     let mut heard = 0usize;
-    let before = alloc_check::violations();
+    let before = alloc_check::thread_violations();
     for _ in 0..(30 * 512 / 128) {
         alloc_check::no_alloc(|| engine.process(&input, &mut out));
         heard += out.iter().filter(|x| **x != 0.0).count();
     }
-    assert_eq!(alloc_check::violations(), before, "the bridge allocated on the audio thread");
+    assert_eq!(alloc_check::thread_violations(), before, "the bridge allocated on the audio thread");
     let mut late = 0;
     handle.drain(|m| {
         if let FromRt::Infer { counts, .. } = m {
@@ -150,4 +150,32 @@ fn a_stalled_model_costs_late_windows_not_a_blocked_callback() {
     assert!(heard <= 2 * 512, "{heard} samples came through from a model that is always late");
     drop(engine);
     handle.collect();
+}
+
+/// A model whose worker dies (a panic in the backend) must not hang an offline render.
+struct Dies;
+impl stagebox_engine::infer::InferBackend for Dies {
+    fn infer(&mut self, _seq: u64, _input: &[f32], _output: &mut [f32]) -> Result<(), String> {
+        panic!("the model crashed");
+    }
+}
+
+#[test]
+fn a_dead_inference_worker_fails_its_windows_instead_of_hanging_a_render() {
+    let mut bridge = stagebox_engine::infer::Bridge::new(Box::new(Dies), 64, 64, 4, 2, true).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut results = Vec::new();
+        for t in 0..64 * 3 {
+            if let Some(seq) = bridge.push(t as f32) {
+                results.push(bridge.result(seq).is_some());
+            }
+        }
+        let _ = done_tx.send((results, bridge.counts.failed));
+    });
+    let (results, failed) = done_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the render hung waiting for a dead worker");
+    assert!(results.iter().all(|ok| !ok), "{results:?}");
+    assert!(failed >= 1);
 }

@@ -228,9 +228,9 @@ fn a_swapped_graph_is_crossfaded_without_a_click() {
         if k == 50 {
             handle.swap(Schedule::compile(&mk(-40.0), &reg, 48000.0).unwrap(), &reg).unwrap();
         }
-        let before = alloc_check::violations();
+        let before = alloc_check::thread_violations();
         alloc_check::no_alloc(|| engine.process(&[], &mut out));
-        assert_eq!(alloc_check::violations(), before, "swap allocated on the audio thread");
+        assert_eq!(alloc_check::thread_violations(), before, "swap allocated on the audio thread");
         all.extend_from_slice(&out);
         handle.collect();
     }
@@ -292,7 +292,7 @@ fn recorder_writes_what_it_hears_and_player_plays_files() {
         samples: x.clone(),
         wav_format: None,
     };
-    render(
+    let r = render(
         &g,
         &registry(),
         Some(&input),
@@ -303,6 +303,7 @@ fn recorder_writes_what_it_hears_and_player_plays_files() {
         |_, _| {},
     )
     .unwrap();
+    assert_eq!(r.alloc_violations, 0, "the recorder allocated on the audio thread");
     let rec = audio_file::read(&take).unwrap();
     assert_eq!(rec.channels, 2);
     assert_eq!(rec.samples, x);
@@ -325,6 +326,7 @@ fn recorder_writes_what_it_hears_and_player_plays_files() {
         |_, _| {},
     )
     .unwrap();
+    assert_eq!(r.alloc_violations, 0, "the player allocated on the audio thread");
     assert_eq!(r.audio.samples, x);
     // A second take never overwrites the first.
     let g = graph(

@@ -619,16 +619,19 @@ impl Processor for BasicPitchProc {
                 self.collect(seq);
                 self.next_seq += 1;
             }
-            // Emit what is due now, in arrival order.
-            let mut k = 0;
-            while k < self.pending.len() {
-                if self.pending[k].due <= self.n {
-                    let p = self.pending.remove(k);
+            // Emit what is due now, in arrival order; the rest is compacted in place in the
+            // same pass (no removal from the middle).
+            let mut kept = 0;
+            for k in 0..self.pending.len() {
+                let p = self.pending[k];
+                if p.due <= self.n {
                     self.send(io, t as u32, p);
                 } else {
-                    k += 1;
+                    self.pending[kept] = p;
+                    kept += 1;
                 }
             }
+            self.pending.truncate(kept);
             self.n += 1;
             self.bridge.report(&mut io.emit, self.node, self.report_every);
         }

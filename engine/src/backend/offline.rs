@@ -154,11 +154,11 @@ pub fn render(
             None => ib.fill(0.0),
         }
         let ob = &mut out_buf[..n * out_ch];
-        let before = crate::alloc_check::violations();
+        let before = crate::alloc_check::thread_violations();
         let t0 = Instant::now();
         crate::alloc_check::no_alloc(|| engine.process(ib, ob));
         let dt = t0.elapsed().as_nanos() as u64;
-        violations += crate::alloc_check::violations() - before;
+        violations += crate::alloc_check::thread_violations() - before;
         calls += 1;
         if opts.keep_timings {
             timings.push(dt);

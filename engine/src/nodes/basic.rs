@@ -241,9 +241,21 @@ pub(crate) fn poly_blep(t: f64, dt: f64) -> f64 {
     }
 }
 
-/// One sample of `waveform` at phase `ph` (0..1) with phase increment `dt`.
+/// The phase `dt` after `ph`, wrapped into 0..1 however large `dt` is (a frequency at or
+/// above the sample rate must not ramp the phase without bound).
+#[inline]
+pub(crate) fn advance(ph: f64, dt: f64) -> f64 {
+    let p = ph + dt;
+    p - p.floor()
+}
+
+/// One sample of `waveform` at phase `ph` (0..1) with phase increment `dt`. A tone at or above
+/// Nyquist (`dt` >= 0.5) cannot be made without aliasing: it is silent.
 #[inline]
 pub(crate) fn wave(waveform: u8, ph: f64, dt: f64, noise: &mut u32) -> f32 {
+    if waveform < 4 && dt.abs() >= 0.5 {
+        return 0.0;
+    }
     match waveform {
         0 => (ph * std::f64::consts::TAU).sin() as f32,
         1 => (2.0 * ph - 1.0 - poly_blep(ph, dt)) as f32,
@@ -286,10 +298,7 @@ impl Processor for OscProc {
         for t in 0..io.frames {
             let dt = self.freq.next() as f64 / sr;
             let y = wave(self.waveform, self.phase, dt, &mut self.noise) * self.gain.next();
-            self.phase += dt;
-            if self.phase >= 1.0 {
-                self.phase -= 1.0;
-            }
+            self.phase = advance(self.phase, dt);
             for o in io.outputs.iter_mut() {
                 o[t] = y;
             }

@@ -201,10 +201,7 @@ impl Processor for SynthProc {
                 let hz = v.hz * self.bend_mul[v.ch as usize];
                 let dt = hz / sr as f64;
                 y += wave(self.waveform, v.phase, dt, &mut self.noise) * v.env * v.vel;
-                v.phase += dt;
-                if v.phase >= 1.0 {
-                    v.phase -= 1.0;
-                }
+                v.phase = super::basic::advance(v.phase, dt);
             }
             let y = y * self.gain.next() * 0.25;
             for o in io.outputs.iter_mut() {
