@@ -124,7 +124,7 @@ impl AudioIo {
         }
     }
     /// Whether the backend reported its device gone.
-    pub fn device_lost(&self) -> bool {
+    pub fn device_lost(&mut self) -> bool {
         match self {
             AudioIo::Jack(r) => r.device_lost(),
             AudioIo::Alsa(r) => r.device_lost(),
@@ -154,12 +154,12 @@ impl AudioIo {
             _ => None,
         }
     }
-    /// Lets go of a backend whose device died. A JACK client whose server is gone cannot be
-    /// closed safely (libjack may crash in close), so it is left as it is (leaked) along with
-    /// the engine inside it; ALSA and paced streams are dropped normally.
+    /// Lets go of a backend whose device died; its engine (if it can be had back) is dropped
+    /// here, on the control thread, so that its schedule's workers stop and its recorders
+    /// finish their files. A JACK client of a dead server is deactivated, never closed.
     pub fn abandon(self) {
         match self {
-            AudioIo::Jack(r) => std::mem::forget(r),
+            AudioIo::Jack(r) => drop(r.into_engine()),
             other => drop(other),
         }
     }

@@ -7,6 +7,7 @@ mod bench;
 mod cpu_wake;
 mod events;
 mod histogram;
+mod memlock;
 mod midi_clock;
 mod midi_in;
 mod midi_map;

@@ -44,7 +44,7 @@ pub struct ClockIn {
 
 pub struct MidiIn {
     /// The midir port (ALSA); None when the backend reads the port itself (JACK).
-    _conn: Option<midir::MidiInputConnection<(rtrb::Producer<Raw>, Arc<AtomicU64>)>>,
+    _conn: Option<Conn>,
     rx: rtrb::Consumer<Raw>,
     pub dropped: Arc<AtomicU64>,
     pub received: u64,
@@ -63,45 +63,12 @@ pub struct MidiIn {
 impl MidiIn {
     /// Opens the virtual input port (control thread).
     pub fn open(s: &MidiSettings) -> Result<MidiIn, String> {
-        let input = midir::MidiInput::new("stagebox").map_err(|e| e.to_string())?;
-        let (tx, rx) = rtrb::RingBuffer::<Raw>::new(RING);
-        let dropped = Arc::new(AtomicU64::new(0));
-        use midir::os::unix::VirtualInput;
-        let conn = input
-            .create_virtual(
-                &s.port,
-                // midir's thread (JACK's process thread): copy, never block or allocate.
-                |t, msg, (tx, dropped)| {
-                    if msg.is_empty() || msg.len() > 3 {
-                        return;
-                    }
-                    let mut bytes = [0u8; 3];
-                    bytes[..msg.len()].copy_from_slice(msg);
-                    if tx
-                        .push(Raw {
-                            time_us: t,
-                            at: Instant::now(),
-                            len: msg.len() as u8,
-                            bytes,
-                        })
-                        .is_err()
-                    {
-                        dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-                (tx, dropped.clone()),
-            )
-            .map_err(|e| e.to_string())?;
+        let (conn, rx, dropped) = open_port(&s.port)?;
         Ok(Self::from_ring(s, rx, dropped, Some(conn)))
     }
 
     /// MIDI in from a ring a backend fills from its own port (JACK's process callback).
-    pub fn from_ring(
-        s: &MidiSettings,
-        rx: rtrb::Consumer<Raw>,
-        dropped: Arc<AtomicU64>,
-        conn: Option<midir::MidiInputConnection<(rtrb::Producer<Raw>, Arc<AtomicU64>)>>,
-    ) -> MidiIn {
+    pub fn from_ring(s: &MidiSettings, rx: rtrb::Consumer<Raw>, dropped: Arc<AtomicU64>, conn: Option<Conn>) -> MidiIn {
         tracing::info!("MIDI in on port `{}`", s.port);
         MidiIn {
             _conn: conn,
@@ -261,6 +228,67 @@ impl MidiIn {
         }
         std::fs::write(patch, text).map_err(|e| format!("{}: {e}", patch.display()))?;
         Ok(std::mem::take(&mut self.learned).len())
+    }
+}
+
+/// A midir input port (ALSA, or JACK through midir) whose callback copies each short message
+/// and its time into a ring of fixed capacity (a full ring counts a drop).
+#[allow(clippy::type_complexity)]
+fn open_port(name: &str) -> Result<(Conn, rtrb::Consumer<Raw>, Arc<AtomicU64>), String> {
+    let input = midir::MidiInput::new("stagebox").map_err(|e| e.to_string())?;
+    let (tx, rx) = rtrb::RingBuffer::<Raw>::new(RING);
+    let dropped = Arc::new(AtomicU64::new(0));
+    use midir::os::unix::VirtualInput;
+    let conn = input
+        .create_virtual(
+            name,
+            // midir's thread (JACK's process thread): copy, never block or allocate.
+            |t, msg, (tx, dropped)| {
+                if msg.is_empty() || msg.len() > 3 {
+                    return;
+                }
+                let mut bytes = [0u8; 3];
+                bytes[..msg.len()].copy_from_slice(msg);
+                let raw = Raw {
+                    time_us: t,
+                    at: Instant::now(),
+                    len: msg.len() as u8,
+                    bytes,
+                };
+                if tx.push(raw).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            (tx, dropped.clone()),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok((conn, rx, dropped))
+}
+
+type Conn = midir::MidiInputConnection<(rtrb::Producer<Raw>, Arc<AtomicU64>)>;
+
+/// Instrument notes from a midir port `midi_in` (ALSA) to the patch's `midi_in` nodes, as soon
+/// as the control thread has them (JACK's own `midi_in` port places them at their frame).
+pub struct NotesIn {
+    _conn: Conn,
+    rx: rtrb::Consumer<Raw>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl NotesIn {
+    pub fn open(port: &str) -> Result<NotesIn, String> {
+        let (conn, rx, dropped) = open_port(port)?;
+        tracing::info!("MIDI notes in on port `{port}` (to the patch's midi_in nodes)");
+        Ok(NotesIn { _conn: conn, rx, dropped })
+    }
+
+    /// Hands what arrived to the engine (control thread).
+    pub fn poll(&mut self, handle: &mut EngineHandle) {
+        while let Ok(raw) = self.rx.pop() {
+            if raw.len as usize == stagebox_engine::device_midi::message_len(raw.bytes[0]) {
+                handle.send_device_midi(raw.bytes, AT_ONCE);
+            }
+        }
     }
 }
 

@@ -522,9 +522,9 @@ impl Schedule {
             gen: 0,
             slots,
             slot_of,
-            pool: vec![0.0; next_buf * STRIDE],
+            pool: touched(next_buf * STRIDE),
             zero_buf: 0,
-            hw_out: vec![0.0; hw_out_channels * STRIDE],
+            hw_out: touched(hw_out_channels * STRIDE),
             hw_out_channels,
             hw_in_channels,
             nodes,
@@ -760,6 +760,18 @@ fn find_port(ports: &[crate::node::PortSpec], name: Option<&str>) -> Result<usiz
             }
         }),
     }
+}
+
+/// A zeroed buffer whose pages are all touched here (control thread): a zeroed allocation may be
+/// fresh pages the kernel maps only on first touch, which must not be the audio thread's.
+fn touched(len: usize) -> Vec<f32> {
+    let mut v = vec![0.0f32; len];
+    for k in (0..len).step_by(1024) {
+        // SAFETY: `k < len`, so the pointer is to an initialised element of `v`; the volatile
+        // write keeps the compiler from dropping a store of the value already there.
+        unsafe { std::ptr::write_volatile(v.as_mut_ptr().add(k), 0.0) };
+    }
+    v
 }
 
 fn valid_id(id: &str) -> bool {

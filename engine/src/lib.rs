@@ -26,6 +26,12 @@ pub mod pitchnet;
 pub mod processor;
 pub mod stats;
 
+/// The engine's own unit tests run under the checked allocator, so that they can assert that
+/// code meant for the audio thread neither allocates nor frees.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOC: alloc_check::CheckedAlloc = alloc_check::CheckedAlloc;
+
 pub use graph::{Connection, GraphDesc, GraphError, NodeDesc, PortRef, Schedule};
 pub use node::{NodeType, Registry};
 pub use param::{ParamKind, ParamSpec, ParamValue};

@@ -409,6 +409,24 @@ impl EngineHandle {
         })
     }
 
+    /// Sends a message from the device's MIDI input to every `midi_in` node, at engine sample
+    /// time `at` (a backend without sample-accurate MIDI: ALSA through midir). Returns how many
+    /// nodes it was sent to.
+    pub fn send_device_midi(&mut self, msg: [u8; 3], at: u64) -> usize {
+        let targets: Vec<u32> = (0..self.nodes.len() as u32)
+            .filter(|&i| self.nodes[i as usize].0.info.device_midi_in)
+            .collect();
+        for &node in &targets {
+            let _ = self.send(ToRt::Event {
+                gen: self.gen,
+                node,
+                at,
+                kind: EventKind::Midi(msg),
+            });
+        }
+        targets.len()
+    }
+
     fn send(&mut self, msg: ToRt) -> Result<(), String> {
         self.to_rt.push(msg).map_err(|_| {
             RtStats::add(&self.stats.events_dropped, 1);

@@ -28,6 +28,8 @@ pub struct RtStats {
     pub rt_allocations: AtomicU64,
     /// MIDI messages a backend wrote to the device MIDI output from its callback (JACK `notes`).
     pub device_midi_sent: AtomicU64,
+    /// The audio thread's SCHED_FIFO priority once raised (0: normal priority; JACK sets its own).
+    pub audio_priority: AtomicU64,
     /// Block size of the last callback, in frames (a gauge).
     pub last_block_frames: AtomicU64,
 }

@@ -153,11 +153,7 @@ fn iodelay(server: &str, into: &str, out_of: &str) -> f64 {
 fn one_client_whose_round_trip_is_one_period_plus_the_latency_it_reports() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tmp("jack-native");
-    for (period, patches) in [
-        (128u32, vec![PASSTHROUGH_MONO, RESAMPLED_MONO]),
-        (64, vec![RESAMPLED_MONO]),
-        (256, vec![RESAMPLED_MONO]),
-    ] {
+    for period in [128u32, 64, 256] {
         let server = JackServer::start(48000, period);
         // jack_thru, the minimal C client, on the same server: one period.
         let mut thru = Command::new("jack_thru")
@@ -172,7 +168,7 @@ fn one_client_whose_round_trip_is_one_period_plus_the_latency_it_reports() {
         let _ = thru.wait();
         println!("{period} frames: jack_thru round trip {thru_frames} frames");
         assert_eq!(thru_frames, period as f64);
-        for (k, text) in patches.iter().enumerate() {
+        for (k, text) in [PASSTHROUGH_MONO, RESAMPLED_MONO].iter().enumerate() {
             let patch = d.join(format!("p{period}-{k}.toml"));
             std::fs::write(&patch, text).unwrap();
             let mut child = start(&server.name, &patch, "stagebox:out_1", 8);

@@ -84,6 +84,10 @@ pub struct RunArgs {
     /// write access to that file).
     #[arg(long, default_value_t = 0)]
     pub cpu_wake_us: u32,
+    /// Do not lock the process's memory in RAM while running live (by default `mlockall`, where
+    /// allowed, so the audio thread never takes a page fault).
+    #[arg(long)]
+    pub no_mlock: bool,
     /// Let the CPUs sleep as deeply as they like (saves power; idle CPUs may wake too late for
     /// short audio periods).
     #[arg(long)]

@@ -32,6 +32,8 @@ pub struct Device {
     lost_since: Option<Instant>,
     last_try: Instant,
     paced_block: usize,
+    /// The callback count last seen moving, and when.
+    progress: (u64, Instant),
 }
 
 /// A device chosen and open, or the demo (None) when `auto` finds none.
@@ -136,7 +138,23 @@ impl Device {
             lost_since: None,
             last_try: Instant::now(),
             paced_block,
+            progress: (0, Instant::now()),
         })
+    }
+
+    /// Whether a live device stopped calling back (`callbacks` has not moved for 3 s): a card
+    /// lost without an error (cpal may loop on POLLERR), or a JACK client the server dropped.
+    pub fn stalled(&mut self, callbacks: u64) -> bool {
+        if callbacks != self.progress.0 || matches!(self.audio, AudioIo::Paced(_) | AudioIo::Stopped(_)) {
+            self.progress = (callbacks, Instant::now());
+            return false;
+        }
+        let stalled = self.progress.1.elapsed() >= Duration::from_secs(3);
+        if stalled {
+            tracing::error!("the audio device has not called back for 3 s");
+            self.progress = (callbacks, Instant::now());
+        }
+        stalled
     }
 
     /// The device went away: `engine` (a fresh one) runs on the paced clock instead.
@@ -181,6 +199,7 @@ impl Device {
                 self.recoveries += 1;
                 self.backend_name = name;
                 self.lost_since = None;
+                self.progress.1 = Instant::now();
                 tracing::info!("the audio device is back");
                 true
             }

@@ -59,6 +59,7 @@ pub struct Session {
     pub started: Instant,
     pub alloc_before: u64,
     pub cpu_wake: Option<crate::cpu_wake::CpuWakeHold>,
+    pub memory_locked: bool,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     reload_at: Option<Instant>,
@@ -102,6 +103,7 @@ impl Session {
             (Some(_), false) => crate::cpu_wake::CpuWakeHold::request_logged(a.cpu_wake_us),
             _ => None,
         };
+        let memory_locked = chosen.opened.is_some() && !a.no_mlock && crate::memlock::lock_all();
         let tempo = crate::midi_in::settings_lenient(patch.midi.as_ref()).2;
         let paced_block = a.buffer.or(patch.engine.block_size).unwrap_or(256) as usize;
         let mut device = Device::start(chosen, engine, handle.latency_frames(), tempo, paced_block)?;
@@ -130,6 +132,7 @@ impl Session {
             started: Instant::now(),
             alloc_before: stagebox_engine::alloc_check::violations(),
             cpu_wake,
+            memory_locked,
             reloads_ok: 0,
             reloads_failed: 0,
             reload_at: None,
@@ -252,7 +255,8 @@ impl Session {
 
     /// A lost device: the patch runs on without one; it is reopened when it is back.
     fn watch_device(&mut self) -> anyhow::Result<()> {
-        if self.device.audio.device_lost() {
+        let stalled = self.device.stalled(RtStats::get(&self.stats.callbacks));
+        if self.device.audio.device_lost() || stalled {
             self.surfaces.device_lost();
             let (h, e) = self.fresh_engine()?;
             self.device.lost(e)?;

@@ -74,6 +74,8 @@ fn audio(s: &Session, elapsed_secs: f64) -> Value {
         "rt_allocations": stagebox_engine::alloc_check::violations() - s.alloc_before,
         "alloc_check_installed": stagebox_engine::alloc_check::is_installed(),
         "cpu_wake_us": s.cpu_wake.as_ref().map(|h| h.bound_us),
+        "audio_priority": RtStats::get(&st.audio_priority),
+        "memory_locked": s.memory_locked,
         "latency_frames": s.handle.latency_frames(),
         "meters": meters(s),
         "late_windows": s.results.late_windows(),

@@ -14,7 +14,7 @@ use stagebox_patches::Patch;
 use super::args::{osc_settings, RunArgs};
 use super::session::Command;
 use crate::audio_io::AudioIo;
-use crate::midi_in::{ClockOut, MidiAction, MidiIn, MidiSettings};
+use crate::midi_in::{ClockOut, MidiAction, MidiIn, MidiSettings, NotesIn};
 use crate::osc::{Action, OscServer, Peer, Status};
 use crate::oscquery::OscQuery;
 
@@ -23,6 +23,8 @@ pub struct Surfaces {
     pub oscquery: Option<OscQuery>,
     _mdns: Option<mdns_sd::ServiceDaemon>,
     pub midi_in: Option<MidiIn>,
+    /// Instrument notes from a midir port (ALSA); JACK has its own `midi_in` port.
+    notes_in: Option<NotesIn>,
     pub clock_out: Option<ClockOut>,
     midi_settings: MidiSettings,
     /// Whether there is a MIDI system to open ports on without the backend (JACK or ALSA seq).
@@ -67,6 +69,7 @@ impl Surfaces {
             oscquery,
             _mdns: mdns,
             midi_in: None,
+            notes_in: None,
             clock_out: None,
             tempo: midi_settings.tempo,
             midi_settings,
@@ -92,6 +95,11 @@ impl Surfaces {
                 .map_err(|e| tracing::warn!("no MIDI input: {e}"))
                 .ok();
         }
+        if self.want_midi && self.notes_in.is_none() {
+            self.notes_in = NotesIn::open("midi_in")
+                .map_err(|e| tracing::warn!("no MIDI notes input: {e}"))
+                .ok();
+        }
         if self.want_midi && self.midi_settings.clock_out && self.clock_out.is_none() {
             self.clock_out = ClockOut::start("clock", self.tempo)
                 .map_err(|e| tracing::warn!("no MIDI clock out: {e}"))
@@ -104,6 +112,9 @@ impl Surfaces {
     pub fn device_lost(&mut self) {
         if let Some(m) = self.midi_in.take() {
             std::mem::forget(m);
+        }
+        if let Some(n) = self.notes_in.take() {
+            std::mem::forget(n);
         }
         if let Some(c) = self.clock_out.take() {
             c.stop_without_port();
@@ -122,6 +133,9 @@ impl Surfaces {
 
     /// MIDI that arrived: parameters set, learn answered, program changes as commands.
     pub fn poll_midi(&mut self, handle: &mut EngineHandle, out: &mut Vec<Command>) {
+        if let Some(n) = &mut self.notes_in {
+            n.poll(handle);
+        }
         let Some(m) = &mut self.midi_in else { return };
         // The values as the OSC side knows them (looked up only for a message).
         let osc_ref = self.osc.as_ref();
@@ -253,7 +267,8 @@ impl Surfaces {
     }
 
     pub fn midi_dropped(&self) -> u64 {
-        self.midi_in.as_ref().map_or(0, |m| m.dropped.load(Ordering::Relaxed))
+        let notes = self.notes_in.as_ref().map_or(0, |n| n.dropped.load(Ordering::Relaxed));
+        notes + self.midi_in.as_ref().map_or(0, |m| m.dropped.load(Ordering::Relaxed))
     }
 }
 

@@ -207,6 +207,28 @@ impl JackRunning {
     pub fn client_name(&self) -> &str {
         self.active.as_client().name()
     }
+    /// Lets go of a client whose server died, and returns its engine if it can be had back (so
+    /// its schedule, inference workers and recorders end on the control side). A deactivated
+    /// client is not closed (closing a client of a dead server can crash inside libjack): its
+    /// small handle is leaked. On a dead server deactivation fails, and the jack crate then
+    /// closes the client itself and drops the engine with it (seen to be safe with libjack 2).
+    pub fn into_engine(self) -> Option<Engine> {
+        let JackRunning { active, latency, .. } = self;
+        let engine = match active.deactivate() {
+            Ok((client, _notifications, process)) => {
+                std::mem::forget(client);
+                Some(process.engine)
+            }
+            Err(e) => {
+                tracing::info!("JACK: the lost client was closed with its engine ({e:?})");
+                None
+            }
+        };
+        // The client no longer runs callbacks: the latency callback's context can go.
+        drop(latency);
+        engine
+    }
+
     /// Reports a new graph latency (after a reload) to the server. Control thread.
     pub fn set_latency(&self, frames: u32) {
         if self.latency.frames.swap(frames, Ordering::Relaxed) != frames {

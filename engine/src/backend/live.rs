@@ -209,6 +209,10 @@ impl LiveDevice {
         let in_ch = self.in_channels();
         let out_ch = self.out_channels();
         let (mut timing_tx, timing_rx) = RingBuffer::<u32>::new(TIMING_CAPACITY);
+        // cpal calls the error callbacks on its audio thread: the error (and its String) leaves
+        // through these rings and is read and freed on the control thread.
+        let (mut in_err_tx, in_err_rx) = RingBuffer::<cpal::StreamError>::new(ERROR_RING);
+        let (mut out_err_tx, out_err_rx) = RingBuffer::<cpal::StreamError>::new(ERROR_RING);
         let berr = |e: &dyn std::fmt::Display| LiveError::Backend(e.to_string());
 
         // Input: its own callback pushes into a ring the output callback reads.
@@ -218,11 +222,15 @@ impl LiveDevice {
             (Some(dev), Some(cfg)) => {
                 let st = stats.clone();
                 let err_stats = stats.clone();
-                let err_lost = lost.clone();
+                let mut raised = false;
                 let s = dev
                     .build_input_stream(
                         &cfg,
                         move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                            if !raised {
+                                raised = true;
+                                raise_audio_thread(&st);
+                            }
                             crate::alloc_check::no_alloc(|| {
                                 // Whole frames only: a partial frame would rotate every later
                                 // frame by a channel (left and right swapped for the rest of the run).
@@ -239,7 +247,7 @@ impl LiveDevice {
                                 RtStats::add(&st.input_overruns, ((data.len() - n) / in_ch.max(1)) as u64);
                             })
                         },
-                        move |e| on_input_error(e, &err_stats, &err_lost),
+                        move |e| pass_error(&mut in_err_tx, e, &err_stats),
                         None,
                     )
                     .map_err(|e| berr(&e))?;
@@ -249,17 +257,27 @@ impl LiveDevice {
         };
 
         let err_stats = stats.clone();
-        let err_lost = lost.clone();
         let st = stats.clone();
         let mut in_buf = vec![0.0f32; ring_frames * in_ch.max(1)];
+        let mut raised = false;
+        let mut clock = CallbackClock::new(self.config.sample_rate.0);
         let output_stream = self
             .out_device
             .build_output_stream(
                 &self.config,
-                move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                    if !raised {
+                        raised = true;
+                        raise_audio_thread(&st);
+                    }
                     let t0 = Instant::now();
                     crate::alloc_check::no_alloc(|| {
                         let frames = data.len() / out_ch;
+                        // cpal recovers ALSA xruns without telling: a gap in the callback clock
+                        // longer than the last buffer is one.
+                        if clock.tick(info.timestamp().callback, frames) {
+                            RtStats::add(&st.xruns, 1);
+                        }
                         let need = (frames * in_ch).min(in_buf.len());
                         if in_ch > 0 {
                             // Keep input latency bounded: drop what is beyond four buffers.
@@ -288,7 +306,7 @@ impl LiveDevice {
                         RtStats::add(&st.timings_dropped, 1);
                     }
                 },
-                move |e| on_error(e, &err_stats, &err_lost),
+                move |e| pass_error(&mut out_err_tx, e, &err_stats),
                 None,
             )
             .map_err(|e| berr(&e))?;
@@ -300,6 +318,7 @@ impl LiveDevice {
             _output: output_stream,
             _input: input_stream,
             timings: timing_rx,
+            errors: [out_err_rx, in_err_rx],
             lost,
         })
     }
@@ -312,6 +331,55 @@ fn whole_frames(samples: usize, channels: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn backend(text: &str) -> cpal::StreamError {
+        cpal::StreamError::BackendSpecific {
+            err: cpal::BackendSpecificError { description: text.into() },
+        }
+    }
+
+    #[test]
+    fn alsa_errors_are_read_as_xruns_or_a_lost_device() {
+        assert_eq!(
+            meaning(&backend("ALSA function 'snd_pcm_writei' failed: Broken pipe")),
+            ErrorMeaning::Xrun
+        );
+        assert_eq!(
+            meaning(&backend("snd_pcm_poll_descriptors_revents: No such device (19)")),
+            ErrorMeaning::Lost
+        );
+        assert_eq!(meaning(&backend("File descriptor in bad state")), ErrorMeaning::Lost);
+        assert_eq!(meaning(&cpal::StreamError::DeviceNotAvailable), ErrorMeaning::Lost);
+        assert_eq!(meaning(&backend("something else")), ErrorMeaning::Other);
+    }
+
+    #[test]
+    fn an_error_callback_neither_allocates_nor_frees() {
+        let (mut tx, mut rx) = RingBuffer::<cpal::StreamError>::new(1);
+        let stats = RtStats::default();
+        let (a, b) = (backend("Broken pipe"), backend("Broken pipe"));
+        assert!(crate::alloc_check::is_installed());
+        let before = crate::alloc_check::thread_violations();
+        crate::alloc_check::no_alloc(|| {
+            pass_error(&mut tx, a, &stats);
+            pass_error(&mut tx, b, &stats); // full: leaked and counted, not freed here
+        });
+        assert_eq!(crate::alloc_check::thread_violations(), before);
+        assert_eq!(RtStats::get(&stats.from_rt_dropped), 1);
+        assert!(rx.pop().is_ok());
+    }
+
+    #[test]
+    fn a_gap_in_the_callback_clock_is_an_xrun() {
+        let mut c = CallbackClock::new(48000);
+        let at = |us: u64| cpal::StreamInstant::new((us / 1_000_000) as i64, ((us % 1_000_000) * 1000) as u32);
+        assert!(!c.tick(at(0), 128));
+        assert!(!c.tick(at(2667), 128), "one period later");
+        assert!(!c.tick(at(5400), 128), "a little late");
+        assert!(c.tick(at(10_000), 128), "two periods late: ALSA ran dry");
+    }
+
     #[test]
     fn the_input_ring_takes_whole_frames_only() {
         assert_eq!(super::whole_frames(7, 2), 6);
@@ -320,28 +388,94 @@ mod tests {
     }
 }
 
-/// Input stream errors: a JACK server tells every client of the same xrun, so xruns are
-/// counted from the output stream only.
-fn on_input_error(e: cpal::StreamError, _stats: &RtStats, lost: &AtomicBool) {
-    match e {
-        cpal::StreamError::DeviceNotAvailable => lost.store(true, Ordering::Relaxed),
-        cpal::StreamError::BackendSpecific { err } if err.description.contains("shut down") => lost.store(true, Ordering::Relaxed),
-        _ => {}
+/// Errors waiting for the control thread.
+const ERROR_RING: usize = 64;
+
+/// Error callback (cpal's audio thread): the error goes to the control thread. A full ring
+/// leaks it rather than free on the audio thread (counted).
+fn pass_error(tx: &mut rtrb::Producer<cpal::StreamError>, e: cpal::StreamError, stats: &RtStats) {
+    if let Err(rtrb::PushError::Full(e)) = tx.push(e) {
+        std::mem::forget(e);
+        RtStats::add(&stats.from_rt_dropped, 1);
     }
 }
 
-/// Error callback: runs on the backend's notification thread, not the audio callback.
-fn on_error(e: cpal::StreamError, stats: &RtStats, lost: &AtomicBool) {
-    match e {
-        cpal::StreamError::DeviceNotAvailable => lost.store(true, Ordering::Relaxed),
-        cpal::StreamError::BackendSpecific { err } => {
-            let d = err.description.to_ascii_lowercase();
-            if d.contains("xrun") || d.contains("underrun") || d.contains("overrun") {
-                RtStats::add(&stats.xruns, 1);
-            } else if d.contains("shut down") {
-                lost.store(true, Ordering::Relaxed);
-            }
+/// What an error from cpal means.
+#[derive(Debug, PartialEq, Eq)]
+enum ErrorMeaning {
+    Xrun,
+    Lost,
+    Other,
+}
+
+/// Reads an error (control thread). ALSA words a lost card many ways (ENODEV, EBADFD after
+/// POLLERR, a disconnected device); none of them says "shut down".
+fn meaning(e: &cpal::StreamError) -> ErrorMeaning {
+    let cpal::StreamError::BackendSpecific { err } = e else {
+        return ErrorMeaning::Lost;
+    };
+    let d = err.description.to_ascii_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| d.contains(w));
+    if any(&["xrun", "underrun", "overrun", "broken pipe"]) {
+        ErrorMeaning::Xrun
+    } else if any(&[
+        "no such device",
+        "disconnect",
+        "not available",
+        "bad state",
+        "pollerr",
+        "shut down",
+        "unplugged",
+        "enodev",
+        "ebadfd",
+    ]) {
+        ErrorMeaning::Lost
+    } else {
+        ErrorMeaning::Other
+    }
+}
+
+/// The output callback's clock: a callback later than the last buffer's length (and a half)
+/// after the one before means ALSA ran dry and recovered (an xrun). Audio thread.
+struct CallbackClock {
+    sample_rate: f64,
+    last: Option<(cpal::StreamInstant, usize)>,
+}
+
+impl CallbackClock {
+    fn new(sample_rate: u32) -> Self {
+        Self {
+            sample_rate: sample_rate.max(1) as f64,
+            last: None,
         }
+    }
+    /// Records a callback at `now` for `frames` frames; true when it came after a gap.
+    fn tick(&mut self, now: cpal::StreamInstant, frames: usize) -> bool {
+        let gap = match self.last {
+            Some((t, n)) => now
+                .duration_since(&t)
+                .is_some_and(|d| d.as_secs_f64() > 1.5 * n as f64 / self.sample_rate),
+            None => false,
+        };
+        self.last = Some((now, frames));
+        gap
+    }
+}
+
+/// Puts the calling audio thread above the inference workers (SCHED_FIFO, priority
+/// `STAGEBOX_AUDIO_PRIORITY`, default 10; the workers run at 2), once, at its first callback,
+/// before it processes anything. Refused (not root, no rtprio limit): it runs on at normal
+/// priority, and the control side says so (`RtStats::audio_priority` stays 0).
+fn raise_audio_thread(stats: &RtStats) {
+    use thread_priority::*;
+    let prio: u8 = std::env::var("STAGEBOX_AUDIO_PRIORITY")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(10);
+    let policy = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+    let p = ThreadPriority::Crossplatform(ThreadPriorityValue::try_from(prio.min(99)).unwrap_or_default());
+    if set_thread_priority_and_policy(thread_native_id(), p, policy).is_ok() {
+        stats.audio_priority.store(prio as u64, Ordering::Relaxed);
     }
 }
 
@@ -351,12 +485,27 @@ pub struct Running {
     _input: Option<cpal::Stream>,
     /// Callback durations in nanoseconds, one per output callback.
     pub timings: Consumer<u32>,
+    /// Errors from the output and the input stream's callbacks.
+    errors: [Consumer<cpal::StreamError>; 2],
     lost: Arc<AtomicBool>,
 }
 
 impl Running {
-    /// Whether the backend reported the device gone.
-    pub fn device_lost(&self) -> bool {
+    /// Whether the backend reported the device gone (reads and frees the errors cpal reported;
+    /// control thread).
+    pub fn device_lost(&mut self) -> bool {
+        for rx in &mut self.errors {
+            while let Ok(e) = rx.pop() {
+                match meaning(&e) {
+                    ErrorMeaning::Lost => {
+                        tracing::error!("audio device: {e}");
+                        self.lost.store(true, Ordering::Relaxed);
+                    }
+                    ErrorMeaning::Xrun => tracing::debug!("audio device: {e}"),
+                    ErrorMeaning::Other => tracing::warn!("audio device: {e}"),
+                }
+            }
+        }
         self.lost.load(Ordering::Relaxed)
     }
 }
