@@ -79,6 +79,12 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        // A command that prints (`osc-space | head`) ends quietly when its reader goes away,
+        // as Unix tools do. `run` keeps SIGPIPE ignored: a closed socket must not stop it.
+        // SAFETY: setting a signal's disposition to the default touches no memory of ours.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Render(a) => render::render(a),
@@ -131,10 +137,10 @@ fn osc_space(a: OscSpaceArgs) -> anyhow::Result<ExitCode> {
             "rebuilds the node"
         };
         println!(
-            "| `{}` | {ty} | {} | {:?} | {settable} | {} |",
+            "| `{}` | {ty} | {} | {} | {settable} | {} |",
             p.address,
             range.trim(),
-            p.spec.default_value(),
+            default_text(&p.spec),
             p.spec.doc
         );
     }
@@ -145,6 +151,18 @@ fn osc_space(a: OscSpaceArgs) -> anyhow::Result<ExitCode> {
         println!("| `{addr}` | {args} | {doc} |");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A parameter's default as a person writes it in a patch (`0.3`, `saw`, `true`).
+fn default_text(spec: &stagebox_engine::ParamSpec) -> String {
+    use stagebox_engine::param::ParamKind::*;
+    match spec.kind {
+        Float { default, .. } => format!("{default}"),
+        Int { default, .. } => format!("{default}"),
+        Bool { default, .. } => format!("{default}"),
+        Enum { options, default, .. } => options.get(default).copied().unwrap_or("").to_string(),
+        Str { default } => format!("\"{default}\""),
+    }
 }
 
 /// Every node type: the engine's built-ins and the model nodes.

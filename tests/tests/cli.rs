@@ -117,7 +117,7 @@ fn check_accepts_the_shipped_patches() {
     for dir in ["patches", "patches/examples"] {
         for e in std::fs::read_dir(root().join(dir)).unwrap() {
             let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "toml") && p.file_name().unwrap() != "Cargo.toml" {
+            if p.extension().is_some_and(|x| x == "toml") {
                 files.push(p);
             }
         }
@@ -126,6 +126,13 @@ fn check_accepts_the_shipped_patches() {
     let out = stagebox().arg("check").args(&files).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).matches(": ok").count(), files.len());
+    // The obvious command, as a shell expands it, takes only patches.
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("{} check patches/*.toml", bin().display())])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -235,12 +235,25 @@ impl Session {
     }
 
     fn set_from_stdin(&mut self, node: &str, param: &str, value: &str) {
-        match value.parse::<f32>() {
-            Ok(v) => match self.handle.set_param(node, param, v, AT_ONCE) {
-                Ok(()) => tracing::info!("{node}.{param} = {v}"),
-                Err(e) => tracing::warn!("set: {e}"),
+        let Ok(v) = value.parse::<f32>() else {
+            return tracing::warn!("set: `{value}` is not a number");
+        };
+        let range = match self.handle.resolve_param(node, param) {
+            Ok((_, _, spec)) => match spec.kind {
+                stagebox_engine::ParamKind::Float { min, max, unit, .. } => Some((min, max, unit)),
+                _ => None,
             },
-            Err(_) => tracing::warn!("set: `{value}` is not a number"),
+            Err(e) => return tracing::warn!("set: {e}"),
+        };
+        match self.handle.set_param(node, param, v, AT_ONCE) {
+            Ok(()) => match range {
+                Some((min, max, unit)) if !(min..=max).contains(&v) => {
+                    let c = v.clamp(min, max);
+                    tracing::warn!("{node}.{param} = {v} is out of range {min}..{max} {unit}; clamped to {c}");
+                }
+                _ => tracing::info!("{node}.{param} = {v}"),
+            },
+            Err(e) => tracing::warn!("set: {e}"),
         }
     }
 
