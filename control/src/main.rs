@@ -252,6 +252,13 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
 fn devices() -> anyhow::Result<ExitCode> {
     use stagebox_engine::backend::live;
     println!("Backends built in: ALSA{}", if cfg!(feature = "jack") { ", JACK" } else { "" });
+    #[cfg(feature = "jack")]
+    println!("\nJACK:\n  {}", stagebox_engine::backend::jack::describe_server());
+    if !live::alsa_card_present() {
+        println!("\nALSA:\n  no sound card (nothing in /dev/snd)");
+        println!("\nChoose with `stagebox run --backend jack|alsa --device NAME` (a unique part of the name is enough).");
+        return Ok(ExitCode::SUCCESS);
+    }
     for (host, devs) in live::list() {
         println!("\n{host}:");
         match devs {

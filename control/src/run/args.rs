@@ -34,9 +34,12 @@ pub struct RunArgs {
     /// Write run statistics (callbacks, xruns, callback times, ...) to this JSON file on exit.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
-    /// Print meter levels once a second (always on in demo mode).
+    /// Print meter levels once a second (the default now; kept for old scripts).
     #[arg(long)]
     pub meters: bool,
+    /// No status line once a second (levels, the notes played by name, late callbacks, xruns).
+    #[arg(long)]
+    pub quiet: bool,
     /// Do not reload the patch when its file changes.
     #[arg(long)]
     pub no_watch: bool,

@@ -79,7 +79,7 @@ pub fn choose(a: &RunArgs, patch: &Patch, want_in: usize, want_out: usize) -> an
         _ => match Opened::open(&choice) {
             Ok(d) => Some(d),
             Err(e) if a.backend == BackendArg::Auto => {
-                eprintln!("stagebox: no audio device is available ({e}).");
+                eprintln!("stagebox: {e}.");
                 eprintln!(
                     "stagebox: playing the bundled demo clip through {} in real time instead; levels below.",
                     a.patch.display()

@@ -46,6 +46,8 @@ pub struct Results {
     pub inference: BTreeMap<(u64, String), InferCounts>,
     pub meters: BTreeMap<String, MeterState>,
     pub notes_emitted: u64,
+    /// Keys of the notes started since the status line was last printed (at most 12).
+    recent: Vec<u8>,
     emitted: Vec<Emitted>,
     /// The current schedule's names and the one fading out.
     ids: Names,
@@ -60,6 +62,7 @@ impl Results {
             inference: BTreeMap::new(),
             meters: BTreeMap::new(),
             notes_emitted: 0,
+            recent: Vec::with_capacity(12),
             emitted: Vec::with_capacity(256),
             ids: names_of(handle),
             prev_ids: names_of(handle),
@@ -133,6 +136,9 @@ impl Results {
         for e in self.emitted.drain(..) {
             if e.msg[0] & 0xf0 == 0x90 && e.msg[2] > 0 {
                 self.notes_emitted += 1;
+                if self.recent.len() < 12 {
+                    self.recent.push(e.msg[1]);
+                }
             }
             outputs.send(&e);
             if let Some(o) = osc {
@@ -168,20 +174,45 @@ impl Results {
         self.inference.values().map(|c| c.late).sum()
     }
 
-    /// The once-a-second line.
-    pub fn status_line(&self, stats: &RtStats) -> String {
-        let mut s = format!(
-            "callbacks {:>7}  xruns {}  cb median {:>6.1} us  max {:>7.1} us  notes {}",
-            RtStats::get(&stats.callbacks),
+    /// The once-a-second line: levels, the notes since the last line by name, the engine's late
+    /// callbacks and the device's missed cycles (`paced`: no device, so blocks the paced clock
+    /// ran late, not xruns).
+    pub fn status_line(&mut self, stats: &RtStats, paced: bool) -> String {
+        let mut s = String::new();
+        for (id, m) in &self.meters {
+            let levels: Vec<String> = m.peak.iter().map(|p| format!("{:.1}", db(*p))).collect();
+            s.push_str(&format!("{id} {} dB  ", levels.join("/")));
+        }
+        let notes: Vec<String> = self.recent.drain(..).map(note_name).collect();
+        s.push_str(&format!("notes: {}  ", if notes.is_empty() { "-".into() } else { notes.join(" ") }));
+        s.push_str(&format!(
+            "late callbacks {}  {} {}  cb {:.0}/{:.0} us (median/max)",
+            self.late_callbacks,
+            if paced { "late blocks (no device)" } else { "xruns" },
             RtStats::get(&stats.xruns),
             self.hist.quantile_us(0.5),
-            self.hist.max_us(),
-            self.notes_emitted
-        );
-        for (id, m) in &self.meters {
-            let levels: Vec<String> = m.peak.iter().map(|p| format!("{:>6.1}", db(*p))).collect();
-            s.push_str(&format!("  | {id} peak dB {}", levels.join(" ")));
+            self.hist.max_us()
+        ));
+        if self.late_windows() > 0 {
+            s.push_str(&format!("  late model windows {}", self.late_windows()));
         }
         s
+    }
+}
+
+/// A MIDI key by name: 60 is C4, 69 is A4.
+pub fn note_name(key: u8) -> String {
+    const NAMES: [&str; 12] = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+    format!("{}{}", NAMES[key as usize % 12], key as i32 / 12 - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn notes_are_named_as_musicians_name_them() {
+        assert_eq!(super::note_name(60), "C4");
+        assert_eq!(super::note_name(69), "A4");
+        assert_eq!(super::note_name(61), "C#4");
+        assert_eq!(super::note_name(21), "A0");
     }
 }

@@ -125,7 +125,7 @@ impl Session {
             current: patch,
             handle,
             cfg,
-            show_meters: a.meters || device.demo,
+            show_meters: !a.quiet,
             device,
             outputs,
             surfaces,
@@ -172,7 +172,7 @@ impl Session {
             self.watch_device()?;
             if self.show_meters && self.last_print.elapsed() >= Duration::from_secs(1) {
                 self.last_print = Instant::now();
-                eprintln!("{}", self.results.status_line(&self.stats));
+                self.print_status();
             }
         }
         if let Some(why) = self.stop.filter(|w| *w == "signal") {
@@ -229,9 +229,14 @@ impl Session {
             }
             Command::Set { node, param, value } => self.set_from_stdin(&node, &param, &value),
             Command::Rebuild { node, param, value } => self.rebuilds.push((node, param, value)),
-            Command::Status => eprintln!("{}", self.results.status_line(&self.stats)),
+            Command::Status => self.print_status(),
             Command::Stop(why) => self.stop = Some(why),
         }
+    }
+
+    fn print_status(&mut self) {
+        let paced = matches!(self.device.audio, crate::audio_io::AudioIo::Paced(_));
+        eprintln!("{}", self.results.status_line(&self.stats, paced));
     }
 
     fn set_from_stdin(&mut self, node: &str, param: &str, value: &str) {

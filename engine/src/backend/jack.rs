@@ -184,6 +184,29 @@ impl JackDevice {
     }
 }
 
+/// What `stagebox devices` says of JACK: the server's rate, period and physical ports, or that
+/// none runs and how to start one (control thread).
+pub fn describe_server() -> String {
+    if !super::live::jack_server_running() {
+        return "no JACK server is running (start one: `jackd -d alsa` for a sound card, or \
+                `jackd -d dummy -r 48000 -p 128` to try without one)"
+            .into();
+    }
+    let c = match Client::new("stagebox-devices", ClientOptions::NO_START_SERVER) {
+        Ok((c, _)) => c,
+        Err(e) => return format!("a JACK server's socket exists but it does not answer ({e:?})"),
+    };
+    let ports = |flags| c.ports(None, Some("32 bit float mono audio"), jack::PortFlags::IS_PHYSICAL | flags);
+    let (capture, playback) = (ports(jack::PortFlags::IS_OUTPUT), ports(jack::PortFlags::IS_INPUT));
+    format!(
+        "server running at {} Hz, {} frames a period; physical capture: {}; playback: {}",
+        c.sample_rate(),
+        c.buffer_size(),
+        if capture.is_empty() { "none".into() } else { capture.join(", ") },
+        if playback.is_empty() { "none".into() } else { playback.join(", ") },
+    )
+}
+
 /// Connects `system`-like physical ports to ours, in order (control thread).
 fn autoconnect(c: &Client, in_ch: usize, out_ch: usize) {
     let me = c.name().to_string();

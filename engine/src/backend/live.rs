@@ -51,8 +51,45 @@ pub struct LiveDevice {
     in_config: Option<cpal::StreamConfig>,
 }
 
+/// Runs `f` with standard error sent to /dev/null (control thread): libasound prints its own
+/// search for a card ("ALSA lib confmisc.c: cannot find card '0'", a dozen lines) straight to
+/// stderr, which says nothing a user can act on; Stagebox says what it found instead.
+pub fn quiet_stderr<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: dup/open/dup2/close on file descriptors only; fd 2 is restored before returning,
+    // and a failure at any step leaves stderr as it was.
+    unsafe {
+        let saved = libc::dup(2);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if saved < 0 || null < 0 || libc::dup2(null, 2) < 0 {
+            if null >= 0 {
+                libc::close(null);
+            }
+            if saved >= 0 {
+                libc::close(saved);
+            }
+            return f();
+        }
+        libc::close(null);
+        let r = f();
+        libc::dup2(saved, 2);
+        libc::close(saved);
+        r
+    }
+}
+
+/// Whether this machine has any ALSA sound card (a PCM device node).
+pub fn alsa_card_present() -> bool {
+    std::fs::read_dir("/dev/snd")
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("pcm")))
+        .unwrap_or(false)
+}
+
 /// Hosts this build can use, with their devices (control thread).
 pub fn list() -> Vec<(String, Result<Vec<(String, String)>, String>)> {
+    quiet_stderr(list_loud)
+}
+
+fn list_loud() -> Vec<(String, Result<Vec<(String, String)>, String>)> {
     let mut out = Vec::new();
     for id in cpal::available_hosts() {
         let entry = match cpal::host_from_id(id) {
@@ -100,6 +137,13 @@ pub fn jack_server_running() -> bool {
 impl LiveDevice {
     /// Chooses host, devices and stream configuration.
     pub fn open(opts: &LiveOptions) -> Result<LiveDevice, LiveError> {
+        if !alsa_card_present() {
+            return Err(LiveError::NoDevice("no ALSA sound card (nothing in /dev/snd)".into()));
+        }
+        quiet_stderr(|| Self::open_loud(opts))
+    }
+
+    fn open_loud(opts: &LiveOptions) -> Result<LiveDevice, LiveError> {
         let host = pick_host(opts.host)?;
         let host_name = host.id().name().to_string();
         let find = |output: bool| -> Result<Option<cpal::Device>, LiveError> {
