@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use stagebox_engine::backend::jack::JackOptions;
-use stagebox_engine::backend::live::{HostChoice, LiveOptions};
+use stagebox_engine::backend::live::{HostChoice, LiveError, LiveOptions};
 use stagebox_engine::backend::paced::Paced;
 use stagebox_engine::Engine;
 use stagebox_patches::Patch;
@@ -79,7 +79,10 @@ pub fn choose(a: &RunArgs, patch: &Patch, want_in: usize, want_out: usize) -> an
         _ => match Opened::open(&choice) {
             Ok(d) => Some(d),
             Err(e) if a.backend == BackendArg::Auto => {
-                eprintln!("stagebox: {e}.");
+                let why = match &e {
+                    LiveError::NoDevice(r) | LiveError::Backend(r) => r,
+                };
+                eprintln!("stagebox: no audio device is available: {why}.");
                 eprintln!(
                     "stagebox: playing the bundled demo clip through {} in real time instead; levels below.",
                     a.patch.display()
