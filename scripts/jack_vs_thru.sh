@@ -5,7 +5,8 @@
 # (Stagebox holds it itself; a helper holds it for jack_thru). Counted from the server's log:
 # the cycles in which JACK reports the client "was not finished", and the server's own late
 # timer wake-ups; from Stagebox's stats: late callbacks and callback times.
-# Usage: scripts/jack_vs_thru.sh [PAIRS] [SECONDS] [PATCH] [PERIOD]   (builds release)
+# Usage: scripts/jack_vs_thru.sh [PAIRS] [SECONDS] [PATCH] [PERIOD]   (builds release;
+# STAGEBOX_ARGS adds flags to stagebox run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-5}
@@ -28,7 +29,7 @@ for k in $(seq "$pairs"); do
     name="sbx-vs-$$-$k-a"
     jp=$(server "$name"); sleep 1
     JACK_DEFAULT_SERVER=$name "$bin" run --backend jack --duration "$secs" --no-watch --no-osc --no-oscquery \
-        --patch "$patch" --stats-json "$tmp/s.json" 2>"$tmp/run.log" || { cat "$tmp/run.log"; exit 1; }
+        --patch "$patch" --stats-json "$tmp/s.json" ${STAGEBOX_ARGS:-} 2>"$tmp/run.log" || { cat "$tmp/run.log"; exit 1; }
     kill "$jp"; wait "$jp" 2>/dev/null || true
     read -r nf timer <<<"$(count "$tmp/$name.log" stagebox)"
     python3 - "$nf" "$timer" "$tmp/s.json" <<'PY'
