@@ -349,3 +349,86 @@ pub mod osc {
             .collect()
     }
 }
+
+/// A MIDI keyboard of the tests' own: a JACK client that plays notes at known frames and hears
+/// what comes back (tests/tests/jack_native.rs, jack_midir.rs).
+pub mod keyboard {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// What the test's JACK client saw: (frame time sent, note) and (frame time heard, note).
+    #[derive(Default, Clone)]
+    pub struct Seen {
+        pub sent: Vec<(u64, u8)>,
+        pub heard: Vec<(u64, u8)>,
+        pub clock_ticks: Vec<u64>,
+    }
+
+    /// A JACK client of the test's own on `server`: a note-on every 5th cycle into `into`, each at
+    /// another frame of its cycle, while it listens to `notes_from` (and `clock_from`) for 6 s.
+    pub fn play_keyboard(server: &str, into: &str, notes_from: &str, clock_from: Option<&str>) -> Seen {
+        std::env::set_var("JACK_DEFAULT_SERVER", server);
+        let (client, _) = jack::Client::new("keyboard", jack::ClientOptions::NO_START_SERVER).unwrap();
+        let mut out = client.register_port("out", jack::MidiOut::default()).unwrap();
+        let input = client.register_port("in", jack::MidiIn::default()).unwrap();
+        let clock_in = client.register_port("clock", jack::MidiIn::default()).unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let s = seen.clone();
+        let mut cycle = 0u64;
+        let process = jack::contrib::ClosureProcessHandler::new(move |_: &jack::Client, ps: &jack::ProcessScope| {
+            let now = ps.last_frame_time() as u64;
+            let n = ps.n_frames();
+            let mut seen = s.lock().unwrap();
+            for ev in input.iter(ps) {
+                if ev.bytes.len() == 3 && ev.bytes[0] == 0x90 {
+                    seen.heard.push((now + ev.time as u64, ev.bytes[1]));
+                }
+            }
+            for ev in clock_in.iter(ps) {
+                if ev.bytes == [0xf8] {
+                    seen.clock_ticks.push(now + ev.time as u64);
+                }
+            }
+            cycle += 1;
+            // The writer clears the port's buffer: made every cycle, or old events repeat.
+            let mut writer = out.writer(ps);
+            if cycle > 50 && cycle % 5 == 0 && seen.sent.len() < 120 {
+                let k = seen.sent.len() as u8;
+                let offset = (k as u32 * 37) % n;
+                let note = 20 + k % 100;
+                if writer
+                    .write(&jack::RawMidi {
+                        time: offset,
+                        bytes: &[0x90, note, 100],
+                    })
+                    .is_ok()
+                {
+                    seen.sent.push((now + offset as u64, note));
+                }
+            }
+            jack::Control::Continue
+        });
+        let active = client.activate_async((), process).unwrap();
+        let c = active.as_client();
+        c.connect_ports_by_name("keyboard:out", into).unwrap();
+        c.connect_ports_by_name(notes_from, "keyboard:in").unwrap();
+        if let Some(clock) = clock_from {
+            c.connect_ports_by_name(clock, "keyboard:clock").unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(6));
+        drop(active.deactivate());
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+
+    /// Frames from each note's send to its echo (notes repeat only 100 sends apart).
+    pub fn echo_delays(seen: &Seen) -> Vec<u64> {
+        let mut deltas = Vec::new();
+        for &(t_heard, note) in &seen.heard {
+            if let Some(&(t_sent, _)) = seen.sent.iter().rev().find(|(t, k)| *k == note && *t <= t_heard) {
+                deltas.push(t_heard - t_sent);
+            }
+        }
+        deltas
+    }
+}

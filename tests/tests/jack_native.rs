@@ -5,9 +5,10 @@
 //! test binary.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use stagebox_tests::keyboard::{echo_delays, play_keyboard};
 use stagebox_tests::*;
 
 /// The tests here share a server name (the process id): one at a time.
@@ -141,12 +142,16 @@ fn iodelay(server: &str, into: &str, out_of: &str) -> f64 {
     let _ = io.kill();
     let out = io.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
-    let last = text
+    // Its estimate of each measurement (about 10 a second); an xrun meanwhile can nudge one by
+    // a thousandth of a frame: the median stands for the run.
+    let mut all: Vec<f64> = text
         .lines()
         .filter(|l| l.contains("total roundtrip latency"))
-        .last()
-        .unwrap_or_else(|| panic!("jack_iodelay measured nothing:\n{text}"));
-    last.split_whitespace().next().unwrap().parse().unwrap()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(!all.is_empty(), "jack_iodelay measured nothing:\n{text}");
+    all.sort_by(f64::total_cmp);
+    all[all.len() / 2]
 }
 
 #[test]
@@ -167,7 +172,7 @@ fn one_client_whose_round_trip_is_one_period_plus_the_latency_it_reports() {
         let _ = thru.kill();
         let _ = thru.wait();
         println!("{period} frames: jack_thru round trip {thru_frames} frames");
-        assert_eq!(thru_frames, period as f64);
+        assert!((thru_frames - period as f64).abs() < 0.01, "jack_thru: {thru_frames}");
         for (k, text) in [PASSTHROUGH_MONO, RESAMPLED_MONO].iter().enumerate() {
             let patch = d.join(format!("p{period}-{k}.toml"));
             std::fs::write(&patch, text).unwrap();
@@ -192,10 +197,11 @@ fn one_client_whose_round_trip_is_one_period_plus_the_latency_it_reports() {
             let measured = iodelay(&server.name, "stagebox:in_1", "stagebox:out_1");
             let reported = capture_latency(&server.name, "stagebox:out_1");
             println!("{period} frames, patch {k}: round trip {measured} frames, reported graph latency {reported}");
-            assert_eq!(
-                measured,
-                (period + reported) as f64,
-                "measured round trip vs one period + reported latency"
+            // Equal to the frame (jack_iodelay resolves a thousandth of one).
+            assert!(
+                (measured - (period + reported) as f64).abs() < 0.01,
+                "measured round trip {measured} vs one period + reported latency {}",
+                period + reported
             );
             if k == 1 {
                 assert!(reported > 0, "the resampling patch declares a latency");
@@ -206,14 +212,6 @@ fn one_client_whose_round_trip_is_one_period_plus_the_latency_it_reports() {
     }
 }
 
-/// What the test's JACK client saw: (frame time sent, note) and (frame time heard, note).
-#[derive(Default)]
-struct Seen {
-    sent: Vec<(u64, u8)>,
-    heard: Vec<(u64, u8)>,
-    clock_ticks: Vec<u64>,
-}
-
 #[test]
 fn midi_into_midi_in_leaves_notes_at_a_fixed_frame_offset() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -222,65 +220,10 @@ fn midi_into_midi_in_leaves_notes_at_a_fixed_frame_offset() {
     let patch = d.join("echo.toml");
     std::fs::write(&patch, MIDI_ECHO).unwrap();
     let mut child = start(&server.name, &patch, "stagebox:clock", 12);
-    std::env::set_var("JACK_DEFAULT_SERVER", &server.name);
-    let (client, _) = jack::Client::new("keyboard", jack::ClientOptions::NO_START_SERVER).unwrap();
-    let mut out = client.register_port("out", jack::MidiOut::default()).unwrap();
-    let input = client.register_port("in", jack::MidiIn::default()).unwrap();
-    let clock_in = client.register_port("clock", jack::MidiIn::default()).unwrap();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let s = seen.clone();
-    let mut cycle = 0u64;
-    let process = jack::contrib::ClosureProcessHandler::new(move |_: &jack::Client, ps: &jack::ProcessScope| {
-        let now = ps.last_frame_time() as u64;
-        let n = ps.n_frames();
-        let mut seen = s.lock().unwrap();
-        for ev in input.iter(ps) {
-            if ev.bytes.len() == 3 && ev.bytes[0] == 0x90 {
-                seen.heard.push((now + ev.time as u64, ev.bytes[1]));
-            }
-        }
-        for ev in clock_in.iter(ps) {
-            if ev.bytes == [0xf8] {
-                seen.clock_ticks.push(now + ev.time as u64);
-            }
-        }
-        cycle += 1;
-        // The writer clears the port's buffer: made every cycle, or old events repeat.
-        let mut writer = out.writer(ps);
-        // A note every 5th cycle, each at another frame of its cycle.
-        if cycle > 50 && cycle % 5 == 0 && seen.sent.len() < 120 {
-            let k = seen.sent.len() as u8;
-            let offset = (k as u32 * 37) % n;
-            let note = 20 + k % 100;
-            if writer
-                .write(&jack::RawMidi {
-                    time: offset,
-                    bytes: &[0x90, note, 100],
-                })
-                .is_ok()
-            {
-                seen.sent.push((now + offset as u64, note));
-            }
-        }
-        jack::Control::Continue
-    });
-    let active = client.activate_async((), process).unwrap();
-    let c = active.as_client();
-    c.connect_ports_by_name("keyboard:out", "stagebox:midi_in").unwrap();
-    c.connect_ports_by_name("stagebox:notes", "keyboard:in").unwrap();
-    c.connect_ports_by_name("stagebox:clock", "keyboard:clock").unwrap();
-    std::thread::sleep(Duration::from_secs(6));
-    drop(active.deactivate());
+    let seen = play_keyboard(&server.name, "stagebox:midi_in", "stagebox:notes", Some("stagebox:clock"));
     let _ = child.kill();
     let _ = child.wait();
-    let seen = seen.lock().unwrap();
-    // Match each note heard to the send of the same note (notes repeat only 100 sends apart).
-    let mut deltas = Vec::new();
-    for &(t_heard, note) in &seen.heard {
-        if let Some(&(t_sent, _)) = seen.sent.iter().rev().find(|(t, k)| *k == note && *t <= t_heard) {
-            deltas.push(t_heard - t_sent);
-        }
-    }
+    let deltas = echo_delays(&seen);
     println!(
         "sent {}, heard {}, offsets {:?}",
         seen.sent.len(),

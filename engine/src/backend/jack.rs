@@ -374,8 +374,16 @@ impl Process {
     fn cycle(&mut self, ps: &ProcessScope) {
         let n = ps.n_frames() as usize;
         if n > MAX_PERIOD_FRAMES {
+            // A period longer than any buffer here: silence, and MIDI ports cleared (a JACK
+            // MIDI output keeps last cycle's events unless its writer clears it).
             for p in &mut self.outs {
                 p.as_mut_slice(ps).fill(0.0);
+            }
+            if let Some(p) = &mut self.notes {
+                drop(p.writer(ps));
+            }
+            if let Some(c) = &mut self.clock {
+                drop(c.port.writer(ps));
             }
             RtStats::add(&self.stats.xruns, 1);
             return;
