@@ -227,13 +227,13 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         });
         match result {
             Ok((patch, s)) => println!(
-                "{}: ok ({} nodes, {} connections, {} in / {} out channels, latency {} frames)",
+                "{}: ok ({} nodes, {} connections, {} in / {} out channels, {})",
                 p.display(),
                 patch.graph.nodes.len(),
                 patch.graph.connections.len(),
                 s.input_channels(),
                 s.output_channels(),
-                s.latency_frames()
+                s.latency_text()
             ),
             Err(errs) => {
                 print_patch_errors(&errs);

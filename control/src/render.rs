@@ -142,7 +142,7 @@ fn write_events(a: &RenderArgs, patch: &stagebox_patches::Patch, rendered: &offl
 fn report(a: &RenderArgs, rendered: &offline::Rendered, sample_rate: u32, compensated: bool) {
     let secs = rendered.audio.duration_secs();
     eprintln!(
-        "rendered {:.2} s at {} Hz, {} ch to {} in {:.2} s ({:.0}x real time); graph latency {} frames{}",
+        "rendered {:.2} s at {} Hz, {} ch to {} in {:.2} s ({:.0}x real time); {}{}",
         secs,
         sample_rate,
         rendered.audio.channels,
@@ -153,7 +153,7 @@ fn report(a: &RenderArgs, rendered: &offline::Rendered, sample_rate: u32, compen
         } else {
             f64::INFINITY
         },
-        rendered.latency_frames,
+        rendered.latency_text,
         if compensated && rendered.latency_frames > 0 {
             " (compensated)"
         } else {

@@ -564,6 +564,31 @@ impl Schedule {
     pub fn node_index(&self, id: &str) -> Option<u32> {
         self.nodes.iter().position(|n| n.id == id).map(|i| i as u32)
     }
+    /// The latency of the notes the graph emits: the most any MIDI-emitting node adds to what
+    /// reaches it (a pitch tracker's declared latency), in frames. 0 without such nodes. The
+    /// audio path's latency is `latency_frames`.
+    pub fn notes_latency_frames(&self) -> u32 {
+        self.nodes
+            .iter()
+            .filter(|n| n.info.midi_out)
+            .map(|n| n.input_latency_frames + n.info.latency_frames)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// How a user reads both latencies: "latency 0 frames" for the audio path, and the notes'
+    /// where a node makes notes later than that ("; notes 5222 frames (108.8 ms)").
+    pub fn latency_text(&self) -> String {
+        let ms = |f: u32| f as f64 * 1000.0 / self.sample_rate as f64;
+        let audio = self.latency_frames;
+        let mut t = format!("audio latency {audio} frames ({:.1} ms)", ms(audio));
+        let notes = self.notes_latency_frames();
+        if notes > audio {
+            t.push_str(&format!(", notes {notes} frames ({:.1} ms)", ms(notes)));
+        }
+        t
+    }
+
     /// Node indices of the nodes that hear the device's MIDI input.
     pub fn device_midi_nodes(&self) -> &[u32] {
         &self.device_midi_nodes

@@ -278,6 +278,7 @@ pub struct EngineHandle {
     gen: u64,
     nodes: Vec<(CompiledNode, &'static [ParamSpec])>,
     latency_frames: u32,
+    latency_text: String,
     pub stats: Arc<RtStats>,
     pub cfg: EngineConfig,
 }
@@ -313,6 +314,7 @@ impl EngineHandle {
             gen: 0,
             nodes: Vec::new(),
             latency_frames: 0,
+            latency_text: String::new(),
             stats,
             cfg,
         };
@@ -332,6 +334,7 @@ impl EngineHandle {
             .map(|n| (n.clone(), registry.get(&n.kind).map(|t| t.params).unwrap_or(&[])))
             .collect();
         self.latency_frames = schedule.latency_frames();
+        self.latency_text = schedule.latency_text();
         let owned = Owned::new(&self.collector.handle(), schedule);
         self.to_rt
             .push(ToRt::Swap(owned))
@@ -350,6 +353,10 @@ impl EngineHandle {
 
     pub fn latency_frames(&self) -> u32 {
         self.latency_frames
+    }
+    /// Both latencies of the current graph, as a user reads them (`Schedule::latency_text`).
+    pub fn latency_text(&self) -> &str {
+        &self.latency_text
     }
     pub fn generation(&self) -> u64 {
         self.gen

@@ -60,3 +60,26 @@ fn a_printing_command_piped_into_head_ends_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn check_says_the_notes_latency_beside_the_audio_path_latency() {
+    let out = stagebox()
+        .args(["check", "patches/transcribe.toml", "patches/passthrough.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("patches/transcribe.toml")).unwrap();
+    assert!(line.contains("audio latency 0 frames (0.0 ms)"), "{line}");
+    // basic_pitch declares about 109 ms for its notes (README).
+    let ms: f64 = line
+        .split(", notes ")
+        .nth(1)
+        .and_then(|r| r.split('(').nth(1))
+        .and_then(|r| r.split(" ms").next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no notes latency in: {line}"));
+    assert!((100.0..120.0).contains(&ms), "{line}");
+    let pass = text.lines().find(|l| l.starts_with("patches/passthrough.toml")).unwrap();
+    assert!(!pass.contains("notes"), "a patch without notes says nothing of them: {pass}");
+}

@@ -146,14 +146,14 @@ impl Session {
     /// The control loop, until a signal, `quit` or `--duration`.
     pub fn run(&mut self, sources: &mut Sources) -> anyhow::Result<()> {
         tracing::info!(
-            "running {} on {} ({}), {} Hz, {} in / {} out, graph latency {} frames",
+            "running {} on {} ({}), {} Hz, {} in / {} out, {}",
             self.patch_path.display(),
             self.device.backend_name,
             self.device.device_name,
             self.device.sample_rate,
             self.device.in_channels,
             self.device.out_channels,
-            self.handle.latency_frames()
+            self.handle.latency_text()
         );
         let mut commands = Vec::new();
         while self.stop.is_none() {

@@ -57,6 +57,8 @@ pub enum ScheduledEvent {
 pub struct Rendered {
     pub audio: Audio,
     pub latency_frames: u32,
+    /// How both latencies read (`Schedule::latency_text`): the audio path's and the notes'.
+    pub latency_text: String,
     /// Allocations or frees made inside process calls (0 unless a processor breaks the rules;
     /// counted only where `alloc_check::CheckedAlloc` is the global allocator).
     pub alloc_violations: u64,
@@ -90,6 +92,7 @@ pub fn render(
     let sr = opts.sample_rate;
     let schedule = Schedule::compile_with(desc, registry, sr as f32, opts.mode).map_err(RenderError::Graph)?;
     let latency = schedule.latency_frames() as u64;
+    let latency_text = schedule.latency_text();
     let input = input.map(|a| {
         let samples = crate::dsp::resample_interleaved(&a.samples, a.channels, a.sample_rate, sr);
         Audio {
@@ -189,6 +192,7 @@ pub fn render(
             wav_format: input.and_then(|a| a.wav_format),
         },
         latency_frames: latency as u32,
+        latency_text,
         alloc_violations: violations,
         process_calls: calls,
         timings_ns: timings,
