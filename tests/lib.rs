@@ -356,6 +356,29 @@ pub mod keyboard {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    /// A patch that echoes the keyboard: `midi_in -> midi_out` (and a quiet tone to the output).
+    pub const MIDI_ECHO: &str = r#"
+[[node]]
+id = "keys"
+type = "midi_in"
+[[node]]
+id = "echo"
+type = "midi_out"
+[[node]]
+id = "tone"
+type = "osc"
+gain_db = -60.0
+[[node]]
+id = "out"
+type = "output"
+[[connect]]
+from = "keys.midi"
+to = "echo.midi"
+[[connect]]
+from = "tone"
+to = "out"
+"#;
+
     /// What the test's JACK client saw: (frame time sent, note) and (frame time heard, note).
     #[derive(Default, Clone)]
     pub struct Seen {

@@ -7,30 +7,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use stagebox_tests::keyboard::{echo_delays, play_keyboard};
+use stagebox_tests::keyboard::{echo_delays, play_keyboard, MIDI_ECHO};
 use stagebox_tests::*;
-
-const MIDI_ECHO: &str = r#"
-[[node]]
-id = "keys"
-type = "midi_in"
-[[node]]
-id = "echo"
-type = "midi_out"
-[[node]]
-id = "tone"
-type = "osc"
-gain_db = -60.0
-[[node]]
-id = "out"
-type = "output"
-[[connect]]
-from = "keys.midi"
-to = "echo.midi"
-[[connect]]
-from = "tone"
-to = "out"
-"#;
 
 fn jack_lsp(server: &str) -> String {
     let out = std::process::Command::new("jack_lsp")
