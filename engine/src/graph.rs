@@ -87,7 +87,10 @@ pub enum ErrorLoc {
     Graph,
     Node(usize),
     Param(usize, String),
+    /// A connection, at its `from` end (or the whole connection).
     Connection(usize),
+    /// A connection, at its `to` end.
+    ConnectionTo(usize),
 }
 
 /// A compile error with where it belongs (the patch layer turns this into file:line:col).
@@ -288,10 +291,10 @@ impl Schedule {
         for (ci, c) in desc.connections.iter().enumerate() {
             let loc = || ErrorLoc::Connection(ci);
             let (Some(&s), Some(&d)) = (index_of.get(c.from.node.as_str()), index_of.get(c.to.node.as_str())) else {
-                for r in [&c.from, &c.to] {
+                for (r, at) in [(&c.from, loc()), (&c.to, ErrorLoc::ConnectionTo(ci))] {
                     if !index_of.contains_key(r.node.as_str()) {
                         errors.push(GraphError::new(
-                            loc(),
+                            at,
                             format!("connection names node `{}`, which the graph does not have", r.node),
                         ));
                     }
@@ -306,14 +309,11 @@ impl Schedule {
             let to_midi = c.to.port.as_deref() == Some("midi");
             if from_midi || to_midi {
                 if !(from_midi && to_midi) {
-                    errors.push(GraphError::new(
-                        loc(),
-                        format!("`{}` -> `{}` joins a MIDI port to an audio port", c.from, c.to),
-                    ));
+                    errors.push(mixed_midi_error(ci, c, &infos[s], &infos[d], from_midi));
                 } else if !infos[s].midi_out {
                     errors.push(GraphError::new(loc(), format!("node `{}` has no MIDI output", c.from.node)));
                 } else if !infos[d].midi_in {
-                    errors.push(GraphError::new(loc(), format!("node `{}` has no MIDI input", c.to.node)));
+                    errors.push(GraphError::new(ErrorLoc::ConnectionTo(ci), format!("node `{}` has no MIDI input", c.to.node)));
                 } else {
                     edges.push(Edge {
                         src: s,
@@ -353,7 +353,7 @@ impl Schedule {
                         errors.push(GraphError::new(loc(), format!("node `{}` {e}", c.from.node)));
                     }
                     if let Err(e) = dp {
-                        errors.push(GraphError::new(loc(), format!("node `{}` {e}", c.to.node)));
+                        errors.push(GraphError::new(ErrorLoc::ConnectionTo(ci), format!("node `{}` {e}", c.to.node)));
                     }
                 }
             }
@@ -768,6 +768,24 @@ impl Schedule {
     pub(crate) fn hw_out_channels(&self) -> usize {
         self.hw_out_channels
     }
+}
+
+/// A connection with `midi` at one end only: a port the other node lacks is named as such; two
+/// real ports of different kinds are "a MIDI port joined to an audio port".
+fn mixed_midi_error(ci: usize, c: &Connection, from: &NodeInfo, to: &NodeInfo, from_midi: bool) -> GraphError {
+    let (audio_end, ports, has_midi, loc) = if from_midi {
+        (&c.to, &to.inputs, to.midi_in, ErrorLoc::ConnectionTo(ci))
+    } else {
+        (&c.from, &from.outputs, from.midi_out, ErrorLoc::Connection(ci))
+    };
+    let message = match (audio_end.port.as_deref(), find_port(ports, audio_end.port.as_deref())) {
+        (Some(p), Err(_)) if ports.is_empty() && has_midi => {
+            format!("node `{}` has no port `{p}` (its only port on that side is `midi`)", audio_end.node)
+        }
+        (Some(_), Err(e)) => format!("node `{}` {e}", audio_end.node),
+        _ => format!("`{}` -> `{}` joins a MIDI port to an audio port", c.from, c.to),
+    };
+    GraphError::new(loc, message)
 }
 
 fn find_port(ports: &[crate::node::PortSpec], name: Option<&str>) -> Result<usize, String> {

@@ -81,12 +81,12 @@ fn bad_ports_channels_and_types_are_reported_where_they_are() {
     );
     assert!(
         errs.iter()
-            .any(|e| e.loc == ErrorLoc::Connection(1) && e.message.contains("no port `in9`")),
+            .any(|e| e.loc == ErrorLoc::ConnectionTo(1) && e.message.contains("no port `in9`")),
         "{msgs:?}"
     );
     assert!(
         errs.iter()
-            .any(|e| e.loc == ErrorLoc::Connection(2) && e.message.contains("`ghost`")),
+            .any(|e| e.loc == ErrorLoc::ConnectionTo(2) && e.message.contains("`ghost`")),
         "{msgs:?}"
     );
 }

@@ -98,6 +98,7 @@ pub struct Patch {
     node_spans: Vec<Range<usize>>,
     param_spans: Vec<BTreeMap<String, Range<usize>>>,
     connect_spans: Vec<Range<usize>>,
+    connect_to_spans: Vec<Range<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -144,10 +145,15 @@ impl Ctx<'_> {
     }
 }
 
+/// The 1-based line of byte `offset` in `src`.
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].matches('\n').count() + 1
+}
+
 fn error_at(file: &Path, src: &str, offset: usize, message: String) -> PatchError {
     let offset = offset.min(src.len());
     let before = &src[..offset];
-    let line = before.matches('\n').count() + 1;
+    let line = line_of(src, offset);
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let col = src[line_start..offset].chars().count() + 1;
     let source_line = src[line_start..].lines().next().unwrap_or("").to_string();
@@ -214,10 +220,20 @@ impl Patch {
         let mut nodes = Vec::new();
         let mut node_spans = Vec::new();
         let mut param_spans = Vec::new();
+        let mut id_lines: BTreeMap<String, usize> = BTreeMap::new();
         for table in raw.node {
             let span = table.span();
             let mut t = table.into_inner();
+            let id_span = t.get("id").map(|v| v.span());
             let id = take_string(&mut cx, &mut t, "id", span.clone());
+            if let (Some(id), Some(at)) = (&id, id_span) {
+                match id_lines.get(id) {
+                    Some(first) => cx.err(at, format!("node id `{id}` is used twice (first on line {first})")),
+                    None => {
+                        id_lines.insert(id.clone(), line_of(src, at.start));
+                    }
+                }
+            }
             let kind_span = t.get("type").map(|v| v.span()).unwrap_or(span.clone());
             let kind = take_string(&mut cx, &mut t, "type", span.clone());
             let (Some(id), Some(kind)) = (id, kind) else { continue };
@@ -261,9 +277,11 @@ impl Patch {
         }
         let mut connections = Vec::new();
         let mut connect_spans = Vec::new();
+        let mut connect_to_spans = Vec::new();
         for c in raw.connect {
             let c = c.into_inner();
             let span = c.from.span();
+            connect_to_spans.push(c.to.span());
             for (what, s) in [(&c.from, "from"), (&c.to, "to")] {
                 let name = PortRef::parse(what.get_ref()).node;
                 if !nodes.iter().any(|n| n.id == name) {
@@ -301,6 +319,7 @@ impl Patch {
             node_spans,
             param_spans,
             connect_spans,
+            connect_to_spans,
         })
     }
 
@@ -333,6 +352,7 @@ impl Patch {
                 .or_else(|| self.node_spans.get(*i).cloned())
                 .unwrap_or(0..0),
             ErrorLoc::Connection(i) => self.connect_spans.get(*i).cloned().unwrap_or(0..0),
+            ErrorLoc::ConnectionTo(i) => self.connect_to_spans.get(*i).cloned().unwrap_or(0..0),
         };
         error_at(&self.path, &self.src, span.start, message)
     }

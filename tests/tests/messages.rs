@@ -83,3 +83,63 @@ fn check_says_the_notes_latency_beside_the_audio_path_latency() {
     let pass = text.lines().find(|l| l.starts_with("patches/passthrough.toml")).unwrap();
     assert!(!pass.contains("notes"), "a patch without notes says nothing of them: {pass}");
 }
+
+/// Writes `text` as a patch in a fresh temporary folder and runs `check` on it.
+fn check_text(name: &str, text: &str) -> String {
+    let path = tmp(name.trim_end_matches(".toml")).join(name);
+    std::fs::write(&path, text).unwrap();
+    let out = stagebox().arg("check").arg(&path).output().unwrap();
+    assert!(!out.status.success(), "a bad patch passed check");
+    let dir = path.parent().unwrap().display().to_string();
+    String::from_utf8_lossy(&out.stderr).replace(&format!("{dir}/"), "")
+}
+
+/// The shipped default patch with one line changed.
+fn default_with(from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(root().join("patches/default.toml")).unwrap();
+    assert!(text.contains(from), "default.toml no longer has {from}");
+    text.replacen(from, to, 1)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn a_bad_to_port_is_reported_at_its_own_line() {
+    let patch = default_with("to = \"mix.in2\"", "to = \"mix.in9\"");
+    let err = check_text("bad_to.toml", &patch);
+    let line = line_of(&patch, "mix.in9");
+    assert!(err.contains(&format!("bad_to.toml:{line}:6: error: node `mix` has no port `in9`")), "{err}");
+}
+
+#[test]
+fn a_bad_port_on_a_midi_node_is_named_as_missing() {
+    let patch = default_with("from = \"notes.midi\"", "from = \"notes.foo\"");
+    let err = check_text("bad_midi.toml", &patch);
+    let line = line_of(&patch, "notes.foo");
+    assert!(err.contains(&format!("bad_midi.toml:{line}:8: error: node `notes` has no port `foo`")), "{err}");
+    assert!(!err.contains("joins a MIDI port"), "{err}");
+}
+
+#[test]
+fn a_node_id_used_twice_is_said_at_the_second_id() {
+    let patch = default_with("id = \"level\"", "id = \"vol\"");
+    let err = check_text("dup.toml", &patch);
+    let first = line_of(&patch, "id = \"vol\"");
+    let second = first + 1 + patch.lines().skip(first).position(|l| l.contains("id = \"vol\"")).unwrap();
+    assert!(
+        err.contains(&format!("dup.toml:{second}:6: error: node id `vol` is used twice (first on line {first})")),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_of_every_shipped_patch_by_glob_passes() {
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("{} check patches/*.toml", bin().display())])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
