@@ -74,7 +74,7 @@ struct CheckArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STAGEBOX_LOG").unwrap_or_else(|_| "info,jack=off".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STAGEBOX_LOG").unwrap_or_else(|_| "info,jack=off,symphonia_core=off,symphonia_bundle_mp3=off,symphonia=off".into()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use stagebox_engine::audio_file::{self, WavFormat};
 use stagebox_engine::backend::offline::{self, RenderOptions};
 
@@ -58,7 +57,7 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let input = match &a.input {
-        Some(p) => Some(audio_file::read(p).with_context(|| format!("reading input {}", p.display()))?),
+        Some(p) => Some(read_input(p)?),
         None => None,
     };
     if input.is_none() && a.duration.is_none() {
@@ -113,6 +112,18 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The input file, with a warning for one that could be read only in part or holds nothing.
+fn read_input(path: &std::path::Path) -> anyhow::Result<audio_file::Audio> {
+    let decoded = audio_file::decode(path).map_err(|e| anyhow::anyhow!("cannot read the input: {e}"))?;
+    if let Some(w) = &decoded.warning {
+        tracing::warn!("{}: {w}; rendering what could be read", path.display());
+    }
+    if decoded.audio.frames() == 0 {
+        tracing::warn!("{}: the file holds no audio (0 frames); the output will be empty", path.display());
+    }
+    Ok(decoded.audio)
+}
+
 fn progress_bar() -> indicatif::ProgressBar {
     let b = indicatif::ProgressBar::new(1000);
     b.set_style(indicatif::ProgressStyle::with_template("{spinner} rendering [{bar:40}] {percent}% eta {eta}").unwrap());
@@ -141,18 +152,18 @@ fn write_events(a: &RenderArgs, patch: &stagebox_patches::Patch, rendered: &offl
 /// The line that says what was rendered, how fast, and with what latency.
 fn report(a: &RenderArgs, rendered: &offline::Rendered, sample_rate: u32, compensated: bool) {
     let secs = rendered.audio.duration_secs();
+    let speed = if secs > 0.0 && rendered.wall_secs > 0.0 {
+        format!(" ({:.0}x real time)", secs / rendered.wall_secs)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "rendered {:.2} s at {} Hz, {} ch to {} in {:.2} s ({:.0}x real time); {}{}",
+        "rendered {:.2} s at {} Hz, {} ch to {} in {:.2} s{speed}; {}{}",
         secs,
         sample_rate,
         rendered.audio.channels,
         a.output.display(),
         rendered.wall_secs,
-        if rendered.wall_secs > 0.0 {
-            secs / rendered.wall_secs
-        } else {
-            f64::INFINITY
-        },
         rendered.latency_text,
         if compensated && rendered.latency_frames > 0 {
             " (compensated)"

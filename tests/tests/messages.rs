@@ -143,3 +143,65 @@ fn check_of_every_shipped_patch_by_glob_passes() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Renders `input` through the passthrough patch: (success, standard error).
+fn render_input(input: &std::path::Path) -> (bool, String) {
+    let out_wav = input.with_extension("out.wav");
+    let out = stagebox()
+        .args(["render", "--patch", "patches/passthrough.toml", "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(&out_wav)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_input_files_are_named_plainly_once() {
+    let dir = tmp("bad-inputs");
+    let missing = dir.join("missing.wav");
+    let (ok, err) = render_input(&missing);
+    assert!(!ok);
+    assert!(err.contains("missing.wav: no such file"), "{err}");
+    assert_eq!(err.matches("missing.wav").count(), 1, "the path said more than once: {err}");
+    let text = dir.join("text.wav");
+    std::fs::write(&text, "hello\n").unwrap();
+    let (ok, err) = render_input(&text);
+    assert!(!ok);
+    assert!(err.contains("text.wav: not an audio file Stagebox can read"), "{err}");
+    let empty = dir.join("empty.wav");
+    std::fs::write(&empty, "").unwrap();
+    let (ok, err) = render_input(&empty);
+    assert!(!ok);
+    assert!(err.contains("empty.wav: the file is empty (0 bytes)"), "{err}");
+    for jargon in ["probe", "os error", "unsupported feature", "Failed to read"] {
+        assert!(!err.contains(jargon), "{jargon} reached the user");
+    }
+}
+
+#[test]
+fn a_truncated_wav_renders_its_readable_part_with_a_warning() {
+    let dir = tmp("truncated");
+    let whole = dir.join("whole.wav");
+    write_wav_i16(&whole, 48000, 2, &test_clip(48000, 48000));
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.join("cut.wav");
+    std::fs::write(&cut, &bytes[..44 + 4 * 24000 + 3]).unwrap();
+    let (ok, err) = render_input(&cut);
+    assert!(ok, "{err}");
+    assert!(err.contains("the file ends early: read 0.50 s of the 1.00 s"), "{err}");
+    let rendered = hound::WavReader::open(cut.with_extension("out.wav")).unwrap();
+    assert_eq!(rendered.duration(), 24000);
+}
+
+#[test]
+fn a_wav_of_no_frames_is_said() {
+    let dir = tmp("zero-frames");
+    let zero = dir.join("zero.wav");
+    write_wav_i16(&zero, 48000, 1, &[]);
+    let (ok, err) = render_input(&zero);
+    assert!(ok, "{err}");
+    assert!(err.contains("holds no audio (0 frames)"), "{err}");
+    assert!(!err.contains("0x real time"), "{err}");
+}

@@ -74,7 +74,11 @@ pub const PLAYER: NodeType = NodeType {
             return Err("`path` is required (the audio file to play)".into());
         }
         let path = ctx.resolve(p.str("path"));
-        let audio = crate::audio_file::read(&path).map_err(|e| e.to_string())?;
+        let decoded = crate::audio_file::decode(&path).map_err(|e| e.to_string())?;
+        if let Some(w) = &decoded.warning {
+            tracing::warn!("player: {}: {w}; playing what could be read", path.display());
+        }
+        let audio = decoded.audio;
         let fc = audio.channels;
         let data = crate::dsp::resample_interleaved(&audio.samples, fc, audio.sample_rate, ctx.sample_rate as u32);
         let ch = if p.usize("channels") == 0 { fc } else { p.usize("channels") };
