@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
-exec cargo run --release -q -p stagebox -- run --patch patches/default.toml "$@"
+# The first build takes a few minutes; cargo shows its progress.
+cargo build --release -p stagebox
+exec target/release/stagebox run --patch patches/default.toml "$@"

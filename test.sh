@@ -3,6 +3,6 @@
 # own named dummy server and stop it.
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/setup.sh
+scripts/setup.sh --tests
 cargo build --workspace --all-targets
 cargo test --workspace "$@"

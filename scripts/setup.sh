@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs what Stagebox needs to build and test, only what is missing (idempotent).
-# Debian packages: ALSA and JACK headers, the JACK server (tests run a dummy one), pkg-config,
-# liblo-tools (oscsend and oscdump), puredata-core (pd -nogui) and python3-venv (python-osc):
-# the OSC tests drive the engine with them.
+# Installs what Stagebox needs, only what is missing (idempotent).
+#   scripts/setup.sh          to build and run: ALSA and JACK headers, the JACK server, pkg-config,
+#                             ONNX Runtime (scripts/setup_models.sh)
+#   scripts/setup.sh --tests  and what the tests use besides: liblo-tools (oscsend, oscdump),
+#                             puredata-core (pd -nogui) and python-osc in a venv of its own
 set -euo pipefail
+tests=false
+[ "${1:-}" = "--tests" ] && tests=true
+packages=(libasound2-dev libjack-jackd2-dev jackd2 pkg-config)
+$tests && packages+=(liblo-tools puredata-core python3-venv)
 need=()
-for p in libasound2-dev libjack-jackd2-dev jackd2 pkg-config liblo-tools puredata-core python3-venv; do
+for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -20,6 +25,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 "$(dirname "$0")/setup_models.sh"
+$tests || exit 0
 # python-osc (PyPI) for the OSC tests, in a venv of its own.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.cache/test-venv"

@@ -205,3 +205,21 @@ fn a_wav_of_no_frames_is_said() {
     assert!(err.contains("holds no audio (0 frames)"), "{err}");
     assert!(!err.contains("0x real time"), "{err}");
 }
+
+#[test]
+fn run_sh_shows_its_build_and_installs_nothing_only_tests_use() {
+    let run = std::fs::read_to_string(root().join("run.sh")).unwrap();
+    let build = run.lines().find(|l| l.starts_with("cargo ")).expect("run.sh builds with cargo");
+    assert!(!build.split_whitespace().any(|w| w == "-q" || w == "--quiet"), "a silent build: {build}");
+    let setup = run.lines().find(|l| l.contains("setup.sh")).unwrap();
+    assert!(!setup.contains("--tests"), "{setup}");
+    // What setup.sh installs without --tests: no OSC test tools, no python-osc.
+    let text = std::fs::read_to_string(root().join("scripts/setup.sh")).unwrap();
+    let base = text.lines().find(|l| l.starts_with("packages=(")).unwrap();
+    for tool in ["liblo-tools", "puredata-core", "python3-venv"] {
+        assert!(!base.contains(tool), "{tool} installed to run: {base}");
+    }
+    let venv_at = text.find("pythonosc").unwrap();
+    let stop_at = text.find("$tests || exit 0").expect("setup.sh stops before the test venv");
+    assert!(stop_at < venv_at);
+}
