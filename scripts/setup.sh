@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what Stagebox needs, only what is missing (idempotent).
 #   scripts/setup.sh          to build and run: ALSA and JACK headers, the JACK server, pkg-config,
+#                             DejaVu fonts (the piano roll's labels),
 #                             ONNX Runtime (scripts/setup_models.sh)
 #   scripts/setup.sh --tests  and what the tests use besides: liblo-tools (oscsend, oscdump),
 #                             puredata-core (pd -nogui) and python-osc in a venv of its own
 set -euo pipefail
 tests=false
 [ "${1:-}" = "--tests" ] && tests=true
-packages=(libasound2-dev libjack-jackd2-dev jackd2 pkg-config)
+packages=(libasound2-dev libjack-jackd2-dev jackd2 pkg-config fonts-dejavu-core)
 $tests && packages+=(liblo-tools puredata-core python3-venv)
 need=()
 for p in "${packages[@]}"; do

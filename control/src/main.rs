@@ -12,8 +12,11 @@ mod midi_clock;
 mod midi_in;
 mod midi_map;
 mod osc;
+mod notes;
 mod oscquery;
 mod outputs;
+mod piano_roll;
+mod plot;
 mod render;
 mod run;
 
@@ -54,6 +57,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print a patch's OSC address space (Markdown), generated from the node parameter specs.
     OscSpace(OscSpaceArgs),
+    /// Draw the notes of an event log (`--events-out`) or a MIDI file as a piano roll (PNG).
+    Plot(plot::PlotArgs),
 }
 
 #[derive(clap::Args)]
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         Command::Devices => devices(),
         Command::Bench(a) => bench::bench(a),
         Command::OscSpace(a) => osc_space(a),
+        Command::Plot(a) => plot::plot(a),
     };
     match result {
         Ok(code) => code,

@@ -42,6 +42,12 @@ pub struct RenderArgs {
     /// pitch, estimated onset).
     #[arg(long)]
     pub events_out: Option<PathBuf>,
+    /// Print the notes as `time  note  velocity  duration` lines to a file, or `-` for standard output.
+    #[arg(long)]
+    pub notes_out: Option<PathBuf>,
+    /// Draw the notes as a piano roll over the input's spectrogram, onsets marked (PNG).
+    #[arg(long)]
+    pub piano_roll: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -107,7 +113,7 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
         None => rendered.audio.wav_format.unwrap_or(WavFormat::Float32),
     };
     audio_file::write_wav(&a.output, &rendered.audio, format)?;
-    write_events(&a, &patch, &rendered, sample_rate)?;
+    write_events(&a, &patch, &rendered, sample_rate, input.as_ref())?;
     report(&a, &rendered, sample_rate, opts.compensate_latency);
     Ok(ExitCode::SUCCESS)
 }
@@ -130,9 +136,15 @@ fn progress_bar() -> indicatif::ProgressBar {
     b
 }
 
-/// The notes the graph emitted, as a MIDI file and an event log, where asked for.
-fn write_events(a: &RenderArgs, patch: &stagebox_patches::Patch, rendered: &offline::Rendered, sample_rate: u32) -> anyhow::Result<()> {
-    if a.midi_out.is_none() && a.events_out.is_none() {
+/// The notes the graph emitted, as a MIDI file, an event log, a list and a piano roll, where asked for.
+fn write_events(
+    a: &RenderArgs,
+    patch: &stagebox_patches::Patch,
+    rendered: &offline::Rendered,
+    sample_rate: u32,
+    input: Option<&audio_file::Audio>,
+) -> anyhow::Result<()> {
+    if a.midi_out.is_none() && a.events_out.is_none() && a.notes_out.is_none() && a.piano_roll.is_none() {
         return Ok(());
     }
     let ids: Vec<String> = patch.graph.nodes.iter().map(|n| n.id.clone()).collect();
@@ -144,9 +156,39 @@ fn write_events(a: &RenderArgs, patch: &stagebox_patches::Patch, rendered: &offl
     if let Some(p) = &a.midi_out {
         crate::events::write_smf(p, &events, sample_rate, end)?;
     }
-    let notes = events.iter().filter(|e| e.msg[0] & 0xf0 == 0x90 && e.msg[2] > 0).count();
-    eprintln!("{notes} notes emitted");
+    let notes = crate::notes::from_emitted(&events, sample_rate, end as f64 / sample_rate as f64);
+    if let Some(p) = &a.notes_out {
+        write_notes_list(p, &notes)?;
+    }
+    if let Some(p) = &a.piano_roll {
+        let mono = input.map(|i| mono_mix(i));
+        let spectrum = mono.as_ref().zip(input).map(|(m, i)| crate::piano_roll::Spectrum {
+            samples: m,
+            sample_rate: i.sample_rate,
+        });
+        let title = a.input.as_ref().unwrap_or(&a.patch).display().to_string();
+        crate::piano_roll::draw(p, &notes, spectrum, &title)?;
+        eprintln!("piano roll of {} notes drawn to {}", notes.len(), p.display());
+    }
+    eprintln!("{} notes emitted", notes.len());
     Ok(())
+}
+
+/// Writes the notes list to `path`, or to standard output for `-`.
+pub fn write_notes_list(path: &std::path::Path, notes: &[crate::notes::Note]) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        return Ok(crate::notes::write_list(&mut stdout.lock(), notes)?);
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?);
+    crate::notes::write_list(&mut f, notes)?;
+    Ok(())
+}
+
+/// The channels of `audio` averaged into one.
+pub fn mono_mix(audio: &audio_file::Audio) -> Vec<f32> {
+    let ch = audio.channels.max(1);
+    audio.samples.chunks_exact(ch).map(|f| f.iter().sum::<f32>() / ch as f32).collect()
 }
 
 /// The line that says what was rendered, how fast, and with what latency.

@@ -12,7 +12,7 @@
 
 mod args;
 mod device;
-mod results;
+pub(crate) mod results;
 mod session;
 mod sources;
 mod stats_doc;
