@@ -223,3 +223,19 @@ fn run_sh_shows_its_build_and_installs_nothing_only_tests_use() {
     let stop_at = text.find("$tests || exit 0").expect("setup.sh stops before the test venv");
     assert!(stop_at < venv_at);
 }
+
+#[test]
+fn devices_without_a_jack_server_says_how_to_start_one() {
+    let out = stagebox()
+        .arg("devices")
+        .env("JACK_DEFAULT_SERVER", "stagebox-no-such-server")
+        .env("JACK_NO_START_SERVER", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("no JACK server is running (start one"), "{all}");
+    for raw in ["ClientError", "SERVER_FAILED", "ALSA lib", "JACK: no devices"] {
+        assert!(!all.contains(raw), "{raw} reached the user:\n{all}");
+    }
+}
