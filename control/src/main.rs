@@ -2,6 +2,7 @@
 //! subcommands run, render, check, devices and bench.
 #![recursion_limit = "256"]
 
+mod access;
 mod audio_io;
 mod bench;
 mod cpu_wake;
@@ -11,8 +12,8 @@ mod memlock;
 mod midi_clock;
 mod midi_in;
 mod midi_map;
-mod osc;
 mod notes;
+mod osc;
 mod oscquery;
 mod outputs;
 mod piano_roll;
@@ -79,7 +80,10 @@ struct CheckArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STAGEBOX_LOG").unwrap_or_else(|_| "info,jack=off,symphonia_core=off,symphonia_bundle_mp3=off,symphonia=off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STAGEBOX_LOG")
+                .unwrap_or_else(|_| "info,jack=off,symphonia_core=off,symphonia_bundle_mp3=off,symphonia=off".into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

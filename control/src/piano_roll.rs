@@ -55,7 +55,13 @@ pub fn draw(path: &Path, notes: &[Note], audio: Option<Spectrum>, title: &str) -
             .axis_style(WHITE)
             .label_style(("sans-serif", 13).into_font().color(&WHITE))
             .y_labels((high - low) as usize + 1)
-            .y_label_formatter(&|p| if (*p as i64).rem_euclid(12) == 0 { note_name(*p as u8) } else { String::new() })
+            .y_label_formatter(&|p| {
+                if (*p as i64).rem_euclid(12) == 0 {
+                    note_name(*p as u8)
+                } else {
+                    String::new()
+                }
+            })
             .draw()?;
     }
     if let Some(a) = audio {
@@ -68,10 +74,12 @@ pub fn draw(path: &Path, notes: &[Note], audio: Option<Spectrum>, title: &str) -
 
 /// The pitches shown: the notes' range with a few semitones around, at least two octaves.
 fn pitch_range(notes: &[Note]) -> (u8, u8) {
-    let (lo, hi) = notes
-        .iter()
-        .fold((u8::MAX, 0u8), |(lo, hi), n| (lo.min(n.pitch), hi.max(n.pitch)));
-    let (mut lo, mut hi) = if lo > hi { (48, 84) } else { (lo.saturating_sub(4), hi.saturating_add(4).min(127)) };
+    let (lo, hi) = notes.iter().fold((u8::MAX, 0u8), |(lo, hi), n| (lo.min(n.pitch), hi.max(n.pitch)));
+    let (mut lo, mut hi) = if lo > hi {
+        (48, 84)
+    } else {
+        (lo.saturating_sub(4), hi.saturating_add(4).min(127))
+    };
     while hi - lo < 24 {
         lo = lo.saturating_sub(1);
         hi = (hi + 1).min(127);
@@ -79,10 +87,17 @@ fn pitch_range(notes: &[Note]) -> (u8, u8) {
     (lo, hi)
 }
 
-type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
 
 /// One STFT column a pixel: the magnitude at each pixel row's frequency, in dB under the loudest.
-fn draw_spectrogram(root: &DrawingArea<BitMapBackend, plotters::coord::Shift>, chart: &Chart, audio: &Spectrum, duration_s: f64, (low, high): (u8, u8)) -> anyhow::Result<()> {
+fn draw_spectrogram(
+    root: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    chart: &Chart,
+    audio: &Spectrum,
+    duration_s: f64,
+    (low, high): (u8, u8),
+) -> anyhow::Result<()> {
     let area = chart.plotting_area();
     let (xs, ys) = area.get_pixel_range();
     let (cols, rows) = ((xs.end - xs.start).max(1) as usize, (ys.end - ys.start).max(1) as usize);
@@ -107,7 +122,8 @@ fn draw_spectrogram(root: &DrawingArea<BitMapBackend, plotters::coord::Shift>, c
             let at = centre - FFT_SIZE as i64 / 2 + i as i64;
             *x = audio.samples.get(at.max(0) as usize).filter(|_| at >= 0).copied().unwrap_or(0.0) * window[i];
         }
-        fft.process(&mut frame, &mut spec).map_err(|e| anyhow::anyhow!("spectrogram: {e}"))?;
+        fft.process(&mut frame, &mut spec)
+            .map_err(|e| anyhow::anyhow!("spectrogram: {e}"))?;
         for (v, &b) in column.iter_mut().zip(&bins) {
             let (i, frac) = (b.floor() as usize, (b - b.floor()) as f32);
             let m = |k: usize| spec.get(k).map_or(0.0, |z| z.norm());

@@ -83,10 +83,16 @@ pub fn decode(path: &Path) -> Result<Decoded, AudioFileError> {
     let p = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|err| AudioFileError::Io { path: p.clone(), err })?;
     if meta.is_dir() {
-        return Err(AudioFileError::Decode { path: p, msg: "is a folder, not an audio file".into() });
+        return Err(AudioFileError::Decode {
+            path: p,
+            msg: "is a folder, not an audio file".into(),
+        });
     }
     if meta.len() == 0 {
-        return Err(AudioFileError::Decode { path: p, msg: "the file is empty (0 bytes)".into() });
+        return Err(AudioFileError::Decode {
+            path: p,
+            msg: "the file is empty (0 bytes)".into(),
+        });
     }
     // WAV through hound first: exact integer samples and the format, for bit-exact renders.
     if let Ok(r) = hound::WavReader::open(path) {
@@ -171,7 +177,9 @@ fn read_wav<R: std::io::Read>(mut r: hound::WavReader<R>, p: &str) -> Result<Dec
             let kind = if f == hound::SampleFormat::Float { "float" } else { "integer" };
             return Err(AudioFileError::Decode {
                 path: p.to_string(),
-                msg: format!("a WAV of {b}-bit {kind} samples, which Stagebox cannot read (16, 24 or 32-bit integer, 8-bit, or 32-bit float)"),
+                msg: format!(
+                    "a WAV of {b}-bit {kind} samples, which Stagebox cannot read (16, 24 or 32-bit integer, 8-bit, or 32-bit float)"
+                ),
             });
         }
     };

@@ -68,6 +68,9 @@ pub struct GraphDesc {
     pub connections: Vec<Connection>,
     /// Folder that relative paths in parameters resolve against.
     pub base_dir: PathBuf,
+    /// Where recorders write (`stagebox run`): their paths must then be relative and stay inside
+    /// it. None: relative to `base_dir`, as any other path (`render`).
+    pub takes_dir: Option<PathBuf>,
 }
 
 /// What a schedule is compiled for.
@@ -251,6 +254,7 @@ impl Schedule {
                 sample_rate,
                 max_block: MAX_BLOCK_FRAMES,
                 base_dir: desc.base_dir.clone(),
+                takes_dir: desc.takes_dir.clone(),
                 node_index: i as u32,
                 dry_run,
                 offline,
@@ -313,7 +317,10 @@ impl Schedule {
                 } else if !infos[s].midi_out {
                     errors.push(GraphError::new(loc(), format!("node `{}` has no MIDI output", c.from.node)));
                 } else if !infos[d].midi_in {
-                    errors.push(GraphError::new(ErrorLoc::ConnectionTo(ci), format!("node `{}` has no MIDI input", c.to.node)));
+                    errors.push(GraphError::new(
+                        ErrorLoc::ConnectionTo(ci),
+                        format!("node `{}` has no MIDI input", c.to.node),
+                    ));
                 } else {
                     edges.push(Edge {
                         src: s,

@@ -53,6 +53,8 @@ pub struct BuildCtx {
     pub max_block: usize,
     /// Relative file paths in parameters resolve against this folder (the patch's).
     pub base_dir: PathBuf,
+    /// Where files a node writes must stay (see `GraphDesc::takes_dir`).
+    pub takes_dir: Option<PathBuf>,
     /// Index this node will have in the schedule (used in messages it sends to the control side).
     pub node_index: u32,
     /// Validation only (`stagebox check`): check everything, but create no files and start no threads.
@@ -76,6 +78,25 @@ impl BuildCtx {
         } else {
             self.base_dir.join(p)
         }
+    }
+
+    /// Where a file the node writes goes: inside the takes folder when there is one (a path
+    /// that is absolute or climbs out of it with `..` is refused), else as `resolve`.
+    pub fn resolve_take(&self, path: &str) -> Result<PathBuf, String> {
+        let Some(dir) = &self.takes_dir else {
+            return Ok(self.resolve(path));
+        };
+        let p = std::path::Path::new(path);
+        let inside = p
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if !inside || p.as_os_str().is_empty() {
+            return Err(format!(
+                "`{path}` is not a path inside the takes folder (give a relative path without `..`; takes go under {})",
+                dir.display()
+            ));
+        }
+        Ok(dir.join(p))
     }
 }
 

@@ -60,6 +60,7 @@ fn a_rendered_melody_and_chord_come_back_as_notes() {
         ],
         connections: vec![conn("keys", "out")],
         base_dir: std::env::temp_dir(),
+        takes_dir: None,
     };
     let clip = render(
         &synth,
@@ -82,6 +83,7 @@ fn a_rendered_melody_and_chord_come_back_as_notes() {
         ],
         connections: vec![conn("in", "bp")],
         base_dir: std::env::temp_dir(),
+        takes_dir: None,
     };
     let r = render(
         &transcribe,
@@ -182,6 +184,7 @@ fn a_bent_note_bends_on_its_own_channel() {
         ],
         connections: vec![conn("keys", "out")],
         base_dir: std::env::temp_dir(),
+        takes_dir: None,
     };
     let opts = RenderOptions {
         duration_secs: Some(3.0),
@@ -196,6 +199,7 @@ fn a_bent_note_bends_on_its_own_channel() {
         ],
         connections: vec![conn("in", "bp")],
         base_dir: std::env::temp_dir(),
+        takes_dir: None,
     };
     let opts = RenderOptions {
         tail_secs: 1.0,

@@ -145,6 +145,45 @@ impl Ctx<'_> {
     }
 }
 
+/// The largest patch file read: patches are a few kilobytes.
+pub const MAX_PATCH_BYTES: u64 = 1 << 20;
+
+/// A patch file's text: a regular file only (opened without blocking, so a FIFO or a device
+/// cannot stall the reader), at most `MAX_PATCH_BYTES`, UTF-8. Errors say what is wrong
+/// without quoting the file.
+pub fn read_source(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "cannot read the patch: no such file".to_string(),
+            std::io::ErrorKind::PermissionDenied => "cannot read the patch: permission denied".to_string(),
+            _ => "cannot read the patch".to_string(),
+        })?;
+    let meta = file.metadata().map_err(|_| "cannot read the patch".to_string())?;
+    if !meta.is_file() {
+        return Err("not a patch file (a folder, a device or a FIFO, not a regular file)".into());
+    }
+    if meta.len() > MAX_PATCH_BYTES {
+        return Err(format!(
+            "the file is {} bytes, over the {} a patch may be",
+            meta.len(),
+            MAX_PATCH_BYTES
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_PATCH_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|_| "cannot read the patch".to_string())?;
+    if bytes.len() as u64 > MAX_PATCH_BYTES {
+        return Err(format!("the file is over the {MAX_PATCH_BYTES} bytes a patch may be"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not a patch file (not UTF-8 text)".to_string())
+}
+
 /// The 1-based line of byte `offset` in `src`.
 fn line_of(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())].matches('\n').count() + 1
@@ -169,12 +208,12 @@ fn error_at(file: &Path, src: &str, offset: usize, message: String) -> PatchErro
 impl Patch {
     /// Reads and checks a patch file.
     pub fn load(path: &Path, registry: &Registry) -> Result<Patch, PatchErrors> {
-        let src = std::fs::read_to_string(path).map_err(|e| {
+        let src = read_source(path).map_err(|message| {
             PatchErrors(vec![PatchError {
                 file: path.to_path_buf(),
                 line: 1,
                 col: 1,
-                message: format!("cannot read the patch: {e}"),
+                message,
                 source_line: String::new(),
             }])
         })?;
@@ -311,6 +350,7 @@ impl Patch {
                 nodes,
                 connections,
                 base_dir,
+                takes_dir: None,
             },
             engine,
             midi: raw.midi,

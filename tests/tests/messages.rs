@@ -110,7 +110,10 @@ fn a_bad_to_port_is_reported_at_its_own_line() {
     let patch = default_with("to = \"mix.in2\"", "to = \"mix.in9\"");
     let err = check_text("bad_to.toml", &patch);
     let line = line_of(&patch, "mix.in9");
-    assert!(err.contains(&format!("bad_to.toml:{line}:6: error: node `mix` has no port `in9`")), "{err}");
+    assert!(
+        err.contains(&format!("bad_to.toml:{line}:6: error: node `mix` has no port `in9`")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -118,7 +121,10 @@ fn a_bad_port_on_a_midi_node_is_named_as_missing() {
     let patch = default_with("from = \"notes.midi\"", "from = \"notes.foo\"");
     let err = check_text("bad_midi.toml", &patch);
     let line = line_of(&patch, "notes.foo");
-    assert!(err.contains(&format!("bad_midi.toml:{line}:8: error: node `notes` has no port `foo`")), "{err}");
+    assert!(
+        err.contains(&format!("bad_midi.toml:{line}:8: error: node `notes` has no port `foo`")),
+        "{err}"
+    );
     assert!(!err.contains("joins a MIDI port"), "{err}");
 }
 
@@ -129,7 +135,9 @@ fn a_node_id_used_twice_is_said_at_the_second_id() {
     let first = line_of(&patch, "id = \"vol\"");
     let second = first + 1 + patch.lines().skip(first).position(|l| l.contains("id = \"vol\"")).unwrap();
     assert!(
-        err.contains(&format!("dup.toml:{second}:6: error: node id `vol` is used twice (first on line {first})")),
+        err.contains(&format!(
+            "dup.toml:{second}:6: error: node id `vol` is used twice (first on line {first})"
+        )),
         "{err}"
     );
 }
@@ -210,7 +218,10 @@ fn a_wav_of_no_frames_is_said() {
 fn run_sh_shows_its_build_and_installs_nothing_only_tests_use() {
     let run = std::fs::read_to_string(root().join("run.sh")).unwrap();
     let build = run.lines().find(|l| l.starts_with("cargo ")).expect("run.sh builds with cargo");
-    assert!(!build.split_whitespace().any(|w| w == "-q" || w == "--quiet"), "a silent build: {build}");
+    assert!(
+        !build.split_whitespace().any(|w| w == "-q" || w == "--quiet"),
+        "a silent build: {build}"
+    );
     let setup = run.lines().find(|l| l.contains("setup.sh")).unwrap();
     assert!(!setup.contains("--tests"), "{setup}");
     // What setup.sh installs without --tests: no OSC test tools, no python-osc.

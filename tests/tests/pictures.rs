@@ -38,10 +38,34 @@ fn two_notes(path: &Path) {
         },
     };
     let track = vec![
-        ev(0, M::NoteOn { key: 60.into(), vel: 100.into() }),
-        ev(960, M::NoteOff { key: 60.into(), vel: 0.into() }),
-        ev(960, M::NoteOn { key: 79.into(), vel: 80.into() }),
-        ev(1920, M::NoteOff { key: 79.into(), vel: 0.into() }),
+        ev(
+            0,
+            M::NoteOn {
+                key: 60.into(),
+                vel: 100.into(),
+            },
+        ),
+        ev(
+            960,
+            M::NoteOff {
+                key: 60.into(),
+                vel: 0.into(),
+            },
+        ),
+        ev(
+            960,
+            M::NoteOn {
+                key: 79.into(),
+                vel: 80.into(),
+            },
+        ),
+        ev(
+            1920,
+            M::NoteOff {
+                key: 79.into(),
+                vel: 0.into(),
+            },
+        ),
         TrackEvent {
             delta: 0.into(),
             kind: K::Meta(midly::MetaMessage::EndOfTrack),
@@ -70,14 +94,18 @@ fn plot_draws_each_note_at_its_time_and_pitch() {
     xs.dedup();
     let gap = xs.windows(2).max_by_key(|p| p[1] - p[0]).expect("note pixels");
     let (first, second): (Vec<_>, Vec<_>) = hits.iter().partition(|p| p.0 <= gap[0]);
-    let span = |v: &[&(u32, u32)], f: fn(&(u32, u32)) -> u32| (v.iter().map(|p| f(p)).min().unwrap(), v.iter().map(|p| f(p)).max().unwrap());
+    let span =
+        |v: &[&(u32, u32)], f: fn(&(u32, u32)) -> u32| (v.iter().map(|p| f(p)).min().unwrap(), v.iter().map(|p| f(p)).max().unwrap());
     let (x1, y1) = (span(&first, |p| p.0), span(&first, |p| p.1));
     let (x2, y2) = (span(&second, |p| p.0), span(&second, |p| p.1));
     // Time: the second note starts at 2 s, twice as far as the first ends (1 s), and lasts twice as long.
     let (len1, len2) = ((x1.1 - x1.0) as f64, (x2.1 - x2.0) as f64);
     assert!((len2 / len1 - 2.0).abs() < 0.1, "bar lengths {len1} and {len2}");
     let start_gap = (x2.0 - x1.0) as f64;
-    assert!((start_gap / len1 - 2.0).abs() < 0.1, "G5 starts {start_gap} px after C4, which is {len1} px long");
+    assert!(
+        (start_gap / len1 - 2.0).abs() < 0.1,
+        "G5 starts {start_gap} px after C4, which is {len1} px long"
+    );
     // Pitch: G5 is 19 semitones above C4, higher in the picture.
     let row = |y: (u32, u32)| (y.0 + y.1) as f64 / 2.0;
     let semitone_px = (y1.1 - y1.0 + 1) as f64 / 0.8;
@@ -91,7 +119,14 @@ fn render_prints_the_notes_and_draws_them_over_the_spectrogram() {
     let png = dir.join("roll.png");
     let mid = dir.join("notes.mid");
     let out = stagebox()
-        .args(["render", "--patch", "patches/transcribe.toml", "--input", "assets/demo.wav", "--output"])
+        .args([
+            "render",
+            "--patch",
+            "patches/transcribe.toml",
+            "--input",
+            "assets/demo.wav",
+            "--output",
+        ])
         .arg(dir.join("out.wav"))
         .arg("--piano-roll")
         .arg(&png)
@@ -103,7 +138,10 @@ fn render_prints_the_notes_and_draws_them_over_the_spectrogram() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let list = String::from_utf8_lossy(&out.stdout);
     let mut lines = list.lines();
-    assert_eq!(lines.next().unwrap().split_whitespace().collect::<Vec<_>>(), ["time_s", "note", "velocity", "duration_s"]);
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["time_s", "note", "velocity", "duration_s"]
+    );
     let rows: Vec<(f64, String)> = lines
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -118,7 +156,10 @@ fn render_prints_the_notes_and_draws_them_over_the_spectrogram() {
     const NAMES: [&str; 12] = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
     for (t, key) in &ons {
         let name = format!("{}{}", NAMES[*key as usize % 12], *key as i32 / 12 - 1);
-        assert!(rows.iter().any(|(rt, n)| (rt - t).abs() < 0.002 && *n == name), "{name} at {t} s not listed:\n{list}");
+        assert!(
+            rows.iter().any(|(rt, n)| (rt - t).abs() < 0.002 && *n == name),
+            "{name} at {t} s not listed:\n{list}"
+        );
     }
     let (w, _, hits) = note_pixels(&png);
     assert!(hits.len() > 100, "no note bars drawn");

@@ -39,6 +39,8 @@ to = "out"
     let mut child = stagebox()
         .args(["run", "--backend", "none", "--no-watch", "--patch"])
         .arg(&patch)
+        .arg("--takes-dir")
+        .arg(&d)
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -88,12 +90,16 @@ fn run_without_a_device_plays_the_demo_clip() {
         assert!(!err.contains(noise), "{noise} reached the user:\n{err}");
     }
     // The status line a second: the notes by name, and late blocks of the paced clock (not "xruns").
-    let status = err.lines().find(|l| l.starts_with("level ")).unwrap_or_else(|| panic!("no status line:\n{err}"));
+    let status = err
+        .lines()
+        .find(|l| l.starts_with("level "))
+        .unwrap_or_else(|| panic!("no status line:\n{err}"));
     assert!(status.contains("late blocks (no device)") && !status.contains("xruns"), "{status}");
     let named = err.lines().filter(|l| l.starts_with("level ")).any(|l| {
-        l.split("notes: ").nth(1).and_then(|r| r.split_whitespace().next()).is_some_and(|n| {
-            n.len() >= 2 && n.as_bytes()[0].is_ascii_uppercase() && n.as_bytes()[n.len() - 1].is_ascii_digit()
-        })
+        l.split("notes: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .is_some_and(|n| n.len() >= 2 && n.as_bytes()[0].is_ascii_uppercase() && n.as_bytes()[n.len() - 1].is_ascii_digit())
     });
     assert!(named, "no note named in the status lines:\n{err}");
     let s = read_json(&stats);

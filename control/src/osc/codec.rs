@@ -230,3 +230,17 @@ fn type_name(a: &OscType) -> &'static str {
         OscType::Inf => "I",
     }
 }
+
+/// Decodes a whole datagram or frame: a packet that leaves bytes undecoded (a bundle element
+/// whose size is wrong: rosc stops at it and keeps what came before) is malformed.
+pub fn decode_whole(bytes: &[u8]) -> Result<rosc::OscPacket, String> {
+    match rosc::decoder::decode_udp(bytes) {
+        Ok(([], packet)) => Ok(packet),
+        Ok((rest, _)) => Err(format!(
+            "{} of its {} bytes could not be decoded (a bundle element's size is wrong)",
+            rest.len(),
+            bytes.len()
+        )),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}

@@ -1,7 +1,7 @@
 //! What each OSC address does (control thread): the `/stagebox/...` commands and the node
 //! parameters, `/stagebox/node/<id>/<param>` (patterns, `/norm`, get with no argument).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -26,7 +26,20 @@ impl OscServer {
         actions: &mut Vec<Action>,
     ) {
         let addr = m.addr.as_str();
-        let args = &m.args;
+        let mut args = &m.args[..];
+        if crate::access::GUARDED.contains(&addr) {
+            let last = match args.last() {
+                Some(OscType::String(s)) => Some(s.as_str()),
+                _ => None,
+            };
+            if let Err(why) = self.settings.guard.allows(from.ip(), last) {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                return self.error(from, addr, why);
+            }
+            if self.settings.guard.token.is_some() {
+                args = &args[..args.len() - 1];
+            }
+        }
         match addr {
             "/stagebox/status" => self.status_reply(self.reply_peer(from, args, 0), status),
             "/stagebox/sync" => self.sync(from, args, at, status),
@@ -121,13 +134,10 @@ impl OscServer {
         let Some(OscType::String(p)) = args.first() else {
             return self.error(from, addr, "expects the patch's path (a string)");
         };
-        let mut path = PathBuf::from(p);
-        if path.is_relative() && !path.exists() {
-            if let Some(dir) = self.patch_path.parent() {
-                path = dir.join(p);
-            }
+        match self.settings.patch_dirs.resolve(&self.patch_path, p) {
+            Ok(path) => self.wait_for(from, addr, Action::Load(path), actions),
+            Err(e) => self.error(from, addr, e),
         }
-        self.wait_for(from, addr, Action::Load(path), actions);
     }
 
     /// The patches beside the running one.
@@ -233,10 +243,17 @@ impl OscServer {
         for i in targets {
             match coerce(&self.params[i].spec, arg, norm) {
                 Ok((value, note)) => {
+                    let rebuilds = !self.params[i].spec.is_runtime();
                     if let Err(e) = self.set_param(i, value, at, handle, actions) {
                         self.error(from, &m.addr, e);
                     } else if let Some(n) = note {
                         self.error(from, &m.addr, n);
+                    } else if rebuilds {
+                        // Answered when the rebuilt patch runs, or with why it could not.
+                        self.waiting.push(Waiting {
+                            peer: from,
+                            command: m.addr.clone(),
+                        });
                     }
                 }
                 Err(e) => self.error(from, &m.addr, e),

@@ -150,14 +150,14 @@ impl OscServer {
             self.error(from, "", "packet over the size limit");
             return actions;
         }
-        match rosc::decoder::decode_udp(bytes) {
-            Ok((_, packet)) => {
+        match super::codec::decode_whole(bytes) {
+            Ok(packet) => {
                 self.packet(from, packet, 0, None, handle, status, &mut actions);
                 self.flush(handle);
             }
-            Err(e) => {
+            Err(why) => {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                self.error(from, "", format!("malformed packet: {e:?}"));
+                self.error(from, "", format!("malformed packet: {why}"));
             }
         }
         actions

@@ -45,12 +45,7 @@ fn rig() -> Rig {
     let patch = stagebox_patches::Patch::parse(PATCH, Path::new("fuzz.toml"), &registry).unwrap();
     let (mut handle, engine) = EngineHandle::new(EngineConfig::new(48000.0, 0, 1));
     handle.swap(patch.compile(&registry, 48000.0).unwrap(), &registry).unwrap();
-    let settings = OscSettings {
-        bind: IpAddr::from([127, 0, 0, 1]),
-        port: 0,
-        allow: Vec::new(),
-        notify_timeout: Duration::from_secs(60),
-    };
+    let settings = OscSettings::local(0);
     let server = OscServer::start(settings, Path::new("fuzz.toml")).unwrap();
     let reply = UdpSocket::bind("127.0.0.1:0").unwrap();
     reply.set_nonblocking(true).unwrap();
@@ -183,5 +178,29 @@ fn oversize_and_deep_packets_are_refused_not_fatal() {
     r.feed(&rosc::encoder::encode(&p).unwrap());
     assert!(r.server.counters.malformed.load(Ordering::Relaxed) >= 1);
     assert!(r.server.counters.errors.load(Ordering::Relaxed) >= 2);
+    r.still_works();
+}
+
+#[test]
+fn a_bundle_whose_element_size_is_wrong_is_counted_malformed() {
+    let mut r = rig();
+    let inner = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+        addr: "/stagebox/status".into(),
+        args: vec![],
+    }))
+    .unwrap();
+    for size in [0x7fff_ffffu32, 0xffff_ffff, 0, inner.len() as u32 + 4] {
+        let mut b = b"#bundle\0".to_vec();
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+        b.extend_from_slice(&size.to_be_bytes());
+        b.extend_from_slice(&inner);
+        let before = r.server.counters.malformed.load(Ordering::Relaxed);
+        r.feed(&b);
+        assert_eq!(
+            r.server.counters.malformed.load(Ordering::Relaxed),
+            before + 1,
+            "element size {size:#x} was not counted"
+        );
+    }
     r.still_works();
 }

@@ -48,6 +48,31 @@ pub struct OscSettings {
     pub allow: Vec<ipnet::IpNet>,
     /// A subscriber that sends nothing for this long is dropped.
     pub notify_timeout: Duration,
+    /// Where `/stagebox/patch/load` may read patches from.
+    pub patch_dirs: crate::access::PatchDirs,
+    /// The control token guarded commands carry.
+    pub guard: crate::access::Guard,
+    /// A TCP connection that sends nothing for this long is closed.
+    pub tcp_idle: Duration,
+    /// TCP connections held at once; more are refused (and counted).
+    pub max_tcp: usize,
+}
+
+impl OscSettings {
+    /// Loopback, the given port, the defaults for the rest (tests).
+    #[cfg(test)]
+    pub fn local(port: u16) -> OscSettings {
+        OscSettings {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port,
+            allow: Vec::new(),
+            notify_timeout: Duration::from_secs(60),
+            patch_dirs: Default::default(),
+            guard: Default::default(),
+            tcp_idle: Duration::from_secs(300),
+            max_tcp: 64,
+        }
+    }
 }
 
 /// Counters, shared with the socket threads.
@@ -68,7 +93,17 @@ pub struct OscCounters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Peer {
     Udp(SocketAddr),
-    Tcp(u64),
+    /// A TCP connection's number, and the client's address.
+    Tcp(u64, IpAddr),
+}
+
+impl Peer {
+    pub fn ip(&self) -> IpAddr {
+        match self {
+            Peer::Udp(a) => a.ip(),
+            Peer::Tcp(_, ip) => *ip,
+        }
+    }
 }
 
 enum Incoming {

@@ -87,7 +87,7 @@ impl OscServer {
             Peer::Udp(to) => {
                 let _ = self.udp.send_to(&bytes, to);
             }
-            Peer::Tcp(id) => {
+            Peer::Tcp(id, _) => {
                 let mut framed = Vec::with_capacity(bytes.len() + 8);
                 slip_encode(&bytes, &mut framed);
                 let mut map = self.tcp.lock().unwrap();
@@ -98,6 +98,11 @@ impl OscServer {
                 }
             }
         }
+    }
+
+    /// Where it listens and whom it accepts.
+    pub fn settings(&self) -> &OscSettings {
+        &self.settings
     }
 
     pub(super) fn error(&self, peer: Peer, addr: &str, why: impl Into<String>) {
@@ -131,16 +136,13 @@ impl Shared {
     fn decode(&self, from: Peer, frame: Result<&[u8], usize>) {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let item = match frame {
-            Ok(f) => match rosc::decoder::decode_udp(f) {
-                Ok((_, packet)) => Incoming::Packet {
+            Ok(f) => match super::codec::decode_whole(f) {
+                Ok(packet) => Incoming::Packet {
                     from,
                     packet,
                     arrived: Instant::now(),
                 },
-                Err(e) => Incoming::Malformed {
-                    from,
-                    why: format!("{e:?}"),
-                },
+                Err(why) => Incoming::Malformed { from, why },
             },
             Err(len) => Incoming::Malformed {
                 from,
@@ -204,6 +206,11 @@ fn spawn_tcp(listener: TcpListener, sh: Shared, tcp: Arc<Mutex<HashMap<u64, TcpS
             if sh.refuses(from.ip()) {
                 continue;
             }
+            if tcp.lock().unwrap().len() >= sh.settings.max_tcp {
+                // Full: the newcomer is closed at once (and counted), the held ones go on.
+                sh.counters.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             next_id += 1;
             let id = next_id;
             let _ = stream.set_nonblocking(false);
@@ -214,8 +221,9 @@ fn spawn_tcp(listener: TcpListener, sh: Shared, tcp: Arc<Mutex<HashMap<u64, TcpS
                 tcp.lock().unwrap().insert(id, w);
             }
             let (sh, tcp) = (sh.clone(), tcp.clone());
+            let ip = from.ip();
             let _ = std::thread::Builder::new().name("stagebox-osc-conn".into()).spawn(move || {
-                serve_connection(stream, id, &sh);
+                serve_connection(stream, id, ip, &sh);
                 tcp.lock().unwrap().remove(&id);
             });
         }
@@ -223,17 +231,21 @@ fn spawn_tcp(listener: TcpListener, sh: Shared, tcp: Arc<Mutex<HashMap<u64, TcpS
     Ok(())
 }
 
-/// One TCP connection's thread: SLIP frames until the peer closes or the server stops.
-fn serve_connection(mut stream: TcpStream, id: u64, sh: &Shared) {
+/// One TCP connection's thread: SLIP frames until the peer closes, stays silent for
+/// `tcp_idle`, or the server stops.
+fn serve_connection(mut stream: TcpStream, id: u64, ip: IpAddr, sh: &Shared) {
     let mut dec = SlipDecoder::default();
     let mut buf = vec![0u8; 16_384];
-    while !sh.stop.load(Ordering::Relaxed) {
+    let mut heard = Instant::now();
+    while !sh.stop.load(Ordering::Relaxed) && heard.elapsed() < sh.settings.tcp_idle {
         let n = match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
             Err(_) => break,
         };
-        dec.feed(&buf[..n], |frame| sh.decode(Peer::Tcp(id), frame));
+        heard = Instant::now();
+        dec.feed(&buf[..n], |frame| sh.decode(Peer::Tcp(id, ip), frame));
     }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }

@@ -68,6 +68,25 @@ pub struct RunArgs {
     /// No OSC control server.
     #[arg(long)]
     pub no_osc: bool,
+    /// A secret that guarded commands (quit, patch/load, patch/reload, learn/save, models/load)
+    /// must carry as their last argument. Without one they are accepted from this machine only.
+    /// Also `[osc] control_token`.
+    #[arg(long, env = "STAGEBOX_CONTROL_TOKEN", hide_env_values = true)]
+    pub control_token: Option<String>,
+    /// More folders OSC and program changes may load patches from (besides the running patch's).
+    #[arg(long)]
+    pub patch_dir: Vec<PathBuf>,
+    /// Where recorders write their takes (their `path` is relative to it); default
+    /// $XDG_DATA_HOME/stagebox/takes, else ~/.local/share/stagebox/takes.
+    #[arg(long)]
+    pub takes_dir: Option<PathBuf>,
+    /// Web origins (http://host:port) or host names whose pages may read OSCQuery, besides
+    /// this machine's and the bind address.
+    #[arg(long, value_delimiter = ',')]
+    pub oscquery_allow_origin: Vec<String>,
+    /// Seconds a TCP OSC connection may stay silent before it is closed.
+    #[arg(long, default_value_t = 300.0)]
+    pub osc_tcp_idle_s: f64,
     /// OSCQuery HTTP/WebSocket port; 0 = any free port. Also `[osc] oscquery_port`; default
     /// the OSC port + 1.
     #[arg(long)]
@@ -128,9 +147,14 @@ pub fn check_osc_table(patch: &Patch) -> Result<(), String> {
             "enabled" => {
                 v.as_bool().ok_or(format!("[osc] enabled = {v} is not true or false"))?;
             }
+            "control_token" => {
+                if v.as_str().is_none_or(|t| t.len() < 8) {
+                    return Err("[osc] control_token is not a string of at least 8 characters".into());
+                }
+            }
             _ => {
                 return Err(format!(
-                    "[osc] has no setting `{k}` (port, oscquery_port, bind, allow, notify_timeout_s, enabled)"
+                    "[osc] has no setting `{k}` (port, oscquery_port, bind, allow, notify_timeout_s, enabled, control_token)"
                 ))
             }
         }
@@ -174,10 +198,38 @@ pub(super) fn osc_settings(a: &RunArgs, patch: &Patch) -> anyhow::Result<Option<
     let timeout = get("notify_timeout_s")
         .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
         .unwrap_or(60.0);
+    let token = a
+        .control_token
+        .clone()
+        .or_else(|| get("control_token").and_then(|v| v.as_str()).map(str::to_string));
+    if !bind.is_loopback() && token.is_none() {
+        tracing::warn!(
+            "OSC listens beyond this machine ({bind}) without --control-token: quit, patch/load, reload, learn/save and models/load are refused from other machines"
+        );
+    }
     Ok(Some(crate::osc::OscSettings {
         bind,
         port,
         allow,
         notify_timeout: Duration::from_secs_f64(timeout.max(1.0)),
+        patch_dirs: crate::access::PatchDirs {
+            extra: a.patch_dir.clone(),
+        },
+        guard: crate::access::Guard { token },
+        tcp_idle: Duration::from_secs_f64(a.osc_tcp_idle_s.max(0.1)),
+        max_tcp: 64,
     }))
+}
+
+/// Where recorders write: `--takes-dir`, else the user's data folder.
+pub fn takes_dir(a: &RunArgs) -> PathBuf {
+    if let Some(d) = &a.takes_dir {
+        return d.clone();
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    data.join("stagebox/takes")
 }

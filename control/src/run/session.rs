@@ -64,6 +64,8 @@ pub struct Session {
     pub reloads_failed: u64,
     reload_at: Option<Instant>,
     rebuilds: Vec<(String, String, ParamValue)>,
+    /// Where recorders write (every patch this session runs).
+    takes_dir: PathBuf,
     stop: Option<&'static str>,
     show_meters: bool,
     last_print: Instant,
@@ -75,9 +77,11 @@ impl Session {
     /// None: the patch is wrong (its errors were printed).
     pub fn start(a: &RunArgs) -> anyhow::Result<Option<Session>> {
         let registry = crate::registry();
-        let Some(patch) = crate::load_or_report(&a.patch, &registry) else {
+        let Some(mut patch) = crate::load_or_report(&a.patch, &registry) else {
             return Ok(None);
         };
+        let takes_dir = super::args::takes_dir(a);
+        patch.graph.takes_dir = Some(takes_dir.clone());
         let probe = match patch.check(&registry, patch.engine.sample_rate.unwrap_or(48000) as f32) {
             Ok(s) => s,
             Err(e) => {
@@ -122,6 +126,7 @@ impl Session {
             results: Results::new(&handle),
             registry,
             patch_path: a.patch.clone(),
+            takes_dir,
             current: patch,
             handle,
             cfg,
@@ -160,7 +165,7 @@ impl Session {
             self.surfaces.wait();
             self.collect();
             commands.extend(sources.poll());
-            self.surfaces.poll_midi(&mut self.handle, &mut commands);
+            self.surfaces.poll_midi(&mut self.handle, &self.current.path, &mut commands);
             self.poll_osc(&mut commands);
             for c in commands.drain(..) {
                 self.apply(c);
@@ -309,7 +314,10 @@ impl Session {
         }
         let loaded = if from_file {
             self.reload_at = None;
-            Patch::load(&self.patch_path, &self.registry).map_err(|e| pretty(&e.0))
+            Patch::load(&self.patch_path, &self.registry).map(|mut p| {
+                p.graph.takes_dir = Some(self.takes_dir.clone());
+                p
+            })
         } else {
             Ok(self.current_with_rebuilds())
         };
@@ -328,19 +336,16 @@ impl Session {
     }
 
     /// Compiles `loaded` and crossfades to it; a patch that fails leaves the running one.
-    fn swap_in(&mut self, loaded: Result<Patch, String>) {
+    fn swap_in(&mut self, loaded: Result<Patch, stagebox_patches::PatchErrors>) {
         let t0 = Instant::now();
-        let compiled = loaded.and_then(|p| {
-            p.compile(&self.registry, self.cfg.sample_rate)
-                .map_err(|e| pretty(&e.0))
-                .map(|s| (p, s))
-        });
+        let compiled = loaded.and_then(|p| p.compile(&self.registry, self.cfg.sample_rate).map(|s| (p, s)));
         let (p, s) = match compiled {
             Ok(x) => x,
             Err(e) => {
-                self.surfaces.reload_finished(&Err(e.clone()), None, &self.handle);
+                // Clients are told where and what, never the file's lines (docs/security.md).
+                self.surfaces.reload_finished(&Err(e.to_string()), None, &self.handle);
                 self.reloads_failed += 1;
-                tracing::error!("reload failed; the running patch stays:\n{e}");
+                tracing::error!("reload failed; the running patch stays:\n{}", pretty(&e.0));
                 return;
             }
         };

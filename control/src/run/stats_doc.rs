@@ -109,6 +109,23 @@ fn control(s: &Session) -> Value {
         "osc_refused": count(|c| &c.refused),
         "osc_late_bundles": count(|c| &c.late_bundles),
         "osc_dispatch_us": osc.map(|o| summary(&o.dispatch_us)),
+        "oscquery": s.surfaces.oscquery.as_ref().map(|q| oscquery(&q.counters)),
+    })
+}
+
+/// What OSCQuery refused or cut.
+fn oscquery(c: &crate::oscquery::Counters) -> Value {
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    json!({
+        "refused_peer": n(&c.refused_peer),
+        "refused_host": n(&c.refused_host),
+        "refused_origin": n(&c.refused_origin),
+        "too_many_connections": n(&c.too_many),
+        "timed_out": n(&c.timed_out),
+        "too_large": n(&c.too_large),
+        "malformed": n(&c.malformed),
+        "refused_listen": n(&c.refused_listen),
+        "slow_clients_dropped": n(&c.slow_clients),
     })
 }
 

@@ -31,6 +31,8 @@ pub struct Surfaces {
     want_midi: bool,
     pub tempo: f64,
     learn_peer: Option<Peer>,
+    /// Where program changes may load patches from.
+    patch_dirs: crate::access::PatchDirs,
     last_publish: Instant,
     ns_dirty: bool,
 }
@@ -75,6 +77,9 @@ impl Surfaces {
             midi_settings,
             want_midi,
             learn_peer: None,
+            patch_dirs: crate::access::PatchDirs {
+                extra: a.patch_dir.clone(),
+            },
             last_publish: Instant::now(),
             ns_dirty: false,
         };
@@ -132,7 +137,7 @@ impl Surfaces {
     }
 
     /// MIDI that arrived: parameters set, learn answered, program changes as commands.
-    pub fn poll_midi(&mut self, handle: &mut EngineHandle, out: &mut Vec<Command>) {
+    pub fn poll_midi(&mut self, handle: &mut EngineHandle, running_patch: &Path, out: &mut Vec<Command>) {
         if let Some(n) = &mut self.notes_in {
             n.poll(handle);
         }
@@ -143,10 +148,13 @@ impl Surfaces {
             |node: &str, param: &str| -> Option<f64> { osc_ref?.values().get(&format!("/stagebox/node/{node}/{param}"))?.as_f64() };
         for action in m.poll(handle, &current) {
             match action {
-                MidiAction::Load(p) => {
-                    tracing::info!("program change: loading {}", p.display());
-                    out.push(Command::Load(p));
-                }
+                MidiAction::Load(p) => match self.patch_dirs.resolve(running_patch, &p.to_string_lossy()) {
+                    Ok(p) => {
+                        tracing::info!("program change: loading {}", p.display());
+                        out.push(Command::Load(p));
+                    }
+                    Err(e) => tracing::error!("program change refused: {e}"),
+                },
                 MidiAction::Learned(addr, what) => {
                     tracing::info!("MIDI learn: {what} -> {addr}");
                     if let (Some(o), Some(peer)) = (&self.osc, self.learn_peer.take()) {
@@ -286,7 +294,14 @@ fn start_oscquery(a: &RunArgs, patch: &Patch, o: &OscServer) -> Option<OscQuery>
                 .map(|p| p as u16)
         })
         .unwrap_or(if a.osc_port == Some(0) { 0 } else { o.local.port().wrapping_add(1) });
-    match OscQuery::start(o.local.ip(), qp, o.local.port()) {
+    let settings = crate::oscquery::QuerySettings {
+        bind: o.local.ip(),
+        port: qp,
+        osc_port: o.local.port(),
+        allow: o.settings().allow.clone(),
+        origins: a.oscquery_allow_origin.clone(),
+    };
+    match OscQuery::start(settings) {
         Ok(q) => Some(q),
         Err(e) => {
             tracing::error!("OSCQuery not started: cannot bind port {qp}: {e}");

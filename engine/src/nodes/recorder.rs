@@ -18,7 +18,7 @@ const RECORDER_PARAMS: &[ParamSpec] = &[
     ParamSpec::string(
         "path",
         "",
-        "WAV file to write (relative to the patch); a numbered name if it exists",
+        "WAV file to write: in `run`, relative to the takes folder (--takes-dir); in `render`, to the patch; a numbered name if it exists",
     ),
     ParamSpec::int("channels", 1, 16, 2, "channels recorded"),
     ParamSpec::choice("format", FORMATS, 0, false, "sample format"),
@@ -159,14 +159,14 @@ pub const RECORDER: NodeType = NodeType {
             "float32" => WavFormat::Float32,
             _ => WavFormat::Int24,
         };
-        let path = free_take_path(&ctx.resolve(p.str("path")));
+        let path = free_take_path(&ctx.resolve_take(p.str("path"))?);
         let info = NodeInfo {
             inputs: vec![PortSpec::new("in", ch)],
             ..Default::default()
         };
         if ctx.dry_run {
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            if !dir.is_dir() {
+            if ctx.takes_dir.is_none() && !dir.is_dir() {
                 return Err(format!("folder {} does not exist", dir.display()));
             }
             let processor = Box::new(RecorderProc {
@@ -176,6 +176,11 @@ pub const RECORDER: NodeType = NodeType {
                 writer: None,
             });
             return Ok(Built { info, processor });
+        }
+        if let (Some(dir), Some(parent)) = (&ctx.takes_dir, path.parent()) {
+            if parent.starts_with(dir) {
+                std::fs::create_dir_all(parent).map_err(|e| format!("cannot create the folder {}: {e}", parent.display()))?;
+            }
         }
         let spec = wav_spec(ch, ctx.sample_rate as u32, format);
         let mut w = hound::WavWriter::create(&path, spec).map_err(|e| format!("cannot create {}: {e}", path.display()))?;

@@ -27,6 +27,7 @@ pub fn graph(nodes: Vec<NodeDesc>, connections: Vec<Connection>) -> GraphDesc {
         nodes,
         connections,
         base_dir: std::env::temp_dir(),
+        takes_dir: None,
     }
 }
 

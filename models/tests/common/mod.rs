@@ -31,6 +31,7 @@ pub fn melody_notes(attack_net: bool) -> (Vec<(f64, f64, u8)>, u64) {
             to: PortRef::parse("mel"),
         }],
         base_dir: std::env::temp_dir(),
+        takes_dir: None,
     };
     let opts = RenderOptions {
         sample_rate: sr as u32,
