@@ -24,6 +24,7 @@ pub mod nodes;
 pub mod param;
 pub mod pitchnet;
 pub mod processor;
+pub mod spectral;
 pub mod stats;
 
 /// The engine's own unit tests run under the checked allocator, so that they can assert that
