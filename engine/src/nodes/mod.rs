@@ -2,6 +2,7 @@
 //! and its processor (audio thread).
 
 pub mod basic;
+pub mod hpss;
 pub mod infer_test;
 pub mod io;
 pub mod melody;
@@ -32,6 +33,7 @@ pub fn builtin_types() -> Vec<NodeType> {
         melody::MELODY,
         midi_io::MIDI_IN,
         midi_io::MIDI_OUT,
+        hpss::HPSS,
     ]
 }
 
