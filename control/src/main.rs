@@ -18,6 +18,7 @@ mod oscquery;
 mod outputs;
 mod piano_roll;
 mod plot;
+mod record_dir;
 mod render;
 mod run;
 

@@ -48,6 +48,10 @@ pub struct RenderArgs {
     /// Draw the notes as a piano roll over the input's spectrogram, onsets marked (PNG).
     #[arg(long)]
     pub piano_roll: Option<PathBuf>,
+    /// Every `recorder` node records from the first sample into DIR/<node id>.wav, aligned with
+    /// the input and as long as it.
+    #[arg(long)]
+    pub record_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -89,7 +93,11 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
         .max(a.duration.unwrap_or(0.0))
         + a.tail;
     let bar = (audio_secs >= 20.0).then(progress_bar);
-    let result = offline::render(&patch.graph, &registry, input.as_ref(), &opts, |done, total| {
+    let (graph, recorders) = match &a.record_dir {
+        Some(dir) => crate::record_dir::prepare(&patch.graph, dir)?,
+        None => (patch.graph.clone(), Vec::new()),
+    };
+    let result = offline::render(&graph, &registry, input.as_ref(), &opts, |done, total| {
         if let Some(b) = &bar {
             b.set_position((done * 1000).checked_div(total).unwrap_or(1000));
         }
@@ -113,6 +121,9 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
         None => rendered.audio.wav_format.unwrap_or(WavFormat::Float32),
     };
     audio_file::write_wav(&a.output, &rendered.audio, format)?;
+    if let Some(dir) = &a.record_dir {
+        crate::record_dir::finish(dir, &recorders, &rendered)?;
+    }
     write_events(&a, &patch, &rendered, sample_rate, input.as_ref())?;
     report(&a, &rendered, sample_rate, opts.compensate_latency);
     Ok(ExitCode::SUCCESS)

@@ -59,6 +59,10 @@ pub struct Rendered {
     pub latency_frames: u32,
     /// How both latencies read (`Schedule::latency_text`): the audio path's and the notes'.
     pub latency_text: String,
+    /// Each node's id and the latency of what reaches its inputs (a recorder's pre-roll).
+    pub input_latency: Vec<(String, u32)>,
+    /// Frames of input rendered (or of `duration_secs` without input), tail excluded.
+    pub input_frames: u64,
     /// Allocations or frees made inside process calls (0 unless a processor breaks the rules;
     /// counted only where `alloc_check::CheckedAlloc` is the global allocator).
     pub alloc_violations: u64,
@@ -93,6 +97,7 @@ pub fn render(
     let schedule = Schedule::compile_with(desc, registry, sr as f32, opts.mode).map_err(RenderError::Graph)?;
     let latency = schedule.latency_frames() as u64;
     let latency_text = schedule.latency_text();
+    let input_latency = schedule.nodes().iter().map(|n| (n.id.clone(), n.input_latency_frames)).collect();
     let input = input.map(|a| {
         let samples = crate::dsp::resample_interleaved(&a.samples, a.channels, a.sample_rate, sr);
         Audio {
@@ -193,6 +198,8 @@ pub fn render(
         },
         latency_frames: latency as u32,
         latency_text,
+        input_latency,
+        input_frames: body,
         alloc_violations: violations,
         process_calls: calls,
         timings_ns: timings,
