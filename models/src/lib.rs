@@ -8,6 +8,7 @@
 
 pub mod basic_pitch;
 pub mod hcqt;
+pub mod separate;
 pub mod tracker;
 
 use std::path::{Path, PathBuf};
@@ -279,9 +280,16 @@ impl OrtModel {
             input_shape,
         };
         // Warm up: the first run allocates and plans; do it before going live.
-        let n: usize = m.input_shape.iter().product::<i64>() as usize;
+        let shapes: Vec<Vec<i64>> = m
+            .manifest
+            .input
+            .iter()
+            .map(|t| t.shape.iter().map(|&d| if d < 0 { 1 } else { d }).collect())
+            .collect();
+        let zeros: Vec<Vec<f32>> = shapes.iter().map(|s| vec![0.0; s.iter().product::<i64>() as usize]).collect();
+        let inputs: Vec<(&[i64], &[f32])> = shapes.iter().map(Vec::as_slice).zip(zeros.iter().map(Vec::as_slice)).collect();
         let mut outs = Vec::new();
-        m.run(&vec![0.0; n], &mut outs)?;
+        m.run_many(&inputs, &mut outs)?;
         Ok(m)
     }
 
@@ -295,13 +303,23 @@ impl OrtModel {
     /// Runs the input as a tensor of `shape` (for models with free dimensions besides the
     /// batch). Worker thread.
     pub fn run_shaped(&mut self, shape: &[i64], input: &[f32], outputs: &mut Vec<Vec<f32>>) -> Result<(), ModelError> {
+        self.run_many(&[(shape, input)], outputs)
+    }
+
+    /// Runs the model on its inputs, in manifest order, each with its shape (a recurrent model's
+    /// state is one of them). Fills `outputs` in manifest order. Worker thread.
+    pub fn run_many(&mut self, inputs: &[(&[i64], &[f32])], outputs: &mut Vec<Vec<f32>>) -> Result<(), ModelError> {
         let name = self.manifest.name.clone();
         let oerr = |e: ort::Error| ModelError::Ort {
             model: name.clone(),
             msg: e.to_string(),
         };
-        let tensor = ort::value::Tensor::from_array((shape.to_vec(), input.to_vec())).map_err(oerr)?;
-        let result = self.session.run(ort::inputs![tensor]).map_err(oerr)?;
+        let mut feed: Vec<(String, ort::session::SessionInputValue)> = Vec::with_capacity(inputs.len());
+        for (spec, (shape, data)) in self.manifest.input.iter().zip(inputs) {
+            let tensor = ort::value::Tensor::from_array((shape.to_vec(), data.to_vec())).map_err(oerr)?;
+            feed.push((spec.name.clone(), tensor.into()));
+        }
+        let result = self.session.run(feed).map_err(oerr)?;
         outputs.resize_with(self.manifest.output.len(), Vec::new);
         for (k, spec) in self.manifest.output.iter().enumerate() {
             let v = result.get(&spec.name).ok_or_else(|| ModelError::Ort {
@@ -341,6 +359,7 @@ pub fn find_model(name: &str) -> Result<Manifest, ModelError> {
 /// Adds the model node types to a registry (control thread).
 pub fn register(registry: &mut stagebox_engine::Registry) {
     registry.add(basic_pitch::BASIC_PITCH);
+    registry.add(separate::SEPARATE);
     registry.set_model_locator(locate);
 }
 

@@ -22,10 +22,10 @@ use crate::param::{EventKind, ParamSpec};
 use crate::spectral::{Spectrum, Stft, Window};
 
 pub const STEMS: [&str; 4] = ["drums", "bass", "lead", "other"];
-const FFT_SIZE: usize = 1024;
-const HOP: usize = 256;
+pub const FFT_SIZE: usize = 1024;
+pub const HOP: usize = 256;
 /// Frames of look-ahead (each adds `HOP` to the latency) and of the past in the time median.
-const AHEAD: usize = 1;
+pub const AHEAD: usize = 1;
 const PAST: usize = 7;
 const TIME_MEDIAN: usize = PAST + 1 + AHEAD;
 const FREQ_MEDIAN: usize = 17;
@@ -105,6 +105,11 @@ impl StemMasks {
                 }
             }
         }
+    }
+
+    /// The spectra (per channel) of the frame the last `frame` call wrote stems for.
+    pub fn masked_frame(&self) -> &[Spectrum] {
+        &self.delayed[(self.newest + 1) % (AHEAD + 1)]
     }
 
     /// The harmonic share of each bin of frame `centre` (the percussive share is the rest).

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Scores stem separation on the test split of make_data.py (pieces, drum patterns and
+instruments never used in training or checkpoint choice), as Open-Unmix and Demucs report it:
+BSSEval v4 SDR (museval, 1 s windows), the median over each track's windows, then the median
+over tracks, per stem; also per SoundFont.
+
+Three separators, through the real binary (`stagebox render --record-dir`, block 512):
+  hpss       the DSP floor (node `hpss`)
+  separate   the trained model (node `separate`; the floor where it has no model)
+  oracle     the ideal ratio mask at the same STFT (1024 / 256, sqrt-Hann): the ceiling
+
+    .cache/eval-venv/bin/python models/separator/evaluate.py [--limit N] [--out FILE.json]
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+
+import museval
+import numpy as np
+import soundfile as sf
+from scipy.signal import istft, stft
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DATA = os.path.join(ROOT, ".cache", "separator", "data")
+BIN = os.path.join(ROOT, "target", "release", "stagebox")
+STEMS = ["drums", "bass", "lead", "other"]
+SR, N_FFT, HOP = 48000, 1024, 256
+
+PATCH = """
+[[node]]
+id = "in"
+type = "input"
+channels = 1
+[[node]]
+id = "split"
+type = "{kind}"
+channels = 1
+{recorders}
+[[node]]
+id = "mix"
+type = "mixer"
+inputs = 4
+channels = 1
+[[node]]
+id = "out"
+type = "output"
+channels = 1
+[[connect]]
+from = "in"
+to = "split"
+{connects}
+[[connect]]
+from = "mix"
+to = "out"
+"""
+
+
+def patch(kind):
+    recs = "".join(f'[[node]]\nid = "{s}"\ntype = "recorder"\npath = "{s}.wav"\nchannels = 1\nformat = "float32"\n' for s in STEMS)
+    cons = "".join(f'[[connect]]\nfrom = "split.{s}"\nto = "{s}"\n[[connect]]\nfrom = "split.{s}"\nto = "mix.in{k + 1}"\n' for k, s in enumerate(STEMS))
+    return PATCH.format(kind=kind, recorders=recs, connects=cons)
+
+
+def through_stagebox(kind, mix_path, work):
+    p = os.path.join(work, f"{kind}.toml")
+    open(p, "w").write(patch(kind))
+    out = os.path.join(work, kind)
+    subprocess.run([BIN, "render", "--patch", p, "--input", mix_path, "--output", os.path.join(work, f"{kind}-out.wav"),
+                    "--record-dir", out], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return np.stack([sf.read(os.path.join(out, s + ".wav"), dtype="float32")[0] for s in STEMS])
+
+
+def oracle(stems, mix):
+    win = np.sqrt(np.hanning(N_FFT + 1)[:-1])
+    spec = lambda x: stft(x, SR, window=win, nperseg=N_FFT, noverlap=N_FFT - HOP, boundary=None, padded=False)[2]
+    mags = np.stack([np.abs(spec(s)) for s in stems])
+    masks = mags / (mags.sum(0, keepdims=True) + 1e-10)
+    m = spec(mix)
+    outs = [istft(mask * m, SR, window=win, nperseg=N_FFT, noverlap=N_FFT - HOP, boundary=False)[1] for mask in masks]
+    return np.stack([np.pad(o, (0, max(0, len(mix) - len(o))))[: len(mix)] for o in outs])
+
+
+def sdr(refs, ests):
+    sdrs, _, _, _ = museval.evaluate(refs[..., None], ests[..., None], win=SR, hop=SR)
+    return [float(np.nanmedian(s)) for s in sdrs]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=100)
+    ap.add_argument("--out", default=os.path.join(ROOT, ".cache", "separator", "eval.json"))
+    a = ap.parse_args()
+    root = os.path.join(DATA, "test")
+    tracks = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))[: a.limit]
+    rows = []
+    for t in tracks:
+        meta = json.load(open(os.path.join(root, t, "meta.json")))
+        stems = np.stack([sf.read(os.path.join(root, t, s + ".wav"), dtype="float32")[0] for s in STEMS])
+        mix = stems.sum(0)
+        if np.abs(mix).max() > 0.99:
+            stems *= 0.99 / np.abs(mix).max()
+            mix = stems.sum(0)
+        with tempfile.TemporaryDirectory() as work:
+            mp = os.path.join(work, "mix.wav")
+            sf.write(mp, mix, SR, subtype="FLOAT")
+            row = {"track": t, "soundfont": meta["soundfont"], "style": meta["stems"]["drums"]["style"]}
+            for kind in ("hpss", "separate"):
+                row[kind] = sdr(stems, through_stagebox(kind, mp, work))
+            row["oracle"] = sdr(stems, oracle(stems, mix))
+        rows.append(row)
+        print(t, {k: [round(x, 1) for x in row[k]] for k in ("hpss", "separate", "oracle")}, flush=True)
+    report(rows)
+    json.dump(rows, open(a.out, "w"), indent=1)
+
+
+def report(rows):
+    def table(subset, title):
+        print(f"\n{title} ({len(subset)} tracks): median SDR in dB")
+        print("| separator | " + " | ".join(STEMS) + " | mean |")
+        print("|---|" + "---|" * (len(STEMS) + 1))
+        for kind in ("hpss", "separate", "oracle"):
+            med = [float(np.nanmedian([r[kind][k] for r in subset])) for k in range(len(STEMS))]
+            print(f"| {kind} | " + " | ".join(f"{m:.2f}" for m in med) + f" | {np.mean(med):.2f} |")
+
+    table(rows, "all test tracks")
+    for sfont in sorted({r["soundfont"] for r in rows}):
+        table([r for r in rows if r["soundfont"] == sfont], f"SoundFont {sfont}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Trains Stagebox's streaming separator: a causal mask network over the STFT that the engine's
+`separate` node runs once per frame, with its recurrent state passed in and out.
+
+Model (mono, 48 kHz, STFT 1024 / hop 256, sqrt-Hann on both sides: the engine's
+`spectral::Stft`): the frame's log magnitudes (513 bins), standardised by statistics of the
+training data, -> Linear 513->160 -> tanh -> GRU 160 x 2 layers (the state) -> Linear
+(160 + 160 -> 4 x 513) -> softmax over the four stems in each bin. The masks sum to one, so the
+stems sum to the input. About 1.05 M parameters.
+
+Data: models/separator/make_data.py (its train split only; the validation split picks the
+checkpoint). Each training example remixes stems across examples at random levels: a stem's
+crop comes from its own example half of the time, from another the rest.
+
+Loss: L1 between estimated and true stem magnitudes compressed by a power of 0.3, plus L1
+between the complex spectra (normalised per example), both over all four stems.
+
+    .cache/eval-venv/bin/python models/separator/train.py [--minutes M] [--resume]
+    .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX + fixture + sha256
+
+Resumable: a checkpoint every 2 minutes in .cache/separator/ckpt.pt (`--resume` goes on from
+it); the best on validation in .cache/separator/best.pt. A GPU is used where one is present.
+The training curve goes to .cache/separator/curve.tsv (step, minutes, train loss, val loss).
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import time
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+WORK = os.path.join(ROOT, ".cache", "separator")
+DATA = os.path.join(WORK, "data")
+SR, N_FFT, HOP = 48000, 1024, 256
+BINS = N_FFT // 2 + 1
+STEMS = ["drums", "bass", "lead", "other"]
+HIDDEN = 160
+SEG_FRAMES = 128  # about 0.7 s a training sequence
+BATCH = 8
+
+
+def window():
+    return torch.hann_window(N_FFT, periodic=True).sqrt()
+
+
+class Separator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(BINS))
+        self.register_buffer("std", torch.ones(BINS))
+        self.inp = nn.Linear(BINS, HIDDEN)
+        self.gru = nn.GRU(HIDDEN, HIDDEN, num_layers=2, batch_first=True)
+        self.out = nn.Linear(2 * HIDDEN, len(STEMS) * BINS)
+
+    def forward(self, mag, state=None):
+        """mag: [batch, frames, bins] magnitudes -> masks [batch, frames, 4, bins], state."""
+        x = (torch.log1p(mag) - self.mean) / self.std
+        x = torch.tanh(self.inp(x))
+        y, state = self.gru(x, state)
+        logits = self.out(torch.cat([x, y], dim=-1))
+        b, t, _ = logits.shape
+        return torch.softmax(logits.view(b, t, len(STEMS), BINS), dim=2), state
+
+
+class Step(nn.Module):
+    """One frame, the state explicit: what the engine runs (ONNX)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, mag, state_in):
+        masks, state_out = self.net(mag.view(1, 1, BINS), state_in)
+        return masks.view(len(STEMS), BINS), state_out
+
+
+def stft(x):
+    return torch.stft(x, N_FFT, HOP, window=window().to(x.device), center=False, return_complex=True).transpose(-1, -2)
+
+
+def load_split(split):
+    """Every example of a split that make_data.py finished (its meta.json written last)."""
+    root = os.path.join(DATA, split)
+    out = []
+    for ident in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        folder = os.path.join(root, ident)
+        if os.path.exists(os.path.join(folder, "meta.json")):
+            out.append({s: sf.read(os.path.join(folder, s + ".wav"), dtype="int16")[0] for s in STEMS})
+    return out
+
+
+def batch(examples, rng, device):
+    n = (SEG_FRAMES - 1) * HOP + N_FFT
+    stems = np.zeros((BATCH, len(STEMS), n), np.float32)
+    for b in range(BATCH):
+        own = rng.choice(examples)
+        for k, s in enumerate(STEMS):
+            src = own if rng.random() < 0.5 else rng.choice(examples)
+            x = src[s]
+            start = rng.randrange(0, max(1, len(x) - n))
+            seg = x[start:start + n].astype(np.float32) / 32768.0
+            gain = 10 ** (rng.uniform(-10, 2) / 20)
+            stems[b, k, :len(seg)] = seg * gain
+    stems = torch.from_numpy(stems).to(device)
+    return stft(stems.sum(1)), stft(stems.view(-1, n)).view(BATCH, len(STEMS), SEG_FRAMES, BINS)
+
+
+def loss_fn(net, mix, target):
+    masks, _ = net(mix.abs())
+    est = masks.permute(0, 2, 1, 3) * mix.unsqueeze(1)
+    mag = (est.abs() + 1e-8) ** 0.3 - (target.abs() + 1e-8) ** 0.3
+    scale = target.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-4
+    return mag.abs().mean() + 0.5 * ((est - target).abs() / scale).mean()
+
+
+def validation(net, examples, device):
+    rng = random.Random(1234)
+    with torch.no_grad():
+        losses = [loss_fn(net, *batch(examples, rng, device)).item() for _ in range(6)]
+    return float(np.mean(losses))
+
+
+def train(a):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    train_set, val_set = load_split("train"), load_split("val")
+    print(f"train {len(train_set)} examples, val {len(val_set)}, device {device}", flush=True)
+    net = Separator().to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    step, best, spent = 0, float("inf"), 0.0
+    ckpt = os.path.join(WORK, "ckpt.pt")
+    if a.resume and os.path.exists(ckpt):
+        c = torch.load(ckpt, map_location=device)
+        net.load_state_dict(c["net"])
+        opt.load_state_dict(c["opt"])
+        step, best, spent = c["step"], c["best"], c["minutes"]
+        rng.setstate(c["rng"])
+        print(f"resumed at step {step}, {spent:.1f} min", flush=True)
+    else:
+        with torch.no_grad():
+            mags = torch.cat([torch.log1p(batch(train_set, rng, device)[0].abs()).reshape(-1, BINS) for _ in range(8)])
+            net.mean.copy_(mags.mean(0))
+            net.std.copy_(mags.std(0) + 1e-3)
+        open(os.path.join(WORK, "curve.tsv"), "w").write("step\tminutes\ttrain_loss\tval_loss\n")
+    t0, last_save, running = time.time(), time.time(), []
+    while spent + (time.time() - t0) / 60 < a.minutes:
+        mix, target = batch(train_set, rng, device)
+        loss = loss_fn(net, mix, target)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        running.append(loss.item())
+        step += 1
+        if step % 50 == 0:
+            val = validation(net, val_set, device)
+            minutes = spent + (time.time() - t0) / 60
+            with open(os.path.join(WORK, "curve.tsv"), "a") as f:
+                f.write(f"{step}\t{minutes:.1f}\t{np.mean(running):.4f}\t{val:.4f}\n")
+            print(f"step {step} {minutes:.1f} min train {np.mean(running):.4f} val {val:.4f}", flush=True)
+            running = []
+            if val < best:
+                best = val
+                torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
+        if time.time() - last_save > 120:
+            minutes = spent + (time.time() - t0) / 60
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+                        "minutes": minutes, "rng": rng.getstate()}, ckpt)
+            last_save = time.time()
+
+
+def export(_a):
+    net = Separator()
+    net.load_state_dict(torch.load(os.path.join(WORK, "best.pt"), map_location="cpu"))
+    net.eval()
+    step = Step(net)
+    onnx_path = os.path.join(HERE, "separator.onnx")
+    mag, state = torch.rand(BINS), torch.zeros(2, 1, HIDDEN)
+    torch.onnx.export(step, (mag, state), onnx_path, input_names=["mag", "state_in"],
+                      output_names=["masks", "state_out"], opset_version=17, dynamo=False)
+    # Fixture: 12 frames of a test signal's magnitudes and PyTorch's masks, for the Rust test
+    # that ONNX Runtime gives the same (models/tests/separator.rs).
+    g = torch.Generator().manual_seed(5)
+    frames = torch.rand(12, BINS, generator=g) * 3.0
+    outs, s = [], state
+    with torch.no_grad():
+        for f in frames:
+            m, s = step(f, s)
+            outs.append(m)
+    fixture = {"mag": frames.numpy().ravel().tolist(), "masks": torch.stack(outs).numpy().ravel().tolist()}
+    os.makedirs(os.path.join(ROOT, "models", "tests", "data"), exist_ok=True)
+    json.dump(fixture, open(os.path.join(ROOT, "models", "tests", "data", "separator_ref.json"), "w"))
+    digest = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
+    params = sum(p.numel() for p in net.parameters())
+    print(f"wrote {onnx_path} ({params} parameters), sha256 {digest}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=45.0)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--export", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(WORK, exist_ok=True)
+    export(a) if a.export else train(a)

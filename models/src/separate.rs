@@ -1,0 +1,194 @@
+//! `separate`: a live mix split into `drums`, `bass`, `lead` and `other` by Stagebox's trained
+//! separator (models/separator), frame-synchronous: the audio thread runs the STFT
+//! (`spectral::Stft`, 1024 / 256 at 48 kHz) and hands each frame's mid magnitudes to the
+//! inference worker through the bridge; the worker runs the ONNX model with its recurrent state
+//! (state in, state out, kept on the worker between frames) and returns four masks. A frame's
+//! masks are applied one hop later (the node's look-ahead): a result not back by then falls back
+//! to the `hpss` floor's masks for that frame, counted late, and costs no xrun. Without the model
+//! (missing, damaged, or another sample rate) the node is the `hpss` floor, said in the log and by
+//! `check`. Masks sum to one, so the stems sum to the delayed input either way.
+
+use realfft::num_complex::Complex;
+use stagebox_engine::infer::{Bridge, InferBackend};
+use stagebox_engine::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
+use stagebox_engine::nodes::hpss::{self, StemMasks, STEMS};
+use stagebox_engine::param::ParamSpec;
+use stagebox_engine::spectral::{Spectrum, Stft, Window};
+
+use crate::{find_model, ModelError, OrtModel};
+
+const BINS: usize = hpss::FFT_SIZE / 2 + 1;
+/// The rate the model was trained at.
+pub const MODEL_RATE: f32 = 48000.0;
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::int("channels", 1, 2, 1, "input channels (each stem has as many; masks come from the mid)"),
+    ParamSpec::string("model", "separator", "the separation model (a folder in models/ with a manifest)"),
+];
+
+/// The worker's side: the ONNX session and the recurrent state it carries between frames.
+struct Backend {
+    model: OrtModel,
+    state: Vec<f32>,
+    state_shape: Vec<i64>,
+    outs: Vec<Vec<f32>>,
+}
+
+impl Backend {
+    fn load(name: &str) -> Result<Backend, ModelError> {
+        let model = OrtModel::load(find_model(name)?)?;
+        let state_shape = model.manifest.input.get(1).map(|t| t.shape.clone()).unwrap_or_default();
+        let n = state_shape.iter().product::<i64>().max(0) as usize;
+        Ok(Backend {
+            model,
+            state: vec![0.0; n],
+            state_shape,
+            outs: Vec::new(),
+        })
+    }
+}
+
+impl InferBackend for Backend {
+    fn infer(&mut self, _seq: u64, input: &[f32], output: &mut [f32]) -> Result<(), String> {
+        let mag_shape = [BINS as i64];
+        self.model
+            .run_many(&[(&mag_shape, input), (&self.state_shape, &self.state)], &mut self.outs)
+            .map_err(|e| e.to_string())?;
+        let (masks, state) = (&self.outs[0], &self.outs[1]);
+        if masks.len() != output.len() || state.len() != self.state.len() {
+            return Err("the model's outputs do not have the manifest's shapes".into());
+        }
+        if masks.iter().chain(state).any(|v| !v.is_finite()) {
+            // A model gone wrong starts again from silence; this frame takes the floor.
+            self.state.fill(0.0);
+            return Err("the model returned non-finite values".into());
+        }
+        output.copy_from_slice(masks);
+        self.state.copy_from_slice(state);
+        Ok(())
+    }
+}
+
+struct SeparateProc {
+    stft: Stft,
+    floor: StemMasks,
+    bridge: Option<Bridge>,
+    mag: Vec<f32>,
+    /// The frame whose result is due at the next hop.
+    waiting: Option<u64>,
+    clean: Vec<Vec<f32>>,
+    node: u32,
+}
+
+/// One hop: the floor's stems for the delayed frame, replaced by the model's where it answered.
+fn frame(floor: &mut StemMasks, bridge: &mut Option<Bridge>, mag: &mut [f32], waiting: &mut Option<u64>, input: &[Spectrum], out: &mut [Spectrum]) {
+    floor.frame(input, out);
+    let Some(b) = bridge else { return };
+    let ch = input.len();
+    for (k, m) in mag.iter_mut().enumerate() {
+        *m = (input.iter().map(|s| s[k]).sum::<Complex<f32>>() / ch as f32).norm();
+    }
+    let mut sent = None;
+    for &m in mag.iter() {
+        if let Some(seq) = b.push(m) {
+            sent = Some(seq);
+        }
+    }
+    if let Some(seq) = waiting.take() {
+        if let Some(masks) = b.result(seq) {
+            let spectra = floor.masked_frame();
+            for (stem, mask) in masks.chunks_exact(BINS).enumerate() {
+                for (c, x) in spectra.iter().enumerate() {
+                    for ((o, v), m) in out[stem * ch + c].iter_mut().zip(x).zip(mask) {
+                        *o = v * *m;
+                    }
+                }
+            }
+        }
+    }
+    *waiting = sent;
+}
+
+impl Processor for SeparateProc {
+    fn process(&mut self, io: &mut ProcessIo) {
+        let n = io.frames;
+        let mut finite = true;
+        for (c, x) in self.clean.iter_mut().zip(io.inputs.iter()) {
+            for (d, s) in c[..n].iter_mut().zip(&x[..n]) {
+                finite &= s.is_finite();
+                *d = if s.is_finite() { *s } else { 0.0 };
+            }
+        }
+        if !finite {
+            self.stft.reset();
+            self.floor.reset();
+        }
+        let ins: [&[f32]; 2] = [&self.clean[0][..n], &self.clean[self.clean.len() - 1][..n]];
+        let (floor, bridge, mag, waiting) = (&mut self.floor, &mut self.bridge, &mut self.mag, &mut self.waiting);
+        self.stft
+            .process(&ins[..self.clean.len()], io.outputs, n, |i, o| frame(floor, bridge, mag, waiting, i, o));
+        if let Some(b) = &mut self.bridge {
+            for _ in 0..n {
+                b.report(&mut io.emit, self.node, 4800);
+            }
+        }
+    }
+}
+
+/// Why the model cannot run here, if it cannot.
+fn model_problem(name: &str, sample_rate: f32) -> Option<String> {
+    if (sample_rate - MODEL_RATE).abs() > 0.5 {
+        return Some(format!("the separator runs at {MODEL_RATE} Hz and the engine at {sample_rate} Hz"));
+    }
+    match find_model(name).and_then(|m| m.verify().map(|_| ())) {
+        Ok(()) => crate::find_runtime().err().map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+pub const SEPARATE: NodeType = NodeType {
+    name: "separate",
+    doc: "Splits a mix into drums, bass, lead and other stems with Stagebox's separation model on the inference thread (the hpss floor without it); the stems sum to the delayed input.",
+    params: PARAMS,
+    build: |p: &Params, ctx: &BuildCtx| {
+        let ch = p.usize("channels").clamp(1, 2);
+        let info = NodeInfo {
+            inputs: vec![PortSpec::new("in", ch)],
+            outputs: STEMS.iter().map(|s| PortSpec::new(*s, ch)).collect(),
+            latency_frames: hpss::latency_frames(),
+            ..Default::default()
+        };
+        let name = p.str("model");
+        if ctx.dry_run {
+            if let Some(why) = model_problem(name, ctx.sample_rate) {
+                return Err(format!("model `{name}`: {why} (running, the node falls back to the hpss floor)"));
+            }
+        }
+        let bridge = if ctx.dry_run {
+            None
+        } else {
+            match model_problem(name, ctx.sample_rate).map_or_else(|| Backend::load(name).map_err(|e| e.to_string()), Err) {
+                Ok(backend) => Some(
+                    Bridge::new(Box::new(backend), BINS, BINS, STEMS.len() * BINS, 8, ctx.offline)
+                        .map_err(|e| format!("cannot start the inference worker: {e}"))?,
+                ),
+                Err(why) => {
+                    tracing::error!("separate: model `{name}` not used ({why}); the hpss floor separates instead");
+                    None
+                }
+            }
+        };
+        Ok(Built {
+            info,
+            processor: Box::new(SeparateProc {
+                stft: Stft::new(hpss::FFT_SIZE, hpss::HOP, Window::SqrtHann, ch, STEMS.len() * ch)?,
+                floor: StemMasks::new(ch, ctx.sample_rate),
+                bridge,
+                mag: vec![0.0; BINS],
+                waiting: None,
+                clean: vec![vec![0.0; ctx.max_block]; ch],
+                node: ctx.node_index,
+            }),
+        })
+    },
+};
