@@ -1,0 +1,113 @@
+//! The separator: the ONNX model gives PyTorch's masks on the fixture train.py wrote (its state
+//! carried frame to frame); the `separate` node without its model is the `hpss` floor to the
+//! sample, and with it still sums to the delayed input, every process call under the allocation
+//! guard. A separate test binary: it points STAGEBOX_MODELS at its own folders.
+
+use std::path::Path;
+
+use stagebox_engine::alloc_check::CheckedAlloc;
+use stagebox_engine::audio_file::Audio;
+use stagebox_engine::backend::offline::{render, RenderOptions};
+use stagebox_engine::{Connection, GraphDesc, NodeDesc, ParamValue, PortRef, Registry};
+
+#[global_allocator]
+static ALLOC: CheckedAlloc = CheckedAlloc;
+
+const STEMS: [&str; 4] = ["drums", "bass", "lead", "other"];
+
+fn registry() -> Registry {
+    let mut r = Registry::builtin();
+    stagebox_models::register(&mut r);
+    r
+}
+
+/// input -> `kind` -> each stem to output channel k.
+fn graph(kind: &str, model: &str) -> GraphDesc {
+    let mut params = std::collections::BTreeMap::new();
+    if kind == "separate" {
+        params.insert("model".to_string(), ParamValue::Str(model.into()));
+    }
+    let mut nodes = vec![
+        NodeDesc { id: "in".into(), kind: "input".into(), params: [("channels".to_string(), ParamValue::Int(1))].into() },
+        NodeDesc { id: "s".into(), kind: kind.into(), params },
+    ];
+    let mut connections = vec![Connection { from: PortRef::parse("in"), to: PortRef::parse("s") }];
+    for (k, stem) in STEMS.iter().enumerate() {
+        let p = [("channels".to_string(), ParamValue::Int(1)), ("first_channel".to_string(), ParamValue::Int(k as i64))];
+        nodes.push(NodeDesc { id: format!("o{k}"), kind: "output".into(), params: p.into() });
+        connections.push(Connection { from: PortRef::parse(&format!("s.{stem}")), to: PortRef::parse(&format!("o{k}")) });
+    }
+    GraphDesc { nodes, connections, base_dir: std::env::temp_dir(), takes_dir: None }
+}
+
+fn mix() -> Audio {
+    let samples = (0..48000 * 2)
+        .map(|t| {
+            let ts = t as f32 / 48000.0;
+            let click = if t % 12000 < 64 { 0.6 * (((t * 7919) % 97) as f32 / 48.0 - 1.0) } else { 0.0 };
+            0.3 * (2.0 * std::f32::consts::PI * 82.0 * ts).sin() + 0.2 * (2.0 * std::f32::consts::PI * 523.0 * ts).sin() + click
+        })
+        .collect();
+    Audio { sample_rate: 48000, channels: 1, samples, wav_format: None }
+}
+
+fn stems(kind: &str, model: &str) -> (Vec<f32>, u64, u32) {
+    let opts = RenderOptions { sample_rate: 48000, block_size: 256, ..Default::default() };
+    let r = render(&graph(kind, model), &registry(), Some(&mix()), &opts, |_, _| {}).unwrap();
+    (r.audio.samples, r.alloc_violations, r.latency_frames)
+}
+
+/// Both in one test: each points STAGEBOX_MODELS somewhere else (tests run in parallel).
+#[test]
+fn the_separator_with_and_without_its_model() {
+    without_its_model_the_node_is_the_hpss_floor();
+    the_onnx_model_gives_pytorchs_masks_and_its_stems_sum_to_the_input();
+}
+
+fn without_its_model_the_node_is_the_hpss_floor() {
+    std::env::set_var("STAGEBOX_MODELS", std::env::temp_dir().join("stagebox-no-models-here"));
+    let (floor, v, lat) = stems("hpss", "");
+    let (sep, v2, lat2) = stems("separate", "separator");
+    assert_eq!((v, v2), (0, 0));
+    assert_eq!(lat, lat2);
+    assert_eq!(sep, floor);
+    // `check` names it: a dry-run build is an error that says the floor takes over.
+    let r = registry();
+    let desc = graph("separate", "no_such_model");
+    let errs = stagebox_engine::graph::Schedule::compile_with(&desc, &r, 48000.0, stagebox_engine::graph::CompileMode::DryRun)
+        .err()
+        .expect("a missing model is an error for check");
+    assert!(errs[0].message.contains("no_such_model") && errs[0].message.contains("hpss floor"), "{:?}", errs[0].message);
+}
+
+fn the_onnx_model_gives_pytorchs_masks_and_its_stems_sum_to_the_input() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = shipped.join("tests/data/separator_ref.json");
+    assert!(fixture.exists(), "models/separator/train.py --export writes the fixture");
+    std::env::set_var("STAGEBOX_MODELS", shipped);
+    let f: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+    let floats = |k: &str| -> Vec<f32> { f[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
+    let (mag, want) = (floats("mag"), floats("masks"));
+    let mut model = stagebox_models::OrtModel::load(stagebox_models::find_model("separator").unwrap()).unwrap();
+    let state_shape: Vec<i64> = model.manifest.input[1].shape.clone();
+    let mut state = vec![0.0f32; state_shape.iter().product::<i64>() as usize];
+    let mut outs = Vec::new();
+    let bins = 513;
+    for (k, frame) in mag.chunks(bins).enumerate() {
+        model.run_many(&[(&[bins as i64], frame), (&state_shape, &state)], &mut outs).unwrap();
+        let expect = &want[k * 4 * bins..(k + 1) * 4 * bins];
+        let worst = outs[0].iter().zip(expect).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "frame {k}: ONNX differs from PyTorch by {worst}");
+        state.copy_from_slice(&outs[1]);
+    }
+    // Through the node: the four stems sum to the input, delayed (the render removes it).
+    let (sep, v, _) = stems("separate", "separator");
+    assert_eq!(v, 0, "allocations in process calls");
+    let x = mix().samples;
+    let sum: Vec<f32> = sep.chunks(4).map(|f| f.iter().sum()).collect();
+    let err: f64 = sum.iter().zip(&x).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let energy: f64 = x.iter().map(|v| (*v as f64).powi(2)).sum();
+    assert!(10.0 * (err / energy).log10() < -80.0);
+    let (floor, _, _) = stems("hpss", "");
+    assert_ne!(sep, floor, "the model's stems are the floor's: the model did not run");
+}
