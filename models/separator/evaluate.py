@@ -17,7 +17,8 @@ import os
 import subprocess
 import tempfile
 
-import museval
+import importlib.util
+
 import numpy as np
 import soundfile as sf
 from scipy.signal import istft, stft
@@ -25,7 +26,7 @@ from scipy.signal import istft, stft
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DATA = os.path.join(ROOT, ".cache", "separator", "data")
-BIN = os.path.join(ROOT, "target", "release", "stagebox")
+BIN = os.environ.get("STAGEBOX_BIN", os.path.join(ROOT, "target", "release", "stagebox"))
 STEMS = ["drums", "bass", "lead", "other"]
 SR, N_FFT, HOP = 48000, 1024, 256
 
@@ -83,8 +84,25 @@ def oracle(stems, mix):
     return np.stack([np.pad(o, (0, max(0, len(mix) - len(o))))[: len(mix)] for o in outs])
 
 
+def load_metrics():
+    """museval's BSSEval v4 (`museval.metrics`), loaded alone: the package's __init__ pulls in
+    musdb and stempeg, which want ffmpeg, which nothing here needs."""
+    import site
+    for d in site.getsitepackages():
+        path = os.path.join(d, "museval", "metrics.py")
+        if os.path.exists(path):
+            spec = importlib.util.spec_from_file_location("museval_metrics", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            return mod
+    raise SystemExit("museval is not installed (scripts/eval/setup.sh, then pip install museval)")
+
+
+METRICS = load_metrics()
+
+
 def sdr(refs, ests):
-    sdrs, _, _, _ = museval.evaluate(refs[..., None], ests[..., None], win=SR, hop=SR)
+    sdrs = METRICS.bss_eval(refs[..., None], ests[..., None], window=SR, hop=SR)[0]
     return [float(np.nanmedian(s)) for s in sdrs]
 
 
@@ -92,7 +110,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--out", default=os.path.join(ROOT, ".cache", "separator", "eval.json"))
+    ap.add_argument("--only", default="hpss,separate,oracle", help="which separators to score")
     a = ap.parse_args()
+    kinds = a.only.split(",")
     root = os.path.join(DATA, "test")
     tracks = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))[: a.limit]
     rows = []
@@ -108,20 +128,22 @@ def main():
             sf.write(mp, mix, SR, subtype="FLOAT")
             row = {"track": t, "soundfont": meta["soundfont"], "style": meta["stems"]["drums"]["style"]}
             for kind in ("hpss", "separate"):
-                row[kind] = sdr(stems, through_stagebox(kind, mp, work))
-            row["oracle"] = sdr(stems, oracle(stems, mix))
+                if kind in kinds:
+                    row[kind] = sdr(stems, through_stagebox(kind, mp, work))
+            if "oracle" in kinds:
+                row["oracle"] = sdr(stems, oracle(stems, mix))
         rows.append(row)
-        print(t, {k: [round(x, 1) for x in row[k]] for k in ("hpss", "separate", "oracle")}, flush=True)
-    report(rows)
+        print(t, {k: [round(x, 1) for x in row[k]] for k in kinds}, flush=True)
+    report(rows, kinds)
     json.dump(rows, open(a.out, "w"), indent=1)
 
 
-def report(rows):
+def report(rows, kinds):
     def table(subset, title):
         print(f"\n{title} ({len(subset)} tracks): median SDR in dB")
         print("| separator | " + " | ".join(STEMS) + " | mean |")
         print("|---|" + "---|" * (len(STEMS) + 1))
-        for kind in ("hpss", "separate", "oracle"):
+        for kind in kinds:
             med = [float(np.nanmedian([r[kind][k] for r in subset])) for k in range(len(STEMS))]
             print(f"| {kind} | " + " | ".join(f"{m:.2f}" for m in med) + f" | {np.mean(med):.2f} |")
 

@@ -16,7 +16,8 @@ Loss: L1 between estimated and true stem magnitudes compressed by a power of 0.3
 between the complex spectra (normalised per example), both over all four stems.
 
     .cache/eval-venv/bin/python models/separator/train.py [--minutes M] [--resume]
-    .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX + fixture + sha256
+    .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX, fixture, manifest sha256
+    models/separator/retrain.sh [MINUTES]   # everything from nothing, then the evaluation
 
 Resumable: a checkpoint every 2 minutes in .cache/separator/ckpt.pt (`--resume` goes on from
 it); the best on validation in .cache/separator/best.pt. A GPU is used where one is present.
@@ -200,8 +201,12 @@ def export(_a):
     os.makedirs(os.path.join(ROOT, "models", "tests", "data"), exist_ok=True)
     json.dump(fixture, open(os.path.join(ROOT, "models", "tests", "data", "separator_ref.json"), "w"))
     digest = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
+    manifest = os.path.join(HERE, "manifest.toml")
+    text = open(manifest).read()
+    start = text.index('sha256 = "') + len('sha256 = "')
+    open(manifest, "w").write(text[:start] + digest + text[text.index('"', start):])
     params = sum(p.numel() for p in net.parameters())
-    print(f"wrote {onnx_path} ({params} parameters), sha256 {digest}")
+    print(f"wrote {onnx_path} ({params} parameters), sha256 {digest} (in manifest.toml)")
 
 
 if __name__ == "__main__":
