@@ -43,7 +43,12 @@ pub fn finish(dir: &Path, ids: &[String], rendered: &Rendered) -> anyhow::Result
         take.samples = samples;
         let format = take.wav_format.unwrap_or(audio_file::WavFormat::Float32);
         audio_file::write_wav(&path, &take, format)?;
-        eprintln!("{}: {} frames, {} ch (pre-roll of {lead} frames removed)", path.display(), frames, ch);
+        eprintln!(
+            "{}: {} frames, {} ch (pre-roll of {lead} frames removed)",
+            path.display(),
+            frames,
+            ch
+        );
     }
     Ok(())
 }

@@ -71,7 +71,9 @@ impl Stft {
     /// (the output would not reconstruct the input).
     pub fn new(fft_size: usize, hop: usize, window: Window, inputs: usize, outputs: usize) -> Result<Stft, String> {
         if fft_size < 4 || fft_size % 2 != 0 || hop == 0 || hop > fft_size || fft_size % hop != 0 {
-            return Err(format!("an STFT of size {fft_size} with hop {hop}: the size must be even and a multiple of the hop"));
+            return Err(format!(
+                "an STFT of size {fft_size} with hop {hop}: the size must be even and a multiple of the hop"
+            ));
         }
         let (analysis, synth) = window.pair(fft_size);
         let overlap = overlap_sum(&analysis, &synth, hop)?;

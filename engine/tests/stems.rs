@@ -24,11 +24,19 @@ fn split_graph(channels: i64) -> GraphDesc {
     ];
     let mut conns = vec![conn("in", "h")];
     for (k, stem) in STEMS.iter().enumerate() {
-        nodes.push(node(&format!("o{k}"), "output", &[("channels", i(channels)), ("first_channel", i(k as i64 * channels))]));
+        nodes.push(node(
+            &format!("o{k}"),
+            "output",
+            &[("channels", i(channels)), ("first_channel", i(k as i64 * channels))],
+        ));
         conns.push(conn(&format!("h.{stem}"), &format!("o{k}")));
         conns.push(conn(&format!("h.{stem}"), &format!("sum.in{}", k + 1)));
     }
-    nodes.push(node("o4", "output", &[("channels", i(channels)), ("first_channel", i(4 * channels))]));
+    nodes.push(node(
+        "o4",
+        "output",
+        &[("channels", i(channels)), ("first_channel", i(4 * channels))],
+    ));
     conns.push(conn("sum", "o4"));
     graph(nodes, conns)
 }
@@ -70,7 +78,9 @@ fn run(g: &GraphDesc, input: &[f32], channels: usize, block: usize) -> (Vec<Vec<
     };
     let r = render(g, &registry(), Some(&audio), &opts, |_, _| {}).unwrap();
     let ch = r.audio.channels;
-    let outs = (0..ch).map(|c| r.audio.samples.iter().skip(c).step_by(ch).copied().collect()).collect();
+    let outs = (0..ch)
+        .map(|c| r.audio.samples.iter().skip(c).step_by(ch).copied().collect())
+        .collect();
     (outs, r.alloc_violations)
 }
 

@@ -22,7 +22,13 @@ const BINS: usize = hpss::FFT_SIZE / 2 + 1;
 pub const MODEL_RATE: f32 = 48000.0;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec::int("channels", 1, 2, 1, "input channels (each stem has as many; masks come from the mid)"),
+    ParamSpec::int(
+        "channels",
+        1,
+        2,
+        1,
+        "input channels (each stem has as many; masks come from the mid)",
+    ),
     ParamSpec::string("model", "separator", "the separation model (a folder in models/ with a manifest)"),
 ];
 
@@ -81,7 +87,14 @@ struct SeparateProc {
 }
 
 /// One hop: the floor's stems for the delayed frame, replaced by the model's where it answered.
-fn frame(floor: &mut StemMasks, bridge: &mut Option<Bridge>, mag: &mut [f32], waiting: &mut Option<u64>, input: &[Spectrum], out: &mut [Spectrum]) {
+fn frame(
+    floor: &mut StemMasks,
+    bridge: &mut Option<Bridge>,
+    mag: &mut [f32],
+    waiting: &mut Option<u64>,
+    input: &[Spectrum],
+    out: &mut [Spectrum],
+) {
     floor.frame(input, out);
     let Some(b) = bridge else { return };
     let ch = input.len();
@@ -112,21 +125,15 @@ fn frame(floor: &mut StemMasks, bridge: &mut Option<Bridge>, mag: &mut [f32], wa
 impl Processor for SeparateProc {
     fn process(&mut self, io: &mut ProcessIo) {
         let n = io.frames;
-        let mut finite = true;
-        for (c, x) in self.clean.iter_mut().zip(io.inputs.iter()) {
-            for (d, s) in c[..n].iter_mut().zip(&x[..n]) {
-                finite &= s.is_finite();
-                *d = if s.is_finite() { *s } else { 0.0 };
-            }
-        }
-        if !finite {
+        if !hpss::finite_copy(&mut self.clean, io.inputs, n) {
             self.stft.reset();
             self.floor.reset();
         }
         let ins: [&[f32]; 2] = [&self.clean[0][..n], &self.clean[self.clean.len() - 1][..n]];
         let (floor, bridge, mag, waiting) = (&mut self.floor, &mut self.bridge, &mut self.mag, &mut self.waiting);
-        self.stft
-            .process(&ins[..self.clean.len()], io.outputs, n, |i, o| frame(floor, bridge, mag, waiting, i, o));
+        self.stft.process(&ins[..self.clean.len()], io.outputs, n, |i, o| {
+            frame(floor, bridge, mag, waiting, i, o)
+        });
         if let Some(b) = &mut self.bridge {
             for _ in 0..n {
                 b.report(&mut io.emit, self.node, 4800);

@@ -28,31 +28,70 @@ fn graph(kind: &str, model: &str) -> GraphDesc {
         params.insert("model".to_string(), ParamValue::Str(model.into()));
     }
     let mut nodes = vec![
-        NodeDesc { id: "in".into(), kind: "input".into(), params: [("channels".to_string(), ParamValue::Int(1))].into() },
-        NodeDesc { id: "s".into(), kind: kind.into(), params },
+        NodeDesc {
+            id: "in".into(),
+            kind: "input".into(),
+            params: [("channels".to_string(), ParamValue::Int(1))].into(),
+        },
+        NodeDesc {
+            id: "s".into(),
+            kind: kind.into(),
+            params,
+        },
     ];
-    let mut connections = vec![Connection { from: PortRef::parse("in"), to: PortRef::parse("s") }];
+    let mut connections = vec![Connection {
+        from: PortRef::parse("in"),
+        to: PortRef::parse("s"),
+    }];
     for (k, stem) in STEMS.iter().enumerate() {
-        let p = [("channels".to_string(), ParamValue::Int(1)), ("first_channel".to_string(), ParamValue::Int(k as i64))];
-        nodes.push(NodeDesc { id: format!("o{k}"), kind: "output".into(), params: p.into() });
-        connections.push(Connection { from: PortRef::parse(&format!("s.{stem}")), to: PortRef::parse(&format!("o{k}")) });
+        let p = [
+            ("channels".to_string(), ParamValue::Int(1)),
+            ("first_channel".to_string(), ParamValue::Int(k as i64)),
+        ];
+        nodes.push(NodeDesc {
+            id: format!("o{k}"),
+            kind: "output".into(),
+            params: p.into(),
+        });
+        connections.push(Connection {
+            from: PortRef::parse(&format!("s.{stem}")),
+            to: PortRef::parse(&format!("o{k}")),
+        });
     }
-    GraphDesc { nodes, connections, base_dir: std::env::temp_dir(), takes_dir: None }
+    GraphDesc {
+        nodes,
+        connections,
+        base_dir: std::env::temp_dir(),
+        takes_dir: None,
+    }
 }
 
 fn mix() -> Audio {
     let samples = (0..48000 * 2)
         .map(|t| {
             let ts = t as f32 / 48000.0;
-            let click = if t % 12000 < 64 { 0.6 * (((t * 7919) % 97) as f32 / 48.0 - 1.0) } else { 0.0 };
+            let click = if t % 12000 < 64 {
+                0.6 * (((t * 7919) % 97) as f32 / 48.0 - 1.0)
+            } else {
+                0.0
+            };
             0.3 * (2.0 * std::f32::consts::PI * 82.0 * ts).sin() + 0.2 * (2.0 * std::f32::consts::PI * 523.0 * ts).sin() + click
         })
         .collect();
-    Audio { sample_rate: 48000, channels: 1, samples, wav_format: None }
+    Audio {
+        sample_rate: 48000,
+        channels: 1,
+        samples,
+        wav_format: None,
+    }
 }
 
 fn stems(kind: &str, model: &str) -> (Vec<f32>, u64, u32) {
-    let opts = RenderOptions { sample_rate: 48000, block_size: 256, ..Default::default() };
+    let opts = RenderOptions {
+        sample_rate: 48000,
+        block_size: 256,
+        ..Default::default()
+    };
     let r = render(&graph(kind, model), &registry(), Some(&mix()), &opts, |_, _| {}).unwrap();
     (r.audio.samples, r.alloc_violations, r.latency_frames)
 }
@@ -77,7 +116,11 @@ fn without_its_model_the_node_is_the_hpss_floor() {
     let errs = stagebox_engine::graph::Schedule::compile_with(&desc, &r, 48000.0, stagebox_engine::graph::CompileMode::DryRun)
         .err()
         .expect("a missing model is an error for check");
-    assert!(errs[0].message.contains("no_such_model") && errs[0].message.contains("hpss floor"), "{:?}", errs[0].message);
+    assert!(
+        errs[0].message.contains("no_such_model") && errs[0].message.contains("hpss floor"),
+        "{:?}",
+        errs[0].message
+    );
 }
 
 fn the_onnx_model_gives_pytorchs_masks_and_its_stems_sum_to_the_input() {
@@ -94,7 +137,9 @@ fn the_onnx_model_gives_pytorchs_masks_and_its_stems_sum_to_the_input() {
     let mut outs = Vec::new();
     let bins = 513;
     for (k, frame) in mag.chunks(bins).enumerate() {
-        model.run_many(&[(&[bins as i64], frame), (&state_shape, &state)], &mut outs).unwrap();
+        model
+            .run_many(&[(&[bins as i64], frame), (&state_shape, &state)], &mut outs)
+            .unwrap();
         let expect = &want[k * 4 * bins..(k + 1) * 4 * bins];
         let worst = outs[0].iter().zip(expect).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-4, "frame {k}: ONNX differs from PyTorch by {worst}");

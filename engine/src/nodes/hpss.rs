@@ -33,9 +33,23 @@ const HARMONICS: usize = 10;
 
 const HPSS_PARAMS: &[ParamSpec] = &[
     ParamSpec::int("channels", 1, 2, 1, "input channels (each stem has as many)"),
-    ParamSpec::float("bass_hz", 40.0, 400.0, 150.0, "Hz", "crossover under which the harmonic part is bass"),
+    ParamSpec::float(
+        "bass_hz",
+        40.0,
+        400.0,
+        150.0,
+        "Hz",
+        "crossover under which the harmonic part is bass",
+    ),
     ParamSpec::float("lead_min_hz", 60.0, 1000.0, 150.0, "Hz", "lowest pitch the lead is looked for at"),
-    ParamSpec::float("lead_max_hz", 200.0, 3000.0, 1400.0, "Hz", "highest pitch the lead is looked for at"),
+    ParamSpec::float(
+        "lead_max_hz",
+        200.0,
+        3000.0,
+        1400.0,
+        "Hz",
+        "highest pitch the lead is looked for at",
+    ),
 ];
 
 /// The mask computation's state: past magnitudes and spectra, and scratch.
@@ -98,7 +112,12 @@ impl StemMasks {
             let h = self.harmonic[k];
             let f = k as f32 * self.bin_hz;
             let bass = crossover(f, self.bass_hz);
-            let masks = [1.0 - h, h * bass, h * (1.0 - bass) * self.lead[k], h * (1.0 - bass) * (1.0 - self.lead[k])];
+            let masks = [
+                1.0 - h,
+                h * bass,
+                h * (1.0 - bass) * self.lead[k],
+                h * (1.0 - bass) * (1.0 - self.lead[k]),
+            ];
             for (stem, m) in masks.iter().enumerate() {
                 for c in 0..ch {
                     out[stem * ch + c][k] = self.delayed[oldest][c][k] * *m;
@@ -195,6 +214,19 @@ fn median(v: &mut [f32]) -> f32 {
     v[v.len() / 2]
 }
 
+/// Copies `n` frames of each input channel into `clean`, NaN and infinities as 0; false when
+/// there were any (the caller resets its state). Audio thread.
+pub fn finite_copy(clean: &mut [Vec<f32>], inputs: &[&[f32]], n: usize) -> bool {
+    let mut finite = true;
+    for (c, x) in clean.iter_mut().zip(inputs) {
+        for (d, s) in c[..n].iter_mut().zip(&x[..n]) {
+            finite &= s.is_finite();
+            *d = if s.is_finite() { *s } else { 0.0 };
+        }
+    }
+    finite
+}
+
 struct HpssProc {
     stft: Stft,
     masks: StemMasks,
@@ -217,22 +249,14 @@ impl Processor for HpssProc {
 
     fn process(&mut self, io: &mut ProcessIo) {
         let n = io.frames;
-        let mut finite = true;
-        for (c, x) in self.clean.iter_mut().zip(io.inputs.iter()) {
-            for (d, s) in c[..n].iter_mut().zip(&x[..n]) {
-                finite &= s.is_finite();
-                *d = if s.is_finite() { *s } else { 0.0 };
-            }
-        }
-        if !finite {
+        if !finite_copy(&mut self.clean, io.inputs, n) {
             self.stft.reset();
             self.masks.reset();
             self.resets.fetch_add(1, Ordering::Relaxed);
         }
         let ins: [&[f32]; 2] = [&self.clean[0][..n], &self.clean[self.clean.len() - 1][..n]];
         let masks = &mut self.masks;
-        self.stft
-            .process(&ins[..self.clean.len()], io.outputs, n, |i, o| masks.frame(i, o));
+        self.stft.process(&ins[..self.clean.len()], io.outputs, n, |i, o| masks.frame(i, o));
     }
 }
 
