@@ -31,9 +31,13 @@ pub struct BenchArgs {
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let registry = crate::registry();
-    let Some(patch) = crate::load_or_report(&a.patch, &registry) else {
+    let Some(mut patch) = crate::load_or_report(&a.patch, &registry) else {
         return Ok(ExitCode::FAILURE);
     };
+    // Recorders write their takes to a scratch folder, not beside the patch.
+    let takes = std::env::temp_dir().join(format!("stagebox-bench-takes-{}", std::process::id()));
+    patch.graph.takes_dir = Some(takes.clone());
+    let _cleanup = RemoveOnDrop(takes);
     let probe = patch.check(&registry, a.sample_rate as f32).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ch = probe.input_channels().max(1);
     drop(probe);
@@ -207,4 +211,13 @@ fn bench_model(windows: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Removes a scratch folder when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

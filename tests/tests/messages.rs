@@ -250,3 +250,22 @@ fn devices_without_a_jack_server_says_how_to_start_one() {
         assert!(!all.contains(raw), "{raw} reached the user:\n{all}");
     }
 }
+
+#[test]
+fn bench_leaves_no_takes_beside_the_patch() {
+    let dir = tmp("bench-takes");
+    let patch = dir.join("rec.toml");
+    std::fs::write(
+        &patch,
+        "[[node]]\nid = \"tone\"\ntype = \"osc\"\n[[node]]\nid = \"rec\"\ntype = \"recorder\"\npath = \"take.wav\"\nchannels = 1\n[[node]]\nid = \"out\"\ntype = \"output\"\nchannels = 1\n[[connect]]\nfrom = \"tone\"\nto = \"rec\"\n[[connect]]\nfrom = \"tone\"\nto = \"out\"\n",
+    )
+    .unwrap();
+    let out = stagebox()
+        .args(["bench", "--blocks", "64", "--seconds", "0.5", "--model-windows", "0", "--patch"])
+        .arg(&patch)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("rec.toml")], "bench wrote beside the patch");
+}
