@@ -8,9 +8,8 @@
 //! (missing, damaged, or another sample rate) the node is the `hpss` floor, said in the log and by
 //! `check`. Masks sum to one, so the stems sum to the delayed input either way.
 
-use realfft::num_complex::Complex;
 use stagebox_engine::infer::{Bridge, InferBackend};
-use stagebox_engine::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
+use stagebox_engine::node::{BuildCtx, Built, NodeType, Params, ProcessIo, Processor};
 use stagebox_engine::nodes::hpss::{self, StemMasks, STEMS};
 use stagebox_engine::param::ParamSpec;
 use stagebox_engine::spectral::{Spectrum, Stft, Window};
@@ -79,45 +78,38 @@ struct SeparateProc {
     stft: Stft,
     floor: StemMasks,
     bridge: Option<Bridge>,
-    mag: Vec<f32>,
     /// The frame whose result is due at the next hop.
     waiting: Option<u64>,
     clean: Vec<Vec<f32>>,
     node: u32,
 }
 
-/// One hop: the floor's stems for the delayed frame, replaced by the model's where it answered.
-fn frame(
-    floor: &mut StemMasks,
-    bridge: &mut Option<Bridge>,
-    mag: &mut [f32],
-    waiting: &mut Option<u64>,
-    input: &[Spectrum],
-    out: &mut [Spectrum],
-) {
-    floor.frame(input, out);
-    let Some(b) = bridge else { return };
-    let ch = input.len();
-    for (k, m) in mag.iter_mut().enumerate() {
-        *m = (input.iter().map(|s| s[k]).sum::<Complex<f32>>() / ch as f32).norm();
-    }
+/// One hop: the model's stems for the delayed frame where it answered in time, else the floor's
+/// (whose masks are computed only then; its history is kept every frame).
+fn frame(floor: &mut StemMasks, bridge: &mut Option<Bridge>, waiting: &mut Option<u64>, input: &[Spectrum], out: &mut [Spectrum]) {
+    floor.push(input);
+    let Some(b) = bridge else {
+        floor.write_stems(out);
+        return;
+    };
     let mut sent = None;
-    for &m in mag.iter() {
+    for &m in floor.newest_mags() {
         if let Some(seq) = b.push(m) {
             sent = Some(seq);
         }
     }
-    if let Some(seq) = waiting.take() {
-        if let Some(masks) = b.result(seq) {
-            let spectra = floor.masked_frame();
+    match waiting.take().and_then(|seq| b.result(seq)) {
+        Some(masks) => {
+            let ch = input.len();
             for (stem, mask) in masks.chunks_exact(BINS).enumerate() {
-                for (c, x) in spectra.iter().enumerate() {
+                for (c, x) in floor.masked_frame().iter().enumerate() {
                     for ((o, v), m) in out[stem * ch + c].iter_mut().zip(x).zip(mask) {
                         *o = v * *m;
                     }
                 }
             }
         }
+        None => floor.write_stems(out),
     }
     *waiting = sent;
 }
@@ -130,10 +122,9 @@ impl Processor for SeparateProc {
             self.floor.reset();
         }
         let ins: [&[f32]; 2] = [&self.clean[0][..n], &self.clean[self.clean.len() - 1][..n]];
-        let (floor, bridge, mag, waiting) = (&mut self.floor, &mut self.bridge, &mut self.mag, &mut self.waiting);
-        self.stft.process(&ins[..self.clean.len()], io.outputs, n, |i, o| {
-            frame(floor, bridge, mag, waiting, i, o)
-        });
+        let (floor, bridge, waiting) = (&mut self.floor, &mut self.bridge, &mut self.waiting);
+        self.stft
+            .process(&ins[..self.clean.len()], io.outputs, n, |i, o| frame(floor, bridge, waiting, i, o));
         if let Some(b) = &mut self.bridge {
             for _ in 0..n {
                 b.report(&mut io.emit, self.node, 4800);
@@ -159,12 +150,7 @@ pub const SEPARATE: NodeType = NodeType {
     params: PARAMS,
     build: |p: &Params, ctx: &BuildCtx| {
         let ch = p.usize("channels").clamp(1, 2);
-        let info = NodeInfo {
-            inputs: vec![PortSpec::new("in", ch)],
-            outputs: STEMS.iter().map(|s| PortSpec::new(*s, ch)).collect(),
-            latency_frames: hpss::latency_frames(),
-            ..Default::default()
-        };
+        let info = hpss::stems_info(ch);
         let name = p.str("model");
         if ctx.dry_run {
             if let Some(why) = model_problem(name, ctx.sample_rate) {
@@ -191,7 +177,6 @@ pub const SEPARATE: NodeType = NodeType {
                 stft: Stft::new(hpss::FFT_SIZE, hpss::HOP, Window::SqrtHann, ch, STEMS.len() * ch)?,
                 floor: StemMasks::new(ch, ctx.sample_rate),
                 bridge,
-                mag: vec![0.0; BINS],
                 waiting: None,
                 clean: vec![vec![0.0; ctx.max_block]; ch],
                 node: ctx.node_index,

@@ -93,6 +93,17 @@ impl StemMasks {
     /// Takes a frame's spectra; writes the stems of the frame `AHEAD` hops older into `out`
     /// (stem-major: `out[stem * channels + channel]`).
     pub fn frame(&mut self, input: &[Spectrum], out: &mut [Spectrum]) {
+        self.push(input);
+        self.write_stems(out);
+    }
+
+    /// The newest frame's mid magnitudes (what `push` took last).
+    pub fn newest_mags(&self) -> &[f32] {
+        &self.mags[self.mags.len() - 1]
+    }
+
+    /// Takes a frame into the history (its spectra and mid magnitudes), computing no masks.
+    pub fn push(&mut self, input: &[Spectrum]) {
         let ch = input.len();
         self.newest = (self.newest + 1) % (AHEAD + 1);
         for (d, x) in self.delayed[self.newest].iter_mut().zip(input) {
@@ -104,6 +115,11 @@ impl StemMasks {
             let mid: Complex<f32> = input.iter().map(|s| s[k]).sum::<Complex<f32>>() / ch as f32;
             self.mags[slot][k] = mid.norm();
         }
+    }
+
+    /// Writes the floor's stems of the frame `AHEAD` hops older than the newest into `out`.
+    pub fn write_stems(&mut self, out: &mut [Spectrum]) {
+        let ch = self.delayed[0].len();
         let centre = TIME_MEDIAN - 1 - AHEAD;
         self.harmonic_masks(centre);
         self.lead_mask(centre);
@@ -275,6 +291,16 @@ pub fn latency_frames() -> u32 {
     (FFT_SIZE + AHEAD * HOP) as u32
 }
 
+/// Ports and latency of a node that splits `ch` channels into the four stems (`hpss`, `separate`).
+pub fn stems_info(ch: usize) -> NodeInfo {
+    NodeInfo {
+        inputs: vec![PortSpec::new("in", ch)],
+        outputs: STEMS.iter().map(|s| PortSpec::new(*s, ch)).collect(),
+        latency_frames: latency_frames(),
+        ..Default::default()
+    }
+}
+
 pub const HPSS: NodeType = NodeType {
     name: "hpss",
     doc: "Splits a mix into drums, bass, lead and other stems with spectral median filters (no model); the stems sum to the delayed input.",
@@ -285,12 +311,7 @@ pub const HPSS: NodeType = NodeType {
         let mut masks = StemMasks::new(ch, ctx.sample_rate);
         masks.bass_hz = p.f32("bass_hz");
         masks.lead_hz = (p.f32("lead_min_hz"), p.f32("lead_max_hz"));
-        let info = NodeInfo {
-            inputs: vec![PortSpec::new("in", ch)],
-            outputs: STEMS.iter().map(|s| PortSpec::new(*s, ch)).collect(),
-            latency_frames: latency_frames(),
-            ..Default::default()
-        };
+        let info = stems_info(ch);
         Ok(Built {
             info,
             processor: Box::new(HpssProc {
