@@ -86,6 +86,14 @@ pub fn from_jsonl(path: &Path) -> anyhow::Result<Vec<Note>> {
 
 /// The notes of a Standard MIDI File (every track; tempo changes followed).
 pub fn from_smf(path: &Path) -> anyhow::Result<Vec<Note>> {
+    let (events, end_s) = smf_events(path)?;
+    let notes = events.into_iter().filter(|(_, m)| matches!(m[0] & 0xf0, 0x80 | 0x90));
+    Ok(pair(notes, end_s))
+}
+
+/// The channel messages of a Standard MIDI File (notes, pitch bends, controllers, aftertouch,
+/// programs) at their times in seconds, in order, and the file's end in seconds.
+pub fn smf_events(path: &Path) -> anyhow::Result<(Vec<(f64, [u8; 3])>, f64)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let smf = midly::Smf::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: not a Standard MIDI File ({e})", path.display()))?;
     let ticks_per_beat = match smf.header.timing {
@@ -117,13 +125,22 @@ pub fn from_smf(path: &Path) -> anyhow::Result<Vec<Note>> {
                 match message {
                     midly::MidiMessage::NoteOn { key, vel } => events.push((now_s, [0x90 | ch, key.as_int(), vel.as_int()])),
                     midly::MidiMessage::NoteOff { key, .. } => events.push((now_s, [0x80 | ch, key.as_int(), 0])),
-                    _ => {}
+                    midly::MidiMessage::PitchBend { bend } => {
+                        let v = bend.0.as_int();
+                        events.push((now_s, [0xe0 | ch, (v & 0x7f) as u8, (v >> 7) as u8]));
+                    }
+                    midly::MidiMessage::Controller { controller, value } => {
+                        events.push((now_s, [0xb0 | ch, controller.as_int(), value.as_int()]))
+                    }
+                    midly::MidiMessage::ChannelAftertouch { vel } => events.push((now_s, [0xd0 | ch, vel.as_int(), 0])),
+                    midly::MidiMessage::ProgramChange { program } => events.push((now_s, [0xc0 | ch, program.as_int(), 0])),
+                    midly::MidiMessage::Aftertouch { key, vel } => events.push((now_s, [0xa0 | ch, key.as_int(), vel.as_int()])),
                 }
             }
             _ => {}
         }
     }
-    Ok(pair(events, now_s))
+    Ok((events, now_s))
 }
 
 /// Reads notes from an event log (`.jsonl`, `.json`) or a MIDI file (anything else).

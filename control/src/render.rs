@@ -17,6 +17,11 @@ pub struct RenderArgs {
     /// Output WAV file.
     #[arg(long)]
     pub output: PathBuf,
+    /// A Standard MIDI File played into the patch's `midi_in` nodes, at each message's exact
+    /// sample (as a keyboard on the MIDI input); without --input the render lasts as long as the
+    /// file, plus --tail.
+    #[arg(long)]
+    pub midi_in: Option<PathBuf>,
     /// Frames per process call.
     #[arg(long, default_value_t = 512)]
     pub block_size: usize,
@@ -70,18 +75,27 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(read_input(p)?),
         None => None,
     };
-    if input.is_none() && a.duration.is_none() {
-        anyhow::bail!("give --input, or --duration to render without input");
+    let (midi_in, midi_end_s) = match &a.midi_in {
+        Some(p) => crate::notes::smf_events(p)?,
+        None => (Vec::new(), 0.0),
+    };
+    if input.is_none() && a.duration.is_none() && a.midi_in.is_none() {
+        anyhow::bail!("give --input or --midi-in, or --duration to render without input");
     }
     let sample_rate = a
         .sample_rate
         .or(patch.engine.sample_rate)
         .or(input.as_ref().map(|i| i.sample_rate))
         .unwrap_or(48000);
+    // Without input, the render lasts until the file's last message has been played (one frame
+    // past its sample), then --tail.
+    let midi_secs = midi_end_s + 1.5 / sample_rate as f64;
+    let duration_secs = a.duration.or((input.is_none() && a.midi_in.is_some()).then_some(midi_secs));
     let opts = RenderOptions {
         sample_rate,
         block_size: a.block_size,
-        duration_secs: a.duration,
+        duration_secs,
+        device_midi: midi_in.iter().map(|&(t, m)| ((t * sample_rate as f64).round() as u64, m)).collect(),
         tail_secs: a.tail,
         compensate_latency: !a.no_latency_compensation,
         ..Default::default()
@@ -90,7 +104,7 @@ pub fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|i| i.duration_secs())
         .unwrap_or(0.0)
-        .max(a.duration.unwrap_or(0.0))
+        .max(duration_secs.unwrap_or(0.0))
         + a.tail;
     let bar = (audio_secs >= 20.0).then(progress_bar);
     let (graph, recorders) = match &a.record_dir {

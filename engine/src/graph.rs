@@ -337,7 +337,19 @@ impl Schedule {
             match (sp, dp) {
                 (Ok(sp), Ok(dp)) => {
                     let (a, b) = (infos[s].outputs[sp].channels, infos[d].inputs[dp].channels);
-                    if a != b && a != 1 && b != 1 {
+                    let (ka, kb) = (infos[s].outputs[sp].kind, infos[d].inputs[dp].kind);
+                    if !ka.feeds(kb) {
+                        errors.push(GraphError::new(
+                            loc(),
+                            format!(
+                                "`{}` is {} and `{}` is {}: connect control outputs to control inputs, audio to audio",
+                                c.from,
+                                ka.word(),
+                                c.to,
+                                kb.word()
+                            ),
+                        ));
+                    } else if a != b && a != 1 && b != 1 {
                         errors.push(GraphError::new(
                             loc(),
                             format!(

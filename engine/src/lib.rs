@@ -14,18 +14,22 @@
 pub mod alloc_check;
 pub mod audio_file;
 pub mod backend;
+pub mod ddsp;
 pub mod device_midi;
 pub mod dsp;
 pub mod graph;
 pub mod infer;
+pub mod loudness;
 pub mod msg;
 pub mod node;
 pub mod nodes;
 pub mod param;
 pub mod pitchnet;
 pub mod processor;
+pub mod rate_change;
 pub mod spectral;
 pub mod stats;
+pub mod voices;
 
 /// The engine's own unit tests run under the checked allocator, so that they can assert that
 /// code meant for the audio thread neither allocates nor frees.

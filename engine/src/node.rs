@@ -11,18 +11,64 @@ use std::path::PathBuf;
 use crate::msg::FromRt;
 use crate::param::{Event, ParamSpec, ParamValue};
 
-/// One audio port of a node.
+/// What a port carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// Audio, one buffer a channel.
+    Audio,
+    /// A control curve (like CV): one value a sample, held between the frames in which the
+    /// sending node decides a new one (a pitch tracker's f0 in Hz every 4 ms, a loudness in dB),
+    /// so changes are sample-stamped and block-size invariant. Always one channel.
+    Control,
+    /// Either (a recorder or meter takes audio or control).
+    Any,
+}
+
+impl PortKind {
+    /// Whether an output of kind `self` may feed an input of kind `to`.
+    pub fn feeds(self, to: PortKind) -> bool {
+        self == to || self == PortKind::Any || to == PortKind::Any
+    }
+    pub fn word(self) -> &'static str {
+        match self {
+            PortKind::Audio => "an audio port",
+            PortKind::Control => "a control port",
+            PortKind::Any => "a port",
+        }
+    }
+}
+
+/// One port of a node (audio or control; MIDI is the separate `midi` port).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortSpec {
     pub name: String,
     pub channels: usize,
+    pub kind: PortKind,
 }
 
 impl PortSpec {
+    /// An audio port.
     pub fn new(name: impl Into<String>, channels: usize) -> Self {
         Self {
             name: name.into(),
             channels,
+            kind: PortKind::Audio,
+        }
+    }
+    /// A control port (one channel; see [`PortKind::Control`]).
+    pub fn control(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            channels: 1,
+            kind: PortKind::Control,
+        }
+    }
+    /// A port that takes audio or control.
+    pub fn any(name: impl Into<String>, channels: usize) -> Self {
+        Self {
+            name: name.into(),
+            channels,
+            kind: PortKind::Any,
         }
     }
 }

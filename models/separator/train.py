@@ -4,9 +4,14 @@
 
 Model (mono, 48 kHz, STFT 1024 / hop 256, sqrt-Hann on both sides: the engine's
 `spectral::Stft`): the frame's log magnitudes (513 bins), standardised by statistics of the
-training data, -> Linear 513->160 -> tanh -> GRU 160 x 2 layers (the state) -> Linear
-(160 + 160 -> 4 x 513) -> softmax over the four stems in each bin. The masks sum to one, so the
-stems sum to the input. About 1.05 M parameters.
+training data. Two paths add up to each stem's logits in each bin:
+  global: Linear 513->160 -> tanh -> GRU 160 x 2 layers -> Linear (160 + 160 -> 4 x 513);
+  local:  a causal convolution over the last 3 frames and 9 bins (12 channels, tanh), then one
+          over 9 bins (12 -> 4): what a bin's neighbourhood looks like (a peak that holds is
+          harmonic, a broadband step is a hit), which the global path's bottleneck cannot see.
+A softmax over the four stems in each bin makes the masks sum to one, so the stems sum to the
+input. The state passed in and out is one flat vector: the GRU's state (2 x 160) and the last
+two frames' standardised log magnitudes (2 x 513). About 1.05 M parameters.
 
 Data: models/separator/make_data.py (its train split only; the validation split picks the
 checkpoint). Each training example remixes stems across examples at random levels: a stem's
@@ -43,8 +48,12 @@ SR, N_FFT, HOP = 48000, 1024, 256
 BINS = N_FFT // 2 + 1
 STEMS = ["drums", "bass", "lead", "other"]
 HIDDEN = 160
+LOCAL = 12  # channels of the local path
+HISTORY = 2  # past frames the local path sees (kept in the state)
+STATE = 2 * HIDDEN + HISTORY * BINS
 SEG_FRAMES = 128  # about 0.7 s a training sequence
 BATCH = 8
+LR = 1e-3
 
 
 def window():
@@ -59,15 +68,28 @@ class Separator(nn.Module):
         self.inp = nn.Linear(BINS, HIDDEN)
         self.gru = nn.GRU(HIDDEN, HIDDEN, num_layers=2, batch_first=True)
         self.out = nn.Linear(2 * HIDDEN, len(STEMS) * BINS)
+        self.local1 = nn.Conv2d(1, LOCAL, (HISTORY + 1, 9), padding=(0, 4))
+        self.local2 = nn.Conv2d(LOCAL, len(STEMS), (1, 9), padding=(0, 4))
+        nn.init.zeros_(self.local2.weight)  # starts as the global path alone (a warm start)
+        nn.init.zeros_(self.local2.bias)
 
-    def forward(self, mag, state=None):
-        """mag: [batch, frames, bins] magnitudes -> masks [batch, frames, 4, bins], state."""
-        x = (torch.log1p(mag) - self.mean) / self.std
-        x = torch.tanh(self.inp(x))
-        y, state = self.gru(x, state)
-        logits = self.out(torch.cat([x, y], dim=-1))
-        b, t, _ = logits.shape
-        return torch.softmax(logits.view(b, t, len(STEMS), BINS), dim=2), state
+    def standardise(self, mag):
+        return (torch.log1p(mag) - self.mean) / self.std
+
+    def forward(self, mag, state=None, history=None):
+        """mag: [batch, frames, bins] magnitudes -> masks [batch, frames, 4, bins], GRU state,
+        the last HISTORY standardised frames. `history` [batch, HISTORY, bins] (zeros if None)."""
+        x = self.standardise(mag)
+        b, t, _ = x.shape
+        if history is None:
+            history = torch.zeros(b, HISTORY, BINS, device=x.device)
+        ctx = torch.cat([history, x], dim=1)
+        local = self.local2(torch.tanh(self.local1(ctx.unsqueeze(1))))  # [b, 4, t, bins]
+        h = torch.tanh(self.inp(x))
+        y, state = self.gru(h, state)
+        logits = self.out(torch.cat([h, y], dim=-1)).view(b, t, len(STEMS), BINS)
+        logits = logits + local.permute(0, 2, 1, 3)
+        return torch.softmax(logits, dim=2), state, ctx[:, -HISTORY:]
 
 
 class Step(nn.Module):
@@ -78,8 +100,10 @@ class Step(nn.Module):
         self.net = net
 
     def forward(self, mag, state_in):
-        masks, state_out = self.net(mag.view(1, 1, BINS), state_in)
-        return masks.view(len(STEMS), BINS), state_out
+        gru = state_in[:2 * HIDDEN].view(2, 1, HIDDEN)
+        history = state_in[2 * HIDDEN:].view(1, HISTORY, BINS)
+        masks, gru, history = self.net(mag.view(1, 1, BINS), gru, history)
+        return masks.view(len(STEMS), BINS), torch.cat([gru.reshape(-1), history.reshape(-1)])
 
 
 def stft(x):
@@ -114,7 +138,7 @@ def batch(examples, rng, device):
 
 
 def loss_fn(net, mix, target):
-    masks, _ = net(mix.abs())
+    masks, _, _ = net(mix.abs())
     est = masks.permute(0, 2, 1, 3) * mix.unsqueeze(1)
     mag = (est.abs() + 1e-8) ** 0.3 - (target.abs() + 1e-8) ** 0.3
     scale = target.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-4
@@ -136,7 +160,11 @@ def train(a):
     train_set, val_set = load_split("train"), load_split("val")
     print(f"train {len(train_set)} examples, val {len(val_set)}, device {device}", flush=True)
     net = Separator().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    warm = os.path.join(WORK, "warm.pt")
+    if not a.resume and os.path.exists(warm):
+        missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
+        print(f"warm start from {warm}; new: {missing}", flush=True)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
     step, best, spent = 0, float("inf"), 0.0
     ckpt = os.path.join(WORK, "ckpt.pt")
     if a.resume and os.path.exists(ckpt):
@@ -146,14 +174,18 @@ def train(a):
         step, best, spent = c["step"], c["best"], c["minutes"]
         rng.setstate(c["rng"])
         print(f"resumed at step {step}, {spent:.1f} min", flush=True)
-    else:
+    elif not os.path.exists(warm):
         with torch.no_grad():
             mags = torch.cat([torch.log1p(batch(train_set, rng, device)[0].abs()).reshape(-1, BINS) for _ in range(8)])
             net.mean.copy_(mags.mean(0))
             net.std.copy_(mags.std(0) + 1e-3)
+    if not a.resume:
         open(os.path.join(WORK, "curve.tsv"), "w").write("step\tminutes\ttrain_loss\tval_loss\n")
     t0, last_save, running = time.time(), time.time(), []
     while spent + (time.time() - t0) / 60 < a.minutes:
+        minutes = spent + (time.time() - t0) / 60
+        for group in opt.param_groups:  # cosine decay to a tenth over the run
+            group["lr"] = LR * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
         mix, target = batch(train_set, rng, device)
         loss = loss_fn(net, mix, target)
         opt.zero_grad()
@@ -185,7 +217,7 @@ def export(_a):
     net.eval()
     step = Step(net)
     onnx_path = os.path.join(HERE, "separator.onnx")
-    mag, state = torch.rand(BINS), torch.zeros(2, 1, HIDDEN)
+    mag, state = torch.rand(BINS), torch.zeros(STATE)
     torch.onnx.export(step, (mag, state), onnx_path, input_names=["mag", "state_in"],
                       output_names=["masks", "state_out"], opset_version=17, dynamo=False)
     # Fixture: 12 frames of a test signal's magnitudes and PyTorch's masks, for the Rust test

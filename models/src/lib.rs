@@ -9,6 +9,8 @@
 pub mod basic_pitch;
 pub mod hcqt;
 pub mod separate;
+pub mod timbre;
+pub mod timbre_model;
 pub mod tracker;
 
 use std::path::{Path, PathBuf};
@@ -360,6 +362,7 @@ pub fn find_model(name: &str) -> Result<Manifest, ModelError> {
 pub fn register(registry: &mut stagebox_engine::Registry) {
     registry.add(basic_pitch::BASIC_PITCH);
     registry.add(separate::SEPARATE);
+    registry.add(timbre::TIMBRE);
     registry.set_model_locator(locate);
 }
 

@@ -4,14 +4,16 @@
 //! inference worker through the bridge; the worker runs the ONNX model with its recurrent state
 //! (state in, state out, kept on the worker between frames) and returns four masks. A frame's
 //! masks are applied one hop later (the node's look-ahead): a result not back by then falls back
-//! to the `hpss` floor's masks for that frame, counted late, and costs no xrun. Without the model
-//! (missing, damaged, or another sample rate) the node is the `hpss` floor, said in the log and by
+//! to the `hpss` floor's masks for that frame, counted late, and costs no xrun. At an engine rate
+//! other than 48 kHz the whole 48 kHz core is resampled around (`engine::rate_change`, its
+//! latency declared: 1176 + 72 frames at 44.1 kHz). Without the model (missing, damaged) the node is the `hpss` floor, said in the log and by
 //! `check`. Masks sum to one, so the stems sum to the delayed input either way.
 
 use stagebox_engine::infer::{Bridge, InferBackend};
 use stagebox_engine::node::{BuildCtx, Built, NodeType, Params, ProcessIo, Processor};
 use stagebox_engine::nodes::hpss::{self, StemMasks, STEMS};
 use stagebox_engine::param::ParamSpec;
+use stagebox_engine::rate_change::RateChange;
 use stagebox_engine::spectral::{Spectrum, Stft, Window};
 
 use crate::{find_model, ModelError, OrtModel};
@@ -81,6 +83,8 @@ struct SeparateProc {
     /// The frame whose result is due at the next hop.
     waiting: Option<u64>,
     clean: Vec<Vec<f32>>,
+    /// At an engine rate other than the model's: the resampling around the 48 kHz core.
+    rate: Option<RateChange>,
     node: u32,
 }
 
@@ -122,9 +126,12 @@ impl Processor for SeparateProc {
             self.floor.reset();
         }
         let ins: [&[f32]; 2] = [&self.clean[0][..n], &self.clean[self.clean.len() - 1][..n]];
-        let (floor, bridge, waiting) = (&mut self.floor, &mut self.bridge, &mut self.waiting);
-        self.stft
-            .process(&ins[..self.clean.len()], io.outputs, n, |i, o| frame(floor, bridge, waiting, i, o));
+        let (stft, floor, bridge, waiting) = (&mut self.stft, &mut self.floor, &mut self.bridge, &mut self.waiting);
+        let mut core = |i: &[&[f32]], o: &mut [&mut [f32]], m: usize| stft.process(i, o, m, |i, o| frame(floor, bridge, waiting, i, o));
+        match &mut self.rate {
+            Some(rc) => rc.run(&ins[..self.clean.len()], io.outputs, n, core),
+            None => core(&ins[..self.clean.len()], io.outputs, n),
+        }
         if let Some(b) = &mut self.bridge {
             for _ in 0..n {
                 b.report(&mut io.emit, self.node, 4800);
@@ -134,10 +141,7 @@ impl Processor for SeparateProc {
 }
 
 /// Why the model cannot run here, if it cannot.
-fn model_problem(name: &str, sample_rate: f32) -> Option<String> {
-    if (sample_rate - MODEL_RATE).abs() > 0.5 {
-        return Some(format!("the separator runs at {MODEL_RATE} Hz and the engine at {sample_rate} Hz"));
-    }
+fn model_problem(name: &str) -> Option<String> {
     match find_model(name).and_then(|m| m.verify().map(|_| ())) {
         Ok(()) => crate::find_runtime().err().map(|e| e.to_string()),
         Err(e) => Some(e.to_string()),
@@ -150,17 +154,23 @@ pub const SEPARATE: NodeType = NodeType {
     params: PARAMS,
     build: |p: &Params, ctx: &BuildCtx| {
         let ch = p.usize("channels").clamp(1, 2);
-        let info = hpss::stems_info(ch);
+        let mut info = hpss::stems_info(ch);
+        // The model and its floor run at 48 kHz; at another engine rate, resampled around them.
+        let (engine, model) = (ctx.sample_rate.round() as u32, MODEL_RATE as u32);
+        let rate = (engine != model).then(|| RateChange::new(engine, model, ch, STEMS.len() * ch, ctx.max_block));
+        if let Some(rc) = &rate {
+            info.latency_frames = rc.buffer_frames() + RateChange::scale_latency(info.latency_frames, engine, model);
+        }
         let name = p.str("model");
         if ctx.dry_run {
-            if let Some(why) = model_problem(name, ctx.sample_rate) {
+            if let Some(why) = model_problem(name) {
                 return Err(format!("model `{name}`: {why} (running, the node falls back to the hpss floor)"));
             }
         }
         let bridge = if ctx.dry_run {
             None
         } else {
-            match model_problem(name, ctx.sample_rate).map_or_else(|| Backend::load(name).map_err(|e| e.to_string()), Err) {
+            match model_problem(name).map_or_else(|| Backend::load(name).map_err(|e| e.to_string()), Err) {
                 Ok(backend) => Some(
                     Bridge::new(Box::new(backend), BINS, BINS, STEMS.len() * BINS, 8, ctx.offline)
                         .map_err(|e| format!("cannot start the inference worker: {e}"))?,
@@ -175,10 +185,11 @@ pub const SEPARATE: NodeType = NodeType {
             info,
             processor: Box::new(SeparateProc {
                 stft: Stft::new(hpss::FFT_SIZE, hpss::HOP, Window::SqrtHann, ch, STEMS.len() * ch)?,
-                floor: StemMasks::new(ch, ctx.sample_rate),
+                floor: StemMasks::new(ch, MODEL_RATE),
                 bridge,
                 waiting: None,
                 clean: vec![vec![0.0; ctx.max_block]; ch],
+                rate,
                 node: ctx.node_index,
             }),
         })

@@ -23,6 +23,9 @@ pub struct RenderOptions {
     pub compensate_latency: bool,
     /// Events to apply at exact sample times: (sample time, node id, event).
     pub events: Vec<(u64, String, ScheduledEvent)>,
+    /// MIDI for the graph's `midi_in` nodes (as a keyboard on the device's MIDI input would
+    /// send it): (sample time, message), in order.
+    pub device_midi: Vec<(u64, [u8; 3])>,
     /// Keep every process call's duration (for benchmarks).
     pub keep_timings: bool,
     /// `Offline` (default): model nodes wait for their results, deterministic. `Live`: nothing
@@ -39,6 +42,7 @@ impl Default for RenderOptions {
             tail_secs: 0.0,
             compensate_latency: true,
             events: Vec::new(),
+            device_midi: Vec::new(),
             keep_timings: false,
             mode: crate::graph::CompileMode::Offline,
         }
@@ -122,11 +126,15 @@ pub fn render(
     let skip = if opts.compensate_latency { latency } else { 0 };
     let total = keep + skip;
 
+    let mut events = opts.events.clone();
+    for &i in schedule.device_midi_nodes() {
+        let id = &schedule.nodes()[i as usize].id;
+        events.extend(opts.device_midi.iter().map(|&(t, m)| (t, id.clone(), ScheduledEvent::Midi(m))));
+    }
     let cfg = EngineConfig::new(sr as f32, in_ch, out_ch);
     let (mut handle, mut engine) = EngineHandle::new(cfg);
     handle.swap(schedule, registry).map_err(RenderError::Event)?;
 
-    let mut events = opts.events.clone();
     events.sort_by_key(|e| e.0);
     let mut next_event = 0;
 

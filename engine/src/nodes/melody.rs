@@ -4,10 +4,13 @@
 //! and pitch bends from the continuous pitch. During an attack (a rise in level), a small pitch
 //! network (`models/melody_net`, see `crate::pitchnet`) names the note from the attack itself,
 //! 10-20 ms before YIN hears a clean period in it; YIN then follows the note as before.
+//! Its control outputs carry what it hears every hop, for nodes that play along (`timbre`):
+//! `f0` (Hz; held through unvoiced hops), `voiced` (0 or 1) and `loudness` (A-weighted, dB).
 //! Spec on the control thread (it loads the network); the tracker and the network run in the
 //! processor on the audio thread (fixed buffers, bounded work per hop, no allocation).
 
 use crate::dsp::Resampler;
+use crate::loudness::{ALoudness, FLOOR_DB};
 use crate::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
 use crate::param::ParamSpec;
 use crate::pitchnet::{NetRunner, PitchNet, HISTORY};
@@ -144,6 +147,13 @@ struct MelodyProc {
     /// The note the network named on the last hops, and on how many in a row.
     net_note: Option<u8>,
     net_count: u32,
+    /// Whether notes go out (`melody`) or only the control curves (`features`).
+    notes: bool,
+    loudness: ALoudness,
+    /// The newest hop's readings, written to the control outputs every sample.
+    f0_hz: f32,
+    voiced: f32,
+    loudness_db: f32,
 }
 
 impl MelodyProc {
@@ -363,6 +373,7 @@ impl MelodyProc {
     fn hop(&mut self) {
         let gate = if self.active.is_some() { self.gate * HOLD_GATE } else { self.gate };
         let (voiced, rms) = self.analyse(gate);
+        self.loudness_db = self.loudness.measure(&self.buf[self.pos + self.span - WIN..self.pos + self.span]);
         let strict = if voiced && rms >= self.gate {
             self.pick(self.threshold)
         } else {
@@ -381,6 +392,10 @@ impl MelodyProc {
         self.levels[(h % LEVELS as u64) as usize] = rms;
         self.pitches[(h % LEVELS as u64) as usize] = pitch.map_or(f32::NAN, |(f, _)| f);
         self.hops_done = h + 1;
+        self.voiced = pitch.is_some() as u8 as f32;
+        if let Some((p, _)) = pitch {
+            self.f0_hz = 440.0 * 2f32.powf((p - 69.0) / 12.0);
+        }
 
         let ch = self.channel - 1;
         let now16 = self.n16;
@@ -545,21 +560,37 @@ impl Processor for MelodyProc {
                     self.hop();
                 }
             }
-            for k in 0..self.n_out {
+            for k in 0..self.n_out * self.notes as usize {
                 let (msg, origin16) = self.out[k];
                 let origin = start + origin16 * self.engine_rate / RATE as u64;
                 io.emit.note(t as u32, msg, origin, io.sample_time);
             }
             self.n_out = 0;
+            if let [f0, voiced, loudness] = &mut io.outputs[..] {
+                f0[t] = self.f0_hz;
+                voiced[t] = self.voiced;
+                loudness[t] = self.loudness_db;
+            }
         }
     }
 }
 
 pub const MELODY: NodeType = NodeType {
     name: "melody",
-    doc: "Low-latency single-line pitch-to-MIDI (YIN on the audio thread): notes and pitch bends.",
+    doc: "Low-latency single-line pitch-to-MIDI (YIN on the audio thread): notes and pitch bends; control outputs f0 (Hz), voiced, loudness (dB) every 4 ms.",
     params: PARAMS,
-    build: |p: &Params, ctx: &BuildCtx| {
+    build: |p: &Params, ctx: &BuildCtx| build(p, ctx, true),
+};
+
+/// The control outputs `melody` and `features` share.
+fn control_outputs() -> Vec<PortSpec> {
+    vec![PortSpec::control("f0"), PortSpec::control("voiced"), PortSpec::control("loudness")]
+}
+
+/// Builds the tracker: with notes (`melody`) or only its control curves (`features`, whose
+/// parameters lack the note ones: they take `melody`'s defaults, unused).
+pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, String> {
+    {
         let (lo, hi) = (p.f32("min_hz"), p.f32("max_hz"));
         if lo >= hi {
             return Err(format!("`min_hz` ({lo}) must be below `max_hz` ({hi})"));
@@ -567,7 +598,7 @@ pub const MELODY: NodeType = NodeType {
         let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
         let span = (WIN + tau_max + 1).max(HISTORY);
         // Without a model locator (an engine built without the models crate) YIN works alone.
-        let net = (p.bool("attack_net") && !ctx.dry_run)
+        let net = (notes && p.bool("attack_net") && !ctx.dry_run)
             .then_some(ctx.locate_model)
             .flatten()
             .and_then(|locate| {
@@ -582,7 +613,8 @@ pub const MELODY: NodeType = NodeType {
         Ok(Built {
             info: NodeInfo {
                 inputs: vec![PortSpec::new("in", 1)],
-                midi_out: true,
+                outputs: control_outputs(),
+                midi_out: notes,
                 ..Default::default()
             },
             processor: Box::new(MelodyProc {
@@ -597,10 +629,10 @@ pub const MELODY: NodeType = NodeType {
                 d: vec![0.0; tau_max + 2],
                 threshold: p.f32("threshold"),
                 gate,
-                confirm: p.usize("confirm_hops") as u32,
-                off_hops: p.usize("off_hops") as u32,
+                confirm: (p.usize("confirm_hops") as u32).max(1),
+                off_hops: (p.usize("off_hops") as u32).max(1),
                 bend_range: p.f32("bend_range"),
-                channel: p.usize("midi_channel") as u8,
+                channel: (p.usize("midi_channel") as u8).max(1),
                 engine_rate: ctx.sample_rate as u64,
                 n16: 0,
                 start_time: None,
@@ -633,7 +665,12 @@ pub const MELODY: NodeType = NodeType {
                 net_note: None,
                 net_count: 0,
                 fast_onset: 0,
+                notes,
+                loudness: ALoudness::new(WIN, RATE as f32),
+                f0_hz: 0.0,
+                voiced: 0.0,
+                loudness_db: FLOOR_DB,
             }),
         })
-    },
-};
+    }
+}

@@ -2,6 +2,7 @@
 //! and its processor (audio thread).
 
 pub mod basic;
+pub mod features;
 pub mod hpss;
 pub mod infer_test;
 pub mod io;
@@ -31,6 +32,7 @@ pub fn builtin_types() -> Vec<NodeType> {
         resample::RESAMPLE,
         infer_test::INFER_TEST,
         melody::MELODY,
+        features::FEATURES,
         midi_io::MIDI_IN,
         midi_io::MIDI_OUT,
         hpss::HPSS,

@@ -161,7 +161,7 @@ pub const RECORDER: NodeType = NodeType {
         };
         let path = free_take_path(&ctx.resolve_take(p.str("path"))?);
         let info = NodeInfo {
-            inputs: vec![PortSpec::new("in", ch)],
+            inputs: vec![PortSpec::any("in", ch)],
             ..Default::default()
         };
         if ctx.dry_run {

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Scores the `timbre` node on the test split of make_data.py (lines from pieces never used in
+training or checkpoint choice), through the real binary:
+
+- spectral loss: each test line's conditioning (the engine's `features` node on the line's
+  audio) plays the node with the line's own instrument (`stagebox render`, block 512); the
+  multi-scale spectral loss of train.py between the node's output (at 16 kHz) and the real
+  instrument's rendering of the same line, beside a band-limited sawtooth at the same f0 whose
+  level follows the real rendering frame by frame (a generous baseline); per instrument and
+  SoundFont;
+- f0: the node's output tracked by the `features` node, against the conditioning f0, in cents,
+  over frames both call voiced (median, p90);
+- control-to-sound latency: a sine stepping from 220 to 330 Hz; the time the output's pitch
+  crosses the midpoint minus the time the conditioning's does (both tracked alike);
+- real-time factor per voice: an offline render of 60 s of four held MIDI voices (the audio
+  thread's and the worker's time together, as the render waits for every frame), over 4.
+
+    .cache/eval-venv/bin/python models/timbre/evaluate.py [--limit N] [--out FILE.json]
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import train as T  # noqa: E402  (the loss, the instruments)
+from make_data import BIN, FEATURES_PATCH, FRAME  # noqa: E402
+
+PATCH = """
+[[node]]
+id = "in"
+type = "input"
+channels = 1
+[[node]]
+id = "feat"
+type = "features"
+min_hz = 50.0
+max_hz = 2000.0
+[[node]]
+id = "voice"
+type = "timbre"
+instrument = "{instrument}"
+voices = {voices}
+[[node]]
+id = "keys"
+type = "midi_in"
+[[node]]
+id = "out"
+type = "output"
+channels = 1
+[[connect]]
+from = "in"
+to = "feat"
+[[connect]]
+from = "feat.f0"
+to = "voice.f0"
+[[connect]]
+from = "feat.loudness"
+to = "voice.loudness"
+[[connect]]
+from = "feat.voiced"
+to = "voice.voiced"
+[[connect]]
+from = "keys.midi"
+to = "voice.midi"
+[[connect]]
+from = "voice"
+to = "out"
+"""
+
+
+def run(args):
+    subprocess.run([BIN, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def render(work, instrument, wav, voices=0, extra=()):
+    patch = os.path.join(work, f"timbre-{instrument}.toml")
+    open(patch, "w").write(PATCH.format(instrument=instrument, voices=voices))
+    out = os.path.join(work, "out.wav")
+    run(["render", "--patch", patch, "--output", out, "--sample-rate", "48000", *(["--input", wav] if wav else []), *extra])
+    return sf.read(out, dtype="float32")[0]
+
+
+def features(work, audio48):
+    """f0 and voiced every 4 ms by the engine's `features` node."""
+    wav = os.path.join(work, "feat_in.wav")
+    sf.write(wav, audio48, 48000, subtype="FLOAT")
+    open(os.path.join(work, "features.toml"), "w").write(FEATURES_PATCH)
+    rec = os.path.join(work, "rec")
+    run(["render", "--patch", os.path.join(work, "features.toml"), "--input", wav, "--output",
+         os.path.join(work, "o.wav"), "--record-dir", rec])
+    f0 = sf.read(os.path.join(rec, "f0.wav"), dtype="float32")[0][FRAME - 1::FRAME]
+    voiced = sf.read(os.path.join(rec, "voiced.wav"), dtype="float32")[0][FRAME - 1::FRAME]
+    return f0, voiced
+
+
+def sawtooth(f0, audio16):
+    """A band-limited sawtooth at `f0` (frames), its level the real rendering's per frame."""
+    n = len(audio16)
+    f0s = np.interp(np.arange(n) / T.HOP, np.arange(len(f0)), f0)
+    phase = 2 * np.pi * np.cumsum(f0s / T.SR)
+    y = np.zeros(n)
+    for k in range(1, 61):
+        y += np.where(k * f0s < T.SR / 2, np.sin(k * phase) / k, 0.0)
+    frames = len(f0)
+    rms = lambda x: np.sqrt(np.mean(x[:frames * T.HOP].reshape(frames, T.HOP) ** 2, axis=1) + 1e-12)
+    gain = np.interp(np.arange(n) / T.HOP, np.arange(frames), rms(audio16) / rms(y))
+    return (y * gain).astype(np.float32)
+
+
+def loss(a, b):
+    n = min(len(a), len(b))
+    with torch.no_grad():
+        return T.spectral_loss(torch.tensor(a[None, :n]), torch.tensor(b[None, :n])).item()
+
+
+def score_line(path, work):
+    d = np.load(path)
+    instrument = os.path.basename(path)[:-4].split("-", 1)[1]
+    real16 = d["audio"]
+    wav = os.path.join(work, "line.wav")
+    sf.write(wav, real16, 16000, subtype="FLOAT")
+    out48 = render(work, instrument, wav)
+    out16 = resample_poly(out48, 1, 3).astype(np.float32)
+    in_f0, in_voiced = features(work, resample_poly(real16, 3, 1).astype(np.float32))
+    out_f0, out_voiced = features(work, out48)
+    n = min(len(in_f0), len(out_f0))
+    both = (in_voiced[:n] > 0.5) & (out_voiced[:n] > 0.5)
+    cents = np.abs(1200 * np.log2(out_f0[:n][both] / in_f0[:n][both])) if both.any() else np.array([np.nan])
+    return {"file": os.path.basename(path), "instrument": instrument, "loss": loss(out16, real16),
+            "saw": loss(sawtooth(d["f0_hz"], real16), real16), "cents": cents.tolist()}
+
+
+def latency(work):
+    sr = 48000
+    t = np.arange(2 * sr) / sr
+    f = np.where(t < 1.0, 220.0, 330.0)
+    x = (0.3 * np.sin(2 * np.pi * np.cumsum(f) / sr)).astype(np.float32)
+    wav = os.path.join(work, "step.wav")
+    sf.write(wav, x, sr, subtype="FLOAT")
+    out = render(work, "violin", wav)
+    mid = np.sqrt(220.0 * 330.0)
+    cross = lambda f0: np.argmax(f0 > mid) * FRAME / sr
+    t_in, t_out = cross(features(work, x)[0]), cross(features(work, out)[0])
+    return {"conditioning_s": t_in, "output_s": t_out, "beyond_conditioning_ms": 1000 * (t_out - t_in)}
+
+
+def rtf_per_voice(work):
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    ins = pretty_midi.Instrument(0)
+    for k, p in enumerate([48, 55, 60, 64]):
+        ins.notes.append(pretty_midi.Note(velocity=100, pitch=p, start=0.01 * k, end=60.0))
+    pm.instruments.append(ins)
+    mid = os.path.join(work, "chord.mid")
+    pm.write(mid)
+    t0 = time.time()
+    render(work, "cello", None, voices=4, extra=["--midi-in", mid])
+    return (time.time() - t0) / 60.0 / 4
+
+
+def summary(rows):
+    out = {}
+    for ins in sorted({r["instrument"] for r in rows}):
+        rs = [r for r in rows if r["instrument"] == ins]
+        cents = np.concatenate([np.array(r["cents"]) for r in rs])
+        cents = cents[np.isfinite(cents)]
+        out[ins] = {"lines": len(rs), "loss": float(np.mean([r["loss"] for r in rs])),
+                    "saw": float(np.mean([r["saw"] for r in rs])),
+                    "cents_median": float(np.median(cents)) if len(cents) else None,
+                    "cents_p90": float(np.percentile(cents, 90)) if len(cents) else None}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--out", default=os.path.join(T.WORK, "eval.json"))
+    a = ap.parse_args()
+    paths = sorted(glob.glob(os.path.join(T.DATA, "test", "*.npz")))
+    paths = paths[:a.limit] if a.limit else paths
+    with tempfile.TemporaryDirectory() as work:
+        rows = [score_line(p, work) for p in paths]
+        result = {"per_instrument": summary(rows), "latency": latency(work), "rtf_per_voice": rtf_per_voice(work)}
+    print("| instrument | test lines | spectral loss | sawtooth | ratio | f0 error median (cents) | p90 (cents) |")
+    print("|---|---|---|---|---|---|---|")
+    for ins, s in result["per_instrument"].items():
+        print(f"| {ins} | {s['lines']} | {s['loss']:.2f} | {s['saw']:.2f} | {s['loss'] / s['saw']:.2f} | "
+              f"{s['cents_median']:.1f} | {s['cents_p90']:.1f} |")
+    print(f"latency: {result['latency']}")
+    print(f"real-time factor per voice: {result['rtf_per_voice']:.4f}")
+    json.dump({**result, "rows": rows}, open(a.out, "w"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Trains the `timbre` node's decoder (DDSP-style): f0, loudness and an instrument embedding
+in, every 4 ms (250 frames a second), the amplitudes of 60 harmonics and the magnitudes of 65
+noise bands out; the engine's additive oscillators and filtered noise make the sound.
+
+Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, embedding (8)] -> Linear 11->128,
+LayerNorm, LeakyReLU -> GRU 192 (the state) -> Linear (192 + 11 -> 192), LayerNorm, LeakyReLU
+-> Linear 192 -> 1 + 60 + 65: the overall amplitude, the harmonic distribution (each
+exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted down). The instruments'
+embeddings are a table the node reads from instruments.json (morph interpolates two of them).
+
+Synthesis (this file, and the engine's `ddsp` module, equal): harmonic k of f0 sounds while
+k * f0 is below 8 kHz (the model's Nyquist), the distribution renormalised over those, times
+the amplitude, amplitudes and f0 linear between frames, phase the running sum of f0; noise:
+uniform white noise filtered frame by frame in an STFT of 128 / hop 64 at 16 kHz (sqrt-Hann
+both sides) whose 65 bins are the 65 bands (125 Hz apart, as the engine's 384 / 192 at 48 kHz).
+
+Loss: multi-scale spectral (FFT 1024, 512, 256, 128, 64; hop a quarter; L1 of magnitudes plus
+L1 of log magnitudes), summed over scales.
+
+    .cache/eval-venv/bin/python models/timbre/train.py [--minutes M] [--resume]
+    .cache/eval-venv/bin/python models/timbre/train.py --export   # ONNX, fixture, manifest
+    models/timbre/retrain.sh [MINUTES]                            # everything from nothing
+
+Resumable (.cache/timbre/ckpt.pt every 2 minutes); the best on validation in best.pt; the
+curve in .cache/timbre/curve.tsv. A GPU is used where one is present.
+"""
+import argparse
+import glob
+import hashlib
+import json
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+WORK = os.path.join(ROOT, ".cache", "timbre")
+DATA = os.path.join(WORK, "data")
+SR, HOP, HARMONICS, BANDS, EMBED, HIDDEN = 16000, 64, 60, 65, 8, 192
+COND = 3 + EMBED
+SEG_FRAMES, BATCH, LR = 300, 8, 1e-3
+INSTRUMENTS = [i + s for i in ("flute", "violin", "trumpet", "alto_sax", "cello") for s in ("", "_gm6")]
+FFTS = (1024, 512, 256, 128, 64)
+
+
+def exp_sigmoid(x):
+    return 2.0 * torch.sigmoid(x) ** math.log(10.0) + 1e-7
+
+
+def conditioning(f0_hz, loudness_db, voiced):
+    midi = 69.0 + 12.0 * torch.log2(f0_hz.clamp(min=20.0) / 440.0)
+    return torch.stack([midi / 127.0, (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0), voiced], dim=-1)
+
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(len(INSTRUMENTS), EMBED)
+        self.inp = nn.Sequential(nn.Linear(COND, 128), nn.LayerNorm(128), nn.LeakyReLU())
+        self.gru = nn.GRU(128, HIDDEN, batch_first=True)
+        self.mid = nn.Sequential(nn.Linear(HIDDEN + COND, 192), nn.LayerNorm(192), nn.LeakyReLU())
+        self.out = nn.Linear(192, 1 + HARMONICS + BANDS)
+
+    def forward(self, cond, state=None):
+        """cond [b, t, COND] -> controls [b, t, 1 + 60 + 65] (amplitude, harmonic weights,
+        noise magnitudes), GRU state."""
+        y, state = self.gru(self.inp(cond), state)
+        raw = self.out(self.mid(torch.cat([y, cond], dim=-1)))
+        amp = exp_sigmoid(raw[..., :1])
+        harm = exp_sigmoid(raw[..., 1:1 + HARMONICS])
+        noise = exp_sigmoid(raw[..., 1 + HARMONICS:] - 5.0)
+        return torch.cat([amp, harm, noise], dim=-1), state
+
+
+class Step(nn.Module):
+    """One frame, the state explicit: what the engine runs (ONNX). cond [COND], state [HIDDEN]."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, cond, state_in):
+        controls, state = self.net(cond.view(1, 1, COND), state_in.view(1, 1, HIDDEN))
+        return controls.view(-1), state.view(HIDDEN)
+
+
+def upsample(x, n):
+    """[b, t, c] frame values -> [b, n, c], linear between frame values (frame j at sample j * HOP)."""
+    return nn.functional.interpolate(x.transpose(1, 2), size=n, mode="linear", align_corners=False).transpose(1, 2)
+
+
+def synth(controls, f0_hz, n):
+    """The sound of `controls` [b, t, 126] played at f0 [b, t]: n samples at 16 kHz."""
+    amp, harm, noise = controls[..., :1], controls[..., 1:1 + HARMONICS], controls[..., 1 + HARMONICS:]
+    k = torch.arange(1, HARMONICS + 1, device=controls.device)
+    audible = (f0_hz.unsqueeze(-1) * k < SR / 2).float()
+    harm = harm * audible
+    harm = amp * harm / harm.sum(-1, keepdim=True).clamp(min=1e-7)
+    f0 = upsample(f0_hz.unsqueeze(-1), n)[..., 0]
+    a = upsample(harm, n)
+    phase = 2 * math.pi * torch.cumsum(f0 / SR, dim=1)
+    phase = torch.remainder(phase, 2 * math.pi)
+    harmonic = (torch.sin(phase.unsqueeze(-1) * k) * a).sum(-1)
+    window = torch.hann_window(2 * HOP, periodic=True, device=controls.device).sqrt()
+    white = torch.rand(controls.shape[0], n, device=controls.device) * 2 - 1
+    spec = torch.stft(white, 2 * HOP, HOP, window=window, center=True, return_complex=True)
+    frames = min(spec.shape[-1], noise.shape[1])
+    spec = spec[..., :frames] * noise[:, :frames].transpose(1, 2)
+    filtered = torch.istft(spec, 2 * HOP, HOP, window=window, center=True, length=n)
+    return harmonic + filtered
+
+
+def spectral_loss(x, y):
+    total = 0.0
+    for n in FFTS:
+        w = torch.hann_window(n, device=x.device)
+        sx = torch.stft(x, n, n // 4, window=w, return_complex=True).abs()
+        sy = torch.stft(y, n, n // 4, window=w, return_complex=True).abs()
+        total = total + (sx - sy).abs().mean() + (torch.log(sx + 1e-5) - torch.log(sy + 1e-5)).abs().mean()
+    return total
+
+
+def load_split(split):
+    out = []
+    for path in sorted(glob.glob(os.path.join(DATA, split, "*.npz"))):
+        d = np.load(path)
+        name = os.path.basename(path)[:-4].split("-", 1)[1]
+        frames = min(len(d["f0_hz"]), len(d["audio"]) // HOP)
+        out.append({"instrument": INSTRUMENTS.index(name), "audio": d["audio"][:frames * HOP],
+                    "f0": d["f0_hz"][:frames], "loud": d["loudness_db"][:frames], "voiced": d["voiced"][:frames],
+                    "file": path})
+    return out
+
+
+def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
+    f0, loud, voiced, audio, ins = [], [], [], [], []
+    for _ in range(size):
+        e = rng.choice(examples)
+        start = rng.randrange(0, max(1, len(e["f0"]) - frames))
+        sl = slice(start, start + frames)
+        pad = frames - len(e["f0"][sl])
+        f0.append(np.pad(e["f0"][sl], (0, pad), mode="edge"))
+        loud.append(np.pad(e["loud"][sl], (0, pad), constant_values=-100.0))
+        voiced.append(np.pad(e["voiced"][sl], (0, pad)))
+        a = e["audio"][start * HOP:(start + frames) * HOP]
+        audio.append(np.pad(a, (0, frames * HOP - len(a))))
+        ins.append(e["instrument"])
+    t = lambda v: torch.tensor(np.stack(v), dtype=torch.float32, device=device)
+    return t(f0), t(loud), t(voiced), t(audio), torch.tensor(ins, device=device)
+
+
+def cond_of(net, f0, loud, voiced, ins):
+    emb = net.embedding(ins).unsqueeze(1).expand(-1, f0.shape[1], -1)
+    return torch.cat([conditioning(f0, loud, voiced), emb], dim=-1)
+
+
+def loss_of(net, f0, loud, voiced, audio, ins):
+    controls, _ = net(cond_of(net, f0, loud, voiced, ins))
+    return spectral_loss(synth(controls, f0, audio.shape[1]), audio)
+
+
+def validation(net, examples, device):
+    rng = random.Random(99)
+    torch.manual_seed(99)
+    with torch.no_grad():
+        return float(np.mean([loss_of(net, *batch(examples, rng, device)).item() for _ in range(6)]))
+
+
+def train(a):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    train_set, val_set = load_split("train"), load_split("val")
+    print(f"train {len(train_set)} lines, val {len(val_set)}, device {device}", flush=True)
+    net = Decoder().to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    step, best, spent = 0, float("inf"), 0.0
+    ckpt = os.path.join(WORK, "ckpt.pt")
+    if a.resume and os.path.exists(ckpt):
+        c = torch.load(ckpt, map_location=device)
+        net.load_state_dict(c["net"])
+        opt.load_state_dict(c["opt"])
+        step, best, spent = c["step"], c["best"], c["minutes"]
+        rng.setstate(c["rng"])
+        print(f"resumed at step {step}, {spent:.1f} min", flush=True)
+    else:
+        open(os.path.join(WORK, "curve.tsv"), "w").write("step\tminutes\ttrain_loss\tval_loss\n")
+    t0, last_save, running = time.time(), time.time(), []
+    while spent + (time.time() - t0) / 60 < a.minutes:
+        minutes = spent + (time.time() - t0) / 60
+        for group in opt.param_groups:  # cosine decay to a tenth over the run
+            group["lr"] = LR * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+        loss = loss_of(net, *batch(train_set, rng, device))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 2.0)
+        opt.step()
+        running.append(loss.item())
+        step += 1
+        if step % 25 == 0:
+            val = validation(net, val_set, device)
+            minutes = spent + (time.time() - t0) / 60
+            with open(os.path.join(WORK, "curve.tsv"), "a") as f:
+                f.write(f"{step}\t{minutes:.1f}\t{np.mean(running):.4f}\t{val:.4f}\n")
+            print(f"step {step} {minutes:.1f} min train {np.mean(running):.4f} val {val:.4f}", flush=True)
+            running = []
+            if val < best:
+                best = val
+                torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
+        if time.time() - last_save > 120:
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+                        "minutes": spent + (time.time() - t0) / 60, "rng": rng.getstate()}, ckpt)
+            last_save = time.time()
+
+
+def export(_a):
+    net = Decoder()
+    net.load_state_dict(torch.load(os.path.join(WORK, "best.pt"), map_location="cpu"))
+    net.eval()
+    step = Step(net)
+    onnx_path = os.path.join(HERE, "timbre.onnx")
+    torch.onnx.export(step, (torch.rand(COND), torch.zeros(HIDDEN)), onnx_path, input_names=["cond", "state_in"],
+                      output_names=["controls", "state_out"], opset_version=17, dynamo=False)
+    from make_data import INSTRUMENTS as RANGES  # the MIDI range each instrument was trained on
+
+    table = net.embedding.weight.detach().numpy()
+    rows = [{"name": n, "embedding": table[i].tolist(), "lowest": RANGES[n.replace("_gm6", "")][1],
+             "highest": RANGES[n.replace("_gm6", "")][2]} for i, n in enumerate(INSTRUMENTS)]
+    json.dump({"instruments": rows}, open(os.path.join(HERE, "instruments.json"), "w"), indent=1)
+    # Fixture: 16 frames of conditioning and PyTorch's controls, for the Rust test that ONNX
+    # Runtime gives the same (models/tests/timbre.rs).
+    g = torch.Generator().manual_seed(7)
+    conds = torch.rand(16, COND, generator=g)
+    outs, s = [], torch.zeros(HIDDEN)
+    with torch.no_grad():
+        for c in conds:
+            o, s = step(c, s)
+            outs.append(o)
+    fixture = {"cond": conds.numpy().ravel().tolist(), "controls": torch.stack(outs).numpy().ravel().tolist()}
+    json.dump(fixture, open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json"), "w"))
+    manifest = os.path.join(HERE, "manifest.toml")
+    text = open(manifest).read()
+    for name in ("timbre.onnx", "instruments.json"):
+        digest = hashlib.sha256(open(os.path.join(HERE, name), "rb").read()).hexdigest()
+        at = text.index(f'"{name}"')
+        start = text.index('sha256 = "', at) + len('sha256 = "')
+        text = text[:start] + digest + text[text.index('"', start):]
+    open(manifest, "w").write(text)
+    print(f"wrote {onnx_path} ({sum(p.numel() for p in net.parameters())} parameters); manifest sha256s updated")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=40.0)
+    ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--export", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(WORK, exist_ok=True)
+    export(a) if a.export else train(a)
