@@ -229,7 +229,7 @@ fn midi_voices_render_the_same_at_any_block_size() {
         .iter()
         .map(|&b| {
             let o = RenderOptions {
-                duration_secs: Some(1.6),
+                duration_secs: Some(1.8),
                 device_midi: midi.clone(),
                 ..opts(b)
             };

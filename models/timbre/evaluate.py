@@ -142,17 +142,36 @@ def score_line(path, work):
 
 
 def latency(work):
+    """A sine stepping from 220 to 330 Hz at 1 s. The conditioning's step: where the f0 curve the
+    timbre node reads (recorded from `features`) crosses the midpoint; the sound's: where the
+    output's instantaneous frequency (its fundamental band, zero-phase filtered, analytic
+    signal, 2 ms median) crosses it, in engine time (the render removed the declared latency;
+    it is added back)."""
+    from scipy.signal import butter, hilbert, medfilt, sosfiltfilt
+
     sr = 48000
     t = np.arange(2 * sr) / sr
     f = np.where(t < 1.0, 220.0, 330.0)
     x = (0.3 * np.sin(2 * np.pi * np.cumsum(f) / sr)).astype(np.float32)
     wav = os.path.join(work, "step.wav")
     sf.write(wav, x, sr, subtype="FLOAT")
-    out = render(work, "violin", wav)
+    patch = os.path.join(work, "step.toml")
+    rec = '\n[[node]]\nid = "cond"\ntype = "recorder"\nchannels = 1\nformat = "float32"\npath = "cond.wav"\n'
+    rec += '[[connect]]\nfrom = "feat.f0"\nto = "cond"\n'
+    open(patch, "w").write(PATCH.format(instrument="violin", voices=0) + rec)
+    out_wav, takes = os.path.join(work, "step_out.wav"), os.path.join(work, "takes")
+    run(["render", "--patch", patch, "--input", wav, "--output", out_wav, "--record-dir", takes])
+    out = sf.read(out_wav, dtype="float32")[0]
+    cond = sf.read(os.path.join(takes, "cond.wav"), dtype="float32")[0]
     mid = np.sqrt(220.0 * 330.0)
-    cross = lambda f0: np.argmax(f0 > mid) * FRAME / sr
-    t_in, t_out = cross(features(work, x)[0]), cross(features(work, out)[0])
-    return {"conditioning_s": t_in, "output_s": t_out, "beyond_conditioning_ms": 1000 * (t_out - t_in)}
+    start = int(0.9 * sr)
+    t_cond = (start + np.argmax(cond[start:] > mid)) / sr
+    band = sosfiltfilt(butter(4, [150, 450], btype="band", fs=sr, output="sos"), out)
+    inst = medfilt(np.diff(np.unwrap(np.angle(hilbert(band)))) * sr / (2 * np.pi), 97)
+    declared = 2 * FRAME / sr
+    t_sound = (start + np.argmax(inst[start:] > mid)) / sr + declared
+    return {"conditioning_step_s": t_cond, "sound_step_s": t_sound, "declared_ms": 1000 * declared,
+            "beyond_conditioning_ms": 1000 * (t_sound - t_cond)}
 
 
 def rtf_per_voice(work):
