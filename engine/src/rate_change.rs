@@ -33,7 +33,7 @@ impl RateChange {
         let probe_up = Resampler::new(core_rate, engine_rate);
         let buffer =
             probe_down.lookahead_in() as u64 + (probe_up.lookahead_in() as u64 * engine_rate as u64).div_ceil(core_rate as u64) + 2;
-        let size = ((2 * buffer as usize + 2 * max_block + 64) as usize).next_power_of_two();
+        let size = (2 * buffer as usize + 2 * max_block + 64).next_power_of_two();
         let core_block = (max_block as u64 * core_rate as u64).div_ceil(engine_rate as u64) as usize + 2;
         Self {
             down: (0..inputs).map(|_| Resampler::new(engine_rate, core_rate)).collect(),

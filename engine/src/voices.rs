@@ -123,7 +123,7 @@ impl NoteVoices {
         }
     }
 
-    fn into_range(&mut self, note: u8) -> u8 {
+    fn moved_into_range(&mut self, note: u8) -> u8 {
         let mut n = note as i32;
         while n < self.lowest as i32 {
             n += 12;
@@ -140,7 +140,7 @@ impl NoteVoices {
 
     fn note_on(&mut self, channel: u8, note: u8, velocity: u8) {
         self.clock += 1;
-        let playing = self.into_range(note);
+        let playing = self.moved_into_range(note);
         // A free voice, else the one released longest ago, else the oldest held.
         let pick = |v: &Voice| match v.stage {
             Stage::Off => (0, 0),

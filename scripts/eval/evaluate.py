@@ -167,11 +167,30 @@ def report(rows):
                     med = "" if system == "offline Basic Pitch" else f"{a['med']:.0f}"
                     p90 = "" if system == "offline Basic Pitch" else f"{a['p90']:.0f}"
                     print(f"| {kind} | {system} | {sf} | {attack} | {a['n']} | {a['f50']:.3f} | {a['f100']:.3f} | {a['foff']:.3f} | {med} | {p90} | {rpa} |")
+    if any("family" in r for r in rows):
+        report_families(rows, agg)
     sb = [r for r in rows if r["wall"]]
     for system in ("stagebox basic_pitch", "stagebox melody"):
         sel = [r for r in sb if r["system"] == system]
         if sel:
             print(f"\n{system}: offline render speed {sum(r['audio_s'] for r in sel) / sum(r['wall'] for r in sel):.1f}x real time over {len(sel)} clips (the render waits for every model result).")
+
+
+def report_families(rows, agg):
+    """Per family (scripts/eval/make_families.py's sets), each system, each SoundFont."""
+    print("\n| family | system | soundfont | clips | onset F1 @50 ms | note-on latency median / p90 (ms) | raw pitch acc. |")
+    print("|---|---|---|---:|---:|---|---:|")
+    families = sorted({r["family"] for r in rows if "family" in r}) + ["all"]
+    for family in families:
+        for system in ("stagebox melody", "stagebox basic_pitch", "offline Basic Pitch"):
+            for sf in ("fluidr3", "timgm6mb"):
+                sel = [r for r in rows if r["system"] == system and r["soundfont"] == sf and (family == "all" or r.get("family") == family)]
+                a = agg(sel)
+                if a is None:
+                    continue
+                lat = "" if system == "offline Basic Pitch" else f"{a['med']:.0f} / {a['p90']:.0f}"
+                rpa = f"{a['rpa'] * 100:.1f}%" if a["rpa"] is not None else ""
+                print(f"| {family} | {system} | {sf} | {a['n']} | {a['f50']:.3f} | {lat} | {rpa} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Builds the generalisation set for pitch-to-MIDI (issue 13), reproducible and deterministic:
+single lines of many kinds of music played by every General MIDI melodic family, split by
+piece AND by instrument into train, validation and test. Report numbers on the test part only
+(pieces and instruments never used in training or tuning); tune on train and validation.
+
+Families (GM programs): keys (pianos, electric pianos, harpsichord, clavinet, organs), mallets,
+plucked strings, bowed strings, brass, reeds, pipes, voices, synth leads.
+Instrument split: within a family, in program order, every fourth program from the fourth on is
+test, from the third on validation, the rest train; the programs scripts/eval's clips were tuned
+on (piano 0, guitar 24, voice 53, flute 73) are always train.
+Piece split: by a hash of the piece's name, 1/5 test, 1/5 validation, 3/5 train. Pieces: Bach
+chorale soprano and bass lines, string quartets' first violin and cello parts, Monteverdi and
+Palestrina voices, fiddle tunes (Ryan's Mammoth Collection), folk songs (the Essen collection).
+Each line: a 15 s excerpt, moved by octaves into its instrument's range, at a tempo drawn per
+piece, velocities per phrase; rendered by FluidSynth at 44.1 kHz with both SoundFonts.
+
+    .cache/eval-venv/bin/python scripts/eval/make_families.py [--split test] [OUT]
+        # default OUT .cache/eval/families-<split>; writes index.json for scripts/eval/evaluate.py
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import subprocess
+
+import music21
+import pretty_midi
+
+SOUNDFONTS = {"fluidr3": "/usr/share/sounds/sf2/FluidR3_GM.sf2", "timgm6mb": "/usr/share/sounds/sf2/TimGM6mb.sf2"}
+# family: (programs, lowest, highest, centre of a line, attack class)
+FAMILIES = {
+    "keys": ([0, 1, 2, 4, 5, 6, 7, 16, 17, 19], 36, 96, 67, "fast"),
+    "mallets": ([8, 9, 10, 11, 12, 13, 14, 15], 53, 96, 74, "fast"),
+    "plucked": ([24, 25, 26, 27, 28, 45, 46, 105, 106, 107], 40, 84, 62, "fast"),
+    "bowed": ([40, 41, 42, 43, 44, 48, 49, 110], 36, 96, 64, "slow"),
+    "brass": ([56, 57, 58, 59, 60, 61, 62, 63], 40, 82, 62, "slow"),
+    "reeds": ([64, 65, 66, 67, 68, 69, 70, 71], 36, 88, 64, "slow"),
+    "pipes": ([72, 73, 74, 75, 76, 77, 78, 79], 60, 96, 76, "slow"),
+    "voices": ([52, 53, 54, 85], 45, 79, 64, "slow"),
+    "synth_leads": ([80, 81, 82, 83, 84, 87], 48, 90, 67, "fast"),
+}
+TUNED_ON = {0, 24, 53, 73}
+SOURCES = {"bach": 40, "beethoven": 10, "mozart": 10, "haydn": 6, "monteverdi": 16, "palestrina": 16,
+           "ryansMammoth": 24, "essenFolksong": 10}
+EXCERPT_SECS = 15.0
+PIECES_PER_INSTRUMENT = 2
+
+
+def instrument_split(program, index):
+    if program in TUNED_ON:
+        return "train"
+    return "test" if index % 4 == 3 else "val" if index % 4 == 2 else "train"
+
+
+def piece_split(name):
+    h = int(hashlib.sha1(name.encode()).hexdigest(), 16) % 5
+    return "test" if h == 0 else "val" if h == 1 else "train"
+
+
+def lines_of(source, path, rng):
+    """Single lines (start s, end s, midi) of one corpus file: its top and bottom parts."""
+    try:
+        score = music21.corpus.parse(path)
+        if isinstance(score, music21.stream.Opus):
+            score = rng.choice(list(score.scores))
+    except Exception:
+        return []
+    parts = [p for p in getattr(score, "parts", []) if len(p.flatten().notes) > 8] or [score]
+    spq = 60.0 / rng.uniform(70, 140)
+    out = []
+    for part in {id(parts[0]): parts[0], id(parts[-1]): parts[-1]}.values():
+        notes = []
+        for n in part.flatten().notes:
+            p = max(n.pitches).midi if n.isChord else n.pitch.midi
+            s = float(n.offset) * spq
+            notes.append([s, s + float(n.quarterLength) * spq, p])
+        notes.sort()
+        merged = []
+        for s, e, p in notes:  # ties: one struck note; overlaps: cut
+            if merged and merged[-1][2] == p and abs(merged[-1][1] - s) < 1e-6:
+                merged[-1][1] = e
+                continue
+            if merged:
+                merged[-1][1] = min(merged[-1][1], s)
+            merged.append([s, e, p])
+        merged = [n for n in merged if n[1] - n[0] > 0.05]
+        if len(merged) >= 8:
+            out.append(merged)
+    return out
+
+
+def excerpt(notes, rng, lo, hi, centre):
+    total = notes[-1][1]
+    start = rng.uniform(0, max(0.0, total - EXCERPT_SECS))
+    sel = [(s - start, min(e, start + EXCERPT_SECS) - start, p) for s, e, p in notes if start <= s < start + EXCERPT_SECS - 0.1]
+    if len(sel) < 6:
+        return None
+    shift = 12 * round((centre - sorted(p for _, _, p in sel)[len(sel) // 2]) / 12)
+    out = []
+    for s, e, p in sel:
+        p += shift
+        while p < lo:
+            p += 12
+        while p > hi:
+            p -= 12
+        out.append((s, e, p))
+    return out
+
+
+def pieces(split):
+    out = []
+    for source, n in SOURCES.items():
+        paths = sorted(str(p) for p in music21.corpus.getComposer(source))
+        random.Random(source).shuffle(paths)
+        out += [(source, p) for p in paths[: 4 * n] if piece_split(source + "/" + os.path.basename(p)) == split][:n]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ap.add_argument("out", nargs="?")
+    a = ap.parse_args()
+    out_dir = a.out or f".cache/eval/families-{a.split}"
+    os.makedirs(out_dir, exist_ok=True)
+    rng = random.Random(13)
+    lines = [(s, p, l) for s, p in pieces(a.split) for l in lines_of(s, p, random.Random(p))]
+    index = []
+    for family, (programs, lo, hi, centre, attack) in FAMILIES.items():
+        for k, program in enumerate(programs):
+            if instrument_split(program, k) != a.split:
+                continue
+            for source, path, notes in rng.sample(lines, min(PIECES_PER_INSTRUMENT, len(lines))):
+                line = excerpt(notes, rng, lo, hi, centre)
+                if line is None:
+                    continue
+                piece = source + "/" + os.path.basename(path)
+                name = f"{family}-{program}-{hashlib.sha1(piece.encode()).hexdigest()[:8]}"
+                pm = pretty_midi.PrettyMIDI()
+                ins = pretty_midi.Instrument(program=program)
+                vel = 90
+                for i, (s, e, p) in enumerate(line):
+                    vel = rng.randint(60, 115) if i % 8 == 0 else vel
+                    ins.notes.append(pretty_midi.Note(velocity=vel, pitch=int(p), start=s, end=e))
+                pm.instruments.append(ins)
+                mid = os.path.join(out_dir, name + ".mid")
+                pm.write(mid)
+                for sf_name, sf2 in SOUNDFONTS.items():
+                    wav = os.path.join(out_dir, f"{name}-{sf_name}.wav")
+                    if not os.path.exists(wav):
+                        subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", "44100", "-F", wav, sf2, mid], check=True,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    index.append({"wav": wav, "kind": "single", "instrument": f"{family}:{program}", "family": family,
+                                  "program": program, "attack": attack, "soundfont": sf_name, "piece": piece,
+                                  "split": a.split, "notes": [list(n) for n in line]})
+    json.dump(index, open(os.path.join(out_dir, "index.json"), "w"))
+    print(f"{len(index)} clips ({a.split}) in {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
