@@ -168,7 +168,7 @@ def train(a):
     step, best, spent = 0, float("inf"), 0.0
     ckpt = os.path.join(WORK, "ckpt.pt")
     if a.resume and os.path.exists(ckpt):
-        c = torch.load(ckpt, map_location=device)
+        c = torch.load(ckpt, map_location=device, weights_only=False)  # our own checkpoint
         net.load_state_dict(c["net"])
         opt.load_state_dict(c["opt"])
         step, best, spent = c["step"], c["best"], c["minutes"]
