@@ -102,3 +102,50 @@ fn a_control_port_cannot_feed_an_audio_port() {
         .expect("refused");
     assert!(errs[0].message.contains("`feat.loudness` is a control port"), "{}", errs[0].message);
 }
+
+#[test]
+fn notes_become_f0_and_shaped_loudness_curves() {
+    use stagebox_engine::backend::offline::ScheduledEvent;
+    let dir = std::env::temp_dir().join(format!("stagebox-n2c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = ["f0", "loudness", "voiced"];
+    let mut nodes = vec![node("n2c", "notes_to_control", &[("attack_ms", f(20.0)), ("release_ms", f(100.0))])];
+    let mut conns = vec![];
+    for n in names {
+        let path = dir.join(format!("{n}.wav"));
+        nodes.push(node(
+            n,
+            "recorder",
+            &[("channels", i(1)), ("format", s("float32")), ("path", s(path.to_str().unwrap()))],
+        ));
+        conns.push(conn(&format!("n2c.{n}"), n));
+    }
+    let at = |t: f64| (t * SR as f64) as u64;
+    let events = vec![
+        (at(0.1), "n2c".to_string(), ScheduledEvent::Midi([0x90, 69, 127])),
+        (at(0.3), "n2c".to_string(), ScheduledEvent::Midi([0x90, 76, 127])),
+        (at(0.35), "n2c".to_string(), ScheduledEvent::Midi([0xe0, 0x00, 0x60])),
+        (at(0.5), "n2c".to_string(), ScheduledEvent::Midi([0x80, 76, 0])),
+    ];
+    let opts = RenderOptions {
+        sample_rate: SR,
+        block_size: 100,
+        duration_secs: Some(0.8),
+        events,
+        ..Default::default()
+    };
+    let r = render(&graph(nodes, conns), &registry(), None, &opts, |_, _| {}).unwrap();
+    assert_eq!(r.alloc_violations, 0);
+    let [f0, loud, voiced] = names.map(|n| stagebox_engine::audio_file::read(&dir.join(format!("{n}.wav"))).unwrap().samples);
+    let v = |c: &[f32], t: f64| c[(t * SR as f64) as usize];
+    assert_eq!(v(&voiced, 0.05), 0.0);
+    assert!(v(&loud, 0.105) < -50.0, "the attack starts low");
+    assert!((v(&f0, 0.2) - 440.0).abs() < 0.01 && (v(&loud, 0.2) + 10.0).abs() < 0.01);
+    // Legato to E5, then bent up half the range (one semitone): F5.
+    let f5 = 440.0 * 2f32.powf(8.0 / 12.0);
+    assert!((v(&f0, 0.45) - f5).abs() < 0.05, "{}", v(&f0, 0.45));
+    assert!(v(&loud, 0.31) > -11.0, "legato: no new attack");
+    // Released at 0.5 s: silent and unvoiced 100 ms later.
+    assert!(v(&loud, 0.55) < -20.0 && v(&voiced, 0.7) == 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

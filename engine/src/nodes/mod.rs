@@ -9,6 +9,7 @@ pub mod io;
 pub mod melody;
 pub mod meter;
 pub mod midi_io;
+pub mod notes_control;
 pub mod player;
 pub mod recorder;
 pub mod resample;
@@ -33,6 +34,7 @@ pub fn builtin_types() -> Vec<NodeType> {
         infer_test::INFER_TEST,
         melody::MELODY,
         features::FEATURES,
+        notes_control::NOTES_TO_CONTROL,
         midi_io::MIDI_IN,
         midi_io::MIDI_OUT,
         hpss::HPSS,
