@@ -588,89 +588,88 @@ fn control_outputs() -> Vec<PortSpec> {
 }
 
 /// Builds the tracker: with notes (`melody`) or only its control curves (`features`, whose
-/// parameters lack the note ones: they take `melody`'s defaults, unused).
+/// parameters lack the note ones: those read as 0, are clamped to valid values, and no note is
+/// ever sent).
 pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, String> {
-    {
-        let (lo, hi) = (p.f32("min_hz"), p.f32("max_hz"));
-        if lo >= hi {
-            return Err(format!("`min_hz` ({lo}) must be below `max_hz` ({hi})"));
-        }
-        let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
-        let span = (WIN + tau_max + 1).max(HISTORY);
-        // Without a model locator (an engine built without the models crate) YIN works alone.
-        let net = (notes && p.bool("attack_net") && !ctx.dry_run)
-            .then_some(ctx.locate_model)
-            .flatten()
-            .and_then(|locate| {
-                locate("melody_net", "")
-                    .and_then(|path| PitchNet::load(&path))
-                    .map_err(|e| tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them"))
-                    .ok()
-            })
-            .map(|net| NetRunner::new(std::sync::Arc::new(net)));
-        let tau_min = ((RATE as f32 / hi).floor() as usize).max(2);
-        let gate = 10f32.powf(p.f32("gate_db") / 20.0);
-        Ok(Built {
-            info: NodeInfo {
-                inputs: vec![PortSpec::new("in", 1)],
-                outputs: control_outputs(),
-                midi_out: notes,
-                ..Default::default()
-            },
-            processor: Box::new(MelodyProc {
-                resampler: Resampler::new(ctx.sample_rate as u32, RATE),
-                tau_min,
-                tau_max,
-                buf: vec![0.0; 2 * span],
-                span,
-                pos: 0,
-                len: 0,
-                since_hop: 0,
-                d: vec![0.0; tau_max + 2],
-                threshold: p.f32("threshold"),
-                gate,
-                confirm: (p.usize("confirm_hops") as u32).max(1),
-                off_hops: (p.usize("off_hops") as u32).max(1),
-                bend_range: p.f32("bend_range"),
-                channel: (p.usize("midi_channel") as u8).max(1),
-                engine_rate: ctx.sample_rate as u64,
-                n16: 0,
-                start_time: None,
-                active: None,
-                candidate: None,
-                cand_count: 0,
-                cand_first: 0,
-                unvoiced: 0,
-                last_bend: 0,
-                sent_bend: 0,
-                rms_hist: [0.0; 4],
-                levels: [0.0; LEVELS],
-                pitches: [f32::NAN; LEVELS],
-                hops_done: 0,
-                active_hops: 0,
-                last_held16: 0,
-                last_note: 0,
-                out: [([0; 3], 0); 8],
-                n_out: 0,
-                net,
-                net_confidence: p.f32("net_confidence"),
-                lowest_note: midi_of(lo),
-                highest_note: midi_of(hi),
-                attack_left: 0,
-                since_attack: ATTACK_COOLDOWN,
-                attack16: 0,
-                grace_left: 0,
-                guard: None,
-                guard_left: 0,
-                net_note: None,
-                net_count: 0,
-                fast_onset: 0,
-                notes,
-                loudness: ALoudness::new(WIN, RATE as f32),
-                f0_hz: 0.0,
-                voiced: 0.0,
-                loudness_db: FLOOR_DB,
-            }),
-        })
+    let (lo, hi) = (p.f32("min_hz"), p.f32("max_hz"));
+    if lo >= hi {
+        return Err(format!("`min_hz` ({lo}) must be below `max_hz` ({hi})"));
     }
+    let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
+    let span = (WIN + tau_max + 1).max(HISTORY);
+    // Without a model locator (an engine built without the models crate) YIN works alone.
+    let net = (notes && p.bool("attack_net") && !ctx.dry_run)
+        .then_some(ctx.locate_model)
+        .flatten()
+        .and_then(|locate| {
+            locate("melody_net", "")
+                .and_then(|path| PitchNet::load(&path))
+                .map_err(|e| tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them"))
+                .ok()
+        })
+        .map(|net| NetRunner::new(std::sync::Arc::new(net)));
+    let tau_min = ((RATE as f32 / hi).floor() as usize).max(2);
+    let gate = 10f32.powf(p.f32("gate_db") / 20.0);
+    Ok(Built {
+        info: NodeInfo {
+            inputs: vec![PortSpec::new("in", 1)],
+            outputs: control_outputs(),
+            midi_out: notes,
+            ..Default::default()
+        },
+        processor: Box::new(MelodyProc {
+            resampler: Resampler::new(ctx.sample_rate as u32, RATE),
+            tau_min,
+            tau_max,
+            buf: vec![0.0; 2 * span],
+            span,
+            pos: 0,
+            len: 0,
+            since_hop: 0,
+            d: vec![0.0; tau_max + 2],
+            threshold: p.f32("threshold"),
+            gate,
+            confirm: (p.usize("confirm_hops") as u32).max(1),
+            off_hops: (p.usize("off_hops") as u32).max(1),
+            bend_range: p.f32("bend_range"),
+            channel: (p.usize("midi_channel") as u8).max(1),
+            engine_rate: ctx.sample_rate as u64,
+            n16: 0,
+            start_time: None,
+            active: None,
+            candidate: None,
+            cand_count: 0,
+            cand_first: 0,
+            unvoiced: 0,
+            last_bend: 0,
+            sent_bend: 0,
+            rms_hist: [0.0; 4],
+            levels: [0.0; LEVELS],
+            pitches: [f32::NAN; LEVELS],
+            hops_done: 0,
+            active_hops: 0,
+            last_held16: 0,
+            last_note: 0,
+            out: [([0; 3], 0); 8],
+            n_out: 0,
+            net,
+            net_confidence: p.f32("net_confidence"),
+            lowest_note: midi_of(lo),
+            highest_note: midi_of(hi),
+            attack_left: 0,
+            since_attack: ATTACK_COOLDOWN,
+            attack16: 0,
+            grace_left: 0,
+            guard: None,
+            guard_left: 0,
+            net_note: None,
+            net_count: 0,
+            fast_onset: 0,
+            notes,
+            loudness: ALoudness::new(WIN, RATE as f32),
+            f0_hz: 0.0,
+            voiced: 0.0,
+            loudness_db: FLOOR_DB,
+        }),
+    })
 }
