@@ -128,7 +128,7 @@ fn osc_space(a: OscSpaceArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let (mut handle, _engine) = stagebox_engine::EngineHandle::new(stagebox_engine::EngineConfig::new(sr, 2, 2));
-    handle.swap(schedule, &registry).map_err(|e| anyhow::anyhow!(e))?;
+    handle.swap(schedule).map_err(|e| anyhow::anyhow!(e))?;
     println!("# OSC address space of {}\n", a.patch.display());
     println!("Node parameters (`/norm` after any of them takes 0..1 over its range; no argument asks for the value):\n");
     println!("| address | type | range | default | settable | description |");
@@ -232,7 +232,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             run::check_osc_table(&patch).map_err(fail)?;
             let (mut handle, _engine) = stagebox_engine::EngineHandle::new(stagebox_engine::EngineConfig::new(48000.0, 2, 2));
             let probe = patch.check(&registry, 48000.0)?;
-            handle.swap(probe, &registry).map_err(fail)?;
+            handle.swap(probe).map_err(fail)?;
             midi_in::settings(patch.midi.as_ref(), &patch.path, &handle).map_err(fail)?;
             Ok((patch, s))
         });

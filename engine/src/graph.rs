@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use crate::msg::{FromRt, NODE_EVENT_CAPACITY};
 use crate::node::{BuildCtx, Emit, NodeInfo, ProcessIo, Processor, Registry};
-use crate::param::{Event, ParamValue};
+use crate::param::{Event, ParamSpec, ParamValue};
 use crate::{MAX_BLOCK_FRAMES, MAX_NODE_CHANNELS};
 
 /// One node of a graph, as a patch names it.
@@ -179,6 +179,8 @@ pub struct CompiledNode {
     pub info: NodeInfo,
     /// Latency of the signal arriving at this node's inputs, after alignment.
     pub input_latency_frames: u32,
+    /// The node's parameters (its type's, or for `params_of` types this node's own).
+    pub params: &'static [ParamSpec],
 }
 
 /// A compiled graph: processors in order, buffers, alignment delays. Runs on the audio thread.
@@ -231,6 +233,7 @@ impl Schedule {
         }
         // Build every node.
         let mut built: Vec<Option<crate::node::Built>> = Vec::with_capacity(n);
+        let mut specs: Vec<&'static [ParamSpec]> = Vec::with_capacity(n);
         for (i, nd) in desc.nodes.iter().enumerate() {
             let Some(t) = registry.get(&nd.kind) else {
                 errors.push(GraphError::new(
@@ -240,8 +243,11 @@ impl Schedule {
                 built.push(None);
                 continue;
             };
-            let params = match t.check_params(&nd.params) {
-                Ok(p) => p,
+            let params = match t.check_params(&nd.params, &desc.base_dir) {
+                Ok(p) => {
+                    specs.push(t.specs(&nd.params, &desc.base_dir).unwrap_or(t.params));
+                    p
+                }
                 Err(errs) => {
                     for (k, e) in errs {
                         errors.push(GraphError::new(ErrorLoc::Param(i, k), e));
@@ -535,6 +541,7 @@ impl Schedule {
                 kind: desc.nodes[i].kind.clone(),
                 info: infos[i].clone(),
                 input_latency_frames: in_lat[i],
+                params: specs[i],
             })
             .collect();
         Ok(Schedule {

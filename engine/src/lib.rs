@@ -19,6 +19,7 @@ pub mod device_midi;
 pub mod dsp;
 pub mod graph;
 pub mod infer;
+pub mod intern;
 pub mod loudness;
 pub mod msg;
 pub mod node;

@@ -6,7 +6,7 @@
 //! ports, latency and processor). Only the processor crosses to the audio thread.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::msg::FromRt;
 use crate::param::{Event, ParamSpec, ParamValue};
@@ -171,31 +171,45 @@ pub struct Built {
     pub processor: Box<dyn Processor>,
 }
 
+/// The parameter list of one node of a type whose parameters depend on the node (the `onnx`
+/// node's come from its model's manifest): from the node's given parameters and the folder its
+/// relative paths resolve against; an error names the parameter it is about. Control thread.
+pub type ParamsOf = fn(&BTreeMap<String, ParamValue>, &Path) -> Result<&'static [ParamSpec], (String, String)>;
+
 /// A kind of node: name, parameters, and how to build one.
 pub struct NodeType {
     pub name: &'static str,
     pub doc: &'static str,
+    /// The parameters every node of this type has (for `params_of` types: those it always has).
     pub params: &'static [ParamSpec],
+    /// For types whose parameters depend on the node: its whole list (see [`ParamsOf`]).
+    pub params_of: Option<ParamsOf>,
     pub build: fn(&Params, &BuildCtx) -> Result<Built, String>,
 }
 
 impl NodeType {
-    pub fn param_index(&self, name: &str) -> Option<usize> {
-        self.params.iter().position(|p| p.name == name)
+    /// The parameter list of a node with the given parameters (`params`, unless `params_of`).
+    pub fn specs(&self, given: &BTreeMap<String, ParamValue>, base_dir: &Path) -> Result<&'static [ParamSpec], (String, String)> {
+        match self.params_of {
+            Some(f) => f(given, base_dir),
+            None => Ok(self.params),
+        }
     }
 
-    /// Checks `given` against the parameter list and fills in defaults.
-    pub fn check_params(&self, given: &BTreeMap<String, ParamValue>) -> Result<Params, Vec<(String, String)>> {
+    /// Checks `given` against the node's parameter list and fills in defaults. Relative paths
+    /// resolve against `base_dir` (the patch's folder).
+    pub fn check_params(&self, given: &BTreeMap<String, ParamValue>, base_dir: &Path) -> Result<Params, Vec<(String, String)>> {
+        let specs = self.specs(given, base_dir).map_err(|e| vec![e])?;
         let mut errors = Vec::new();
         let mut out = BTreeMap::new();
         for (k, v) in given {
-            match self.params.iter().find(|p| p.name == k) {
+            match specs.iter().find(|p| p.name == k) {
                 None => errors.push((
                     k.clone(),
                     format!(
                         "node type `{}` has no parameter `{k}` (it has: {})",
                         self.name,
-                        self.params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                        specs.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
                     ),
                 )),
                 Some(spec) => match spec.check(v) {
@@ -206,7 +220,7 @@ impl NodeType {
                 },
             }
         }
-        for spec in self.params {
+        for spec in specs {
             out.entry(spec.name.to_string()).or_insert_with(|| spec.default_value());
         }
         if errors.is_empty() {

@@ -15,7 +15,6 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use crate::device_midi::DeviceMidiIo;
 use crate::graph::{CompiledNode, Schedule};
 use crate::msg::{FromRt, ToRt, FROM_RT_CAPACITY, PENDING_CAPACITY, TO_RT_CAPACITY};
-use crate::node::Registry;
 use crate::param::{Event, EventKind, ParamSpec};
 use crate::stats::RtStats;
 use crate::MAX_BLOCK_FRAMES;
@@ -322,7 +321,7 @@ impl EngineHandle {
     }
 
     /// Sends a compiled schedule to the audio thread (crossfaded in). Returns its generation.
-    pub fn swap(&mut self, mut schedule: Schedule, registry: &Registry) -> Result<u64, String> {
+    pub fn swap(&mut self, mut schedule: Schedule) -> Result<u64, String> {
         if self.to_rt.slots() == 0 {
             return Err("the control ring is full; try again".into());
         }
@@ -331,7 +330,7 @@ impl EngineHandle {
         self.nodes = schedule
             .nodes()
             .iter()
-            .map(|n| (n.clone(), registry.get(&n.kind).map(|t| t.params).unwrap_or(&[])))
+            .map(|n| (n.clone(), n.params))
             .collect();
         self.latency_frames = schedule.latency_frames();
         self.latency_text = schedule.latency_text();

@@ -129,7 +129,7 @@ fn a_stalled_model_costs_late_windows_not_a_blocked_callback() {
     );
     let sched = Schedule::compile_with(&g, &reg, 48000.0, CompileMode::Live).unwrap();
     let (mut handle, mut engine) = EngineHandle::new(EngineConfig::new(48000.0, 1, 1));
-    handle.swap(sched, &reg).unwrap();
+    handle.swap(sched).unwrap();
     let input = vec![0.5f32; 128];
     let mut out = vec![0.0f32; 128];
     let mut heard = 0usize;

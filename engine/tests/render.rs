@@ -221,12 +221,12 @@ fn a_swapped_graph_is_crossfaded_without_a_click() {
         )
     };
     let (mut handle, mut engine) = EngineHandle::new(EngineConfig::new(48000.0, 0, 1));
-    handle.swap(Schedule::compile(&mk(0.0), &reg, 48000.0).unwrap(), &reg).unwrap();
+    handle.swap(Schedule::compile(&mk(0.0), &reg, 48000.0).unwrap()).unwrap();
     let mut out = vec![0.0f32; 128];
     let mut all = Vec::new();
     for k in 0..100 {
         if k == 50 {
-            handle.swap(Schedule::compile(&mk(-40.0), &reg, 48000.0).unwrap(), &reg).unwrap();
+            handle.swap(Schedule::compile(&mk(-40.0), &reg, 48000.0).unwrap()).unwrap();
         }
         let before = alloc_check::thread_violations();
         alloc_check::no_alloc(|| engine.process(&[], &mut out));
@@ -262,9 +262,9 @@ fn events_for_a_retired_graph_are_dropped_not_misapplied() {
         vec![conn("t", "out")],
     );
     let (mut handle, mut engine) = EngineHandle::new(EngineConfig::new(48000.0, 0, 1));
-    handle.swap(Schedule::compile(&g, &reg, 48000.0).unwrap(), &reg).unwrap();
+    handle.swap(Schedule::compile(&g, &reg, 48000.0).unwrap()).unwrap();
     handle.set_param("t", "gain_db", -12.0, stagebox_engine::msg::AT_ONCE).unwrap();
-    handle.swap(Schedule::compile(&g, &reg, 48000.0).unwrap(), &reg).unwrap();
+    handle.swap(Schedule::compile(&g, &reg, 48000.0).unwrap()).unwrap();
     let mut out = vec![0.0f32; 64];
     engine.process(&[], &mut out);
     assert_eq!(stagebox_engine::stats::RtStats::get(&handle.stats.events_dropped), 1);

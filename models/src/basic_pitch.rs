@@ -642,6 +642,7 @@ pub const BASIC_PITCH: NodeType = NodeType {
     name: "basic_pitch",
     doc: "Polyphonic pitch-to-MIDI (Spotify's Basic Pitch through ONNX Runtime on the inference thread); notes leave as MIDI.",
     params: PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let hop_frames = p.usize("hop_frames");
         let look = p.usize("lookahead_frames");

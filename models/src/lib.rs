@@ -8,7 +8,9 @@
 
 pub mod basic_pitch;
 pub mod hcqt;
+pub mod onnx_node;
 pub mod separate;
+pub mod stream_manifest;
 pub mod timbre;
 pub mod timbre_model;
 pub mod tracker;
@@ -339,9 +341,18 @@ impl OrtModel {
 /// The manifest of a model shipped in `models/<name>`, found in `STAGEBOX_MODELS` (a folder of
 /// model folders) when set, else under the project roots.
 pub fn find_model(name: &str) -> Result<Manifest, ModelError> {
+    Manifest::load(&find_model_dir(name)?)
+}
+
+/// The folder of model `name` (one holding `manifest.toml`): in `STAGEBOX_MODELS` (a folder of
+/// model folders) when set, else in `models/` under the project roots.
+pub fn find_model_dir(name: &str) -> Result<PathBuf, ModelError> {
     if let Ok(dir) = std::env::var("STAGEBOX_MODELS") {
         let d = PathBuf::from(dir).join(name);
-        return Manifest::load(&d).map_err(|_| ModelError::MissingFile {
+        if d.join("manifest.toml").exists() {
+            return Ok(d);
+        }
+        return Err(ModelError::MissingFile {
             path: d.join("manifest.toml"),
             hint: "STAGEBOX_MODELS names the folder of model folders".into(),
         });
@@ -349,7 +360,7 @@ pub fn find_model(name: &str) -> Result<Manifest, ModelError> {
     for root in project_roots() {
         let dir = root.join("models").join(name);
         if dir.join("manifest.toml").exists() {
-            return Manifest::load(&dir);
+            return Ok(dir);
         }
     }
     Err(ModelError::MissingFile {
@@ -363,6 +374,7 @@ pub fn register(registry: &mut stagebox_engine::Registry) {
     registry.add(basic_pitch::BASIC_PITCH);
     registry.add(separate::SEPARATE);
     registry.add(timbre::TIMBRE);
+    registry.add(onnx_node::ONNX);
     registry.set_model_locator(locate);
 }
 

@@ -152,6 +152,7 @@ pub const SEPARATE: NodeType = NodeType {
     name: "separate",
     doc: "Splits a mix into drums, bass, lead and other stems with Stagebox's separation model on the inference thread (the hpss floor without it); the stems sum to the delayed input.",
     params: PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let ch = p.usize("channels").clamp(1, 2);
         let mut info = hpss::stems_info(ch);

@@ -284,6 +284,7 @@ pub const TIMBRE: NodeType = NodeType {
     name: "timbre",
     doc: "A neural instrument (DDSP-style decoder on the inference thread, additive oscillators and filtered noise on the audio thread) played by f0/loudness/voiced control inputs (a melody or features node) and by MIDI notes.",
     params: PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let name = p.str("model");
         let voices = 1 + p.usize("voices").min(MAX_VOICES - 1);

@@ -40,9 +40,12 @@ import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-WORK = os.path.join(ROOT, ".cache", "timbre")
-DATA = os.path.join(WORK, "data")
-SR, HOP, HARMONICS, BANDS, EMBED, HIDDEN = 16000, 64, 60, 65, 8, 192
+DATA = os.path.join(ROOT, ".cache", "timbre", "data")
+# TIMBRE_WORK / TIMBRE_HIDDEN try another size without touching the shipped run's checkpoints.
+WORK = os.environ.get("TIMBRE_WORK", os.path.join(ROOT, ".cache", "timbre"))
+SR, HOP, HARMONICS, BANDS, EMBED = 16000, 64, 60, 65, 8
+HIDDEN = int(os.environ.get("TIMBRE_HIDDEN", "192"))
+MID = max(192, HIDDEN * 2 // 3)
 COND = 3 + EMBED
 SEG_FRAMES, BATCH, LR = 300, 8, 1e-3
 INSTRUMENTS = [i + s for i in ("flute", "violin", "trumpet", "alto_sax", "cello") for s in ("", "_gm6")]
@@ -64,8 +67,8 @@ class Decoder(nn.Module):
         self.embedding = nn.Embedding(len(INSTRUMENTS), EMBED)
         self.inp = nn.Sequential(nn.Linear(COND, 128), nn.LayerNorm(128), nn.LeakyReLU())
         self.gru = nn.GRU(128, HIDDEN, batch_first=True)
-        self.mid = nn.Sequential(nn.Linear(HIDDEN + COND, 192), nn.LayerNorm(192), nn.LeakyReLU())
-        self.out = nn.Linear(192, 1 + HARMONICS + BANDS)
+        self.mid = nn.Sequential(nn.Linear(HIDDEN + COND, MID), nn.LayerNorm(MID), nn.LeakyReLU())
+        self.out = nn.Linear(MID, 1 + HARMONICS + BANDS)
 
     def forward(self, cond, state=None):
         """cond [b, t, COND] -> controls [b, t, 1 + 60 + 65] (amplitude, harmonic weights,

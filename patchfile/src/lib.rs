@@ -148,9 +148,18 @@ impl Ctx<'_> {
 /// The largest patch file read: patches are a few kilobytes.
 pub const MAX_PATCH_BYTES: u64 = 1 << 20;
 
+/// The folder a patch's relative paths resolve against: the patch file's.
+fn base_dir_of(path: &Path) -> PathBuf {
+    path.parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// A patch file's text: a regular file only (opened without blocking, so a FIFO or a device
 /// cannot stall the reader), at most `MAX_PATCH_BYTES`, UTF-8. Errors say what is wrong
 /// without quoting the file.
+
 pub fn read_source(path: &Path) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
@@ -303,7 +312,7 @@ impl Patch {
                     format!("unknown node type `{kind}` (known types: {})", registry.names().join(", ")),
                 ),
                 Some(nt) => {
-                    if let Err(errs) = nt.check_params(&params) {
+                    if let Err(errs) = nt.check_params(&params, &base_dir_of(path)) {
                         for (k, msg) in errs {
                             cx.err(spans.get(&k).cloned().unwrap_or(span.clone()), msg);
                         }
@@ -339,11 +348,7 @@ impl Patch {
         if !cx.errors.is_empty() {
             return Err(PatchErrors(cx.errors));
         }
-        let base_dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."));
+        let base_dir = base_dir_of(path);
         Ok(Patch {
             path: path.to_path_buf(),
             graph: GraphDesc {

@@ -44,7 +44,7 @@ fn rig() -> Rig {
     let registry = crate::registry();
     let patch = stagebox_patches::Patch::parse(PATCH, Path::new("fuzz.toml"), &registry).unwrap();
     let (mut handle, engine) = EngineHandle::new(EngineConfig::new(48000.0, 0, 1));
-    handle.swap(patch.compile(&registry, 48000.0).unwrap(), &registry).unwrap();
+    handle.swap(patch.compile(&registry, 48000.0).unwrap()).unwrap();
     let settings = OscSettings::local(0);
     let server = OscServer::start(settings, Path::new("fuzz.toml")).unwrap();
     let reply = UdpSocket::bind("127.0.0.1:0").unwrap();

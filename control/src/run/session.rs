@@ -101,7 +101,7 @@ impl Session {
         let mut cfg = EngineConfig::new(chosen.sample_rate as f32, chosen.in_channels, chosen.out_channels);
         cfg.fade_ms = patch.engine.fade_ms.unwrap_or(30.0);
         let (mut handle, engine) = EngineHandle::new(cfg);
-        handle.swap(schedule, &registry).map_err(|e| anyhow::anyhow!(e))?;
+        handle.swap(schedule).map_err(|e| anyhow::anyhow!(e))?;
         // Held for the whole run (through a lost device and its return): dropped at exit.
         let cpu_wake = match (&chosen.opened, a.no_cpu_wake_hold) {
             (Some(_), false) => crate::cpu_wake::CpuWakeHold::request_logged(a.cpu_wake_us),
@@ -302,7 +302,7 @@ impl Session {
             .compile(&self.registry, self.cfg.sample_rate)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (mut h, e) = EngineHandle::with_stats(self.cfg, self.stats.clone());
-        h.swap(schedule, &self.registry).map_err(|e| anyhow::anyhow!(e))?;
+        h.swap(schedule).map_err(|e| anyhow::anyhow!(e))?;
         Ok((h, e))
     }
 
@@ -358,7 +358,7 @@ impl Session {
             );
         }
         self.current = p;
-        let swapped = self.handle.swap(s, &self.registry);
+        let swapped = self.handle.swap(s);
         let result = swapped.as_ref().map(|_| ()).map_err(|e| e.to_string());
         self.surfaces
             .reload_finished(&result, swapped.is_ok().then_some(&self.current), &self.handle);

@@ -133,7 +133,7 @@ pub fn render(
     }
     let cfg = EngineConfig::new(sr as f32, in_ch, out_ch);
     let (mut handle, mut engine) = EngineHandle::new(cfg);
-    handle.swap(schedule, registry).map_err(RenderError::Event)?;
+    handle.swap(schedule).map_err(RenderError::Event)?;
 
     events.sort_by_key(|e| e.0);
     let mut next_event = 0;

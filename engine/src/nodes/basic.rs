@@ -70,6 +70,7 @@ pub const GAIN: NodeType = NodeType {
     name: "gain",
     doc: "Gain in dB with smoothing, mute, and stereo balance.",
     params: GAIN_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let ch = p.usize("channels");
         let mut g = GainProc {
@@ -124,6 +125,7 @@ pub const PAN: NodeType = NodeType {
     name: "pan",
     doc: "Mono to stereo, equal-power pan.",
     params: PAN_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         Ok(Built {
             info: NodeInfo {
@@ -189,6 +191,7 @@ pub const MIXER: NodeType = NodeType {
     name: "mixer",
     doc: "Sums up to 8 inputs (in1..in8), each with its own gain, then a master gain.",
     params: MIXER_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let (n, ch) = (p.usize("inputs"), p.usize("channels"));
         let names = [
@@ -310,6 +313,7 @@ pub const OSC: NodeType = NodeType {
     name: "osc",
     doc: "Test tone: sine, saw, square, triangle or white noise.",
     params: OSC_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let wf = WAVEFORMS.iter().position(|w| *w == p.str("waveform")).unwrap_or(0) as u8;
         Ok(Built {

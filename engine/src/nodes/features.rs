@@ -17,5 +17,6 @@ pub const FEATURES: NodeType = NodeType {
     name: "features",
     doc: "f0 (Hz), voiced and A-weighted loudness (dB) of any input, as control curves every 4 ms (the melody node's tracker, without notes).",
     params: PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| super::melody::build(p, ctx, false),
 };

@@ -305,6 +305,7 @@ pub const HPSS: NodeType = NodeType {
     name: "hpss",
     doc: "Splits a mix into drums, bass, lead and other stems with spectral median filters (no model); the stems sum to the delayed input.",
     params: HPSS_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let ch = p.usize("channels").clamp(1, 2);
         let stft = Stft::new(FFT_SIZE, HOP, Window::SqrtHann, ch, STEMS.len() * ch)?;

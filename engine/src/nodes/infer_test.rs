@@ -83,6 +83,7 @@ pub const INFER_TEST: NodeType = NodeType {
     name: "infer_test",
     doc: "Test model node: the inference bridge with an identity (or stalling) backend; declares hop + margin latency.",
     params: PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let hop = p.usize("hop");
         let window = p.usize("window").max(hop);

@@ -19,6 +19,7 @@ pub const INPUT: NodeType = NodeType {
     name: "input",
     doc: "Live audio input (a file in offline render, the demo clip when no device is found). Mono hardware feeds every channel.",
     params: IO_PARAMS,
+    params_of: None,
     build: |p: &Params, _: &BuildCtx| {
         let ch = p.usize("channels");
         Ok(Built {
@@ -36,6 +37,7 @@ pub const OUTPUT: NodeType = NodeType {
     name: "output",
     doc: "Live audio output (the rendered file offline). Several outputs are summed and aligned.",
     params: IO_PARAMS,
+    params_of: None,
     build: |p: &Params, _: &BuildCtx| {
         let ch = p.usize("channels");
         Ok(Built {

@@ -579,6 +579,7 @@ pub const MELODY: NodeType = NodeType {
     name: "melody",
     doc: "Low-latency single-line pitch-to-MIDI (YIN on the audio thread): notes and pitch bends; control outputs f0 (Hz), voiced, loudness (dB) every 4 ms.",
     params: PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| build(p, ctx, true),
 };
 

@@ -54,6 +54,7 @@ pub const METER: NodeType = NodeType {
     name: "meter",
     doc: "Peak and RMS levels, reported to the control side; audio passes through unchanged.",
     params: METER_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let ch = p.usize("channels");
         let interval = ((p.usize("interval_ms") as f32 * 0.001 * ctx.sample_rate).round() as u32).max(1);

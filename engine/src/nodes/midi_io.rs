@@ -73,6 +73,7 @@ pub const MIDI_IN: NodeType = NodeType {
     name: "midi_in",
     doc: "Notes from the engine's MIDI input (a keyboard on the JACK or ALSA `midi_in` port; `render --midi-in F.mid`), sample-stamped, on its MIDI port.",
     params: &[ParamSpec::int("channel", 0, 16, 0, "MIDI channel to pass (1-16); 0: every channel")],
+    params_of: None,
     build: |p: &Params, _: &BuildCtx| {
         Ok(Built {
             info: NodeInfo {
@@ -110,6 +111,7 @@ pub const MIDI_OUT: NodeType = NodeType {
     name: "midi_out",
     doc: "Sends the MIDI reaching its port out of the engine (the JACK `notes` port, OSC, event logs), at the frame it arrived.",
     params: &[],
+    params_of: None,
     build: |_: &Params, _: &BuildCtx| {
         Ok(Built {
             info: NodeInfo {

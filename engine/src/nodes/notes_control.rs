@@ -61,6 +61,7 @@ pub const NOTES_TO_CONTROL: NodeType = NodeType {
     name: "notes_to_control",
     doc: "MIDI notes, velocity and bend as control curves: f0 (Hz), loudness (dB, attack and release shaped), voiced; one voice, newest note wins, every 4 ms.",
     params: PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let mut notes = NoteVoices::new(1, p.f32("attack_ms"), p.f32("release_ms"), FRAMES_PER_S);
         notes.set_bend_range(p.f32("bend_range"));

@@ -69,6 +69,7 @@ pub const PLAYER: NodeType = NodeType {
     name: "player",
     doc: "Plays an audio file, optionally looped, resampled to the engine rate.",
     params: PLAYER_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         if p.str("path").is_empty() {
             return Err("`path` is required (the audio file to play)".into());

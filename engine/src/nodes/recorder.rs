@@ -149,6 +149,7 @@ pub const RECORDER: NodeType = NodeType {
     name: "recorder",
     doc: "Records its input to a WAV file from a writer thread; the file stays valid if the engine is killed.",
     params: RECORDER_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         if p.str("path").is_empty() {
             return Err("`path` is required (the WAV file to write)".into());

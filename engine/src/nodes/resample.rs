@@ -67,6 +67,7 @@ pub const RESAMPLE: NodeType = NodeType {
     name: "resample",
     doc: "Passes audio through a model's sample rate (down and back up); declares its latency.",
     params: RESAMPLE_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let (e, r) = (ctx.sample_rate as u32, p.usize("rate_hz") as u32);
         let ch = p.usize("channels");

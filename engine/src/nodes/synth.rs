@@ -215,6 +215,7 @@ pub const SYNTH: NodeType = NodeType {
     name: "synth",
     doc: "Polyphonic synthesizer played by MIDI (notes, pitch bend, sustain pedal), to hear MIDI made in the graph.",
     params: SYNTH_PARAMS,
+    params_of: None,
     build: |p: &Params, ctx: &BuildCtx| {
         let wf = SYNTH_WAVES.iter().position(|w| *w == p.str("waveform")).unwrap_or(1) as u8;
         let off = Voice {

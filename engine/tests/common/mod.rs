@@ -64,6 +64,7 @@ pub const TEST_DELAY: NodeType = NodeType {
     name: "test_delay",
     doc: "test: a delay that declares its latency",
     params: DELAY_PARAMS,
+    params_of: None,
     build: |p: &Params, _: &BuildCtx| {
         let n = p.usize("frames");
         Ok(Built {
@@ -90,6 +91,7 @@ pub const TEST_ALLOC: NodeType = NodeType {
     name: "test_alloc",
     doc: "test: allocates on the audio thread",
     params: &[],
+    params_of: None,
     build: |_: &Params, _: &BuildCtx| {
         Ok(Built {
             info: NodeInfo {
@@ -126,6 +128,7 @@ pub const TEST_NOTES: NodeType = NodeType {
     name: "test_notes",
     doc: "test: a MIDI pattern source",
     params: NOTES_PARAMS,
+    params_of: None,
     build: |p: &Params, _: &BuildCtx| {
         Ok(Built {
             info: NodeInfo {
