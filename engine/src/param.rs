@@ -127,7 +127,8 @@ impl ParamSpec {
                 if !x.is_finite() {
                     return Err(format!("`{}` must be a finite number", self.name));
                 }
-                if x < min as f64 || x > max as f64 {
+                // Compared as f32 (the range is stored so): a bound like 0.1 is reachable.
+                if (x as f32) < min || (x as f32) > max {
                     return Err(format!("`{}` = {x} is out of range {min}..={max}{}", self.name, unit_suffix(unit)));
                 }
                 Ok(ParamValue::Float(x))

@@ -7,8 +7,9 @@
 //!
 //! Every `hop` samples the audio thread packs the inputs into one bridge job; the inference
 //! worker runs the model with the states it keeps and returns the outputs; the audio thread
-//! plays run k's outputs during hop k + 1 + `latency_frames`, so the node's declared latency is
-//! `(1 + latency_frames) * hop` samples. A run not back in time plays silence on the audio
+//! plays run k's outputs during hop k + 1 + `latency_frames` (+ the node's `extra_hops`), so the
+//! node's declared latency is `(1 + latency_frames + extra_hops) * hop` samples: results are in
+//! time while `(latency_frames + extra_hops) * hop` covers the engine's period and the run. A run not back in time plays silence on the audio
 //! outputs and holds the control outputs (counted late); a run giving NaN or inf resets the
 //! states and counts as failed. A model whose file is missing or damaged leaves the node silent
 //! (logged; `check` says so); a manifest that is wrong, or whose tensors are not the model's,
@@ -31,7 +32,16 @@ const MODEL_PARAM: ParamSpec = ParamSpec::string(
     "",
     "the model: a folder name in the models directory (STAGEBOX_MODELS, else models/), or a path to a folder holding manifest.toml (relative to the patch)",
 );
-const STATIC_PARAMS: &[ParamSpec] = &[MODEL_PARAM];
+const EXTRA_HOPS_PARAM: ParamSpec = ParamSpec::int(
+    "extra_hops",
+    0,
+    64,
+    0,
+    "hops of latency added to the manifest's: results are in time while (latency_frames + extra_hops) * hop covers the engine's period",
+);
+const STATIC_PARAMS: &[ParamSpec] = &[MODEL_PARAM, EXTRA_HOPS_PARAM];
+/// Where the manifest's parameters start in the node's list.
+const FIRST_MODEL_PARAM: usize = STATIC_PARAMS.len();
 /// Jobs in flight at most between the audio thread and the worker.
 const JOBS: usize = 8;
 
@@ -57,7 +67,7 @@ fn manifest_of(name: &str, base_dir: &Path) -> Result<StreamManifest, String> {
 fn params_of(given: &BTreeMap<String, ParamValue>, base_dir: &Path) -> Result<&'static [ParamSpec], (String, String)> {
     let name = given.get("model").and_then(|v| v.as_str()).unwrap_or("");
     let m = manifest_of(name, base_dir).map_err(|e| ("model".to_string(), e))?;
-    let mut specs = vec![MODEL_PARAM];
+    let mut specs = STATIC_PARAMS.to_vec();
     specs.extend(m.params.iter().copied());
     Ok(intern_specs(specs))
 }
@@ -79,8 +89,8 @@ impl Layout {
             list.iter()
                 .map(|t| {
                     (!matches!(t.role, Role::State { .. })).then(|| {
-                        *len += t.len();
-                        *len - t.len()
+                        *len += t.values();
+                        *len - t.values()
                     })
                 })
                 .collect()
@@ -109,7 +119,7 @@ struct Backend {
 
 impl Backend {
     fn new(model: OrtModel, m: StreamManifest) -> Backend {
-        let states = m.inputs.iter().map(|t| vec![0.0; if matches!(t.role, Role::State { .. }) { t.len() } else { 0 }]).collect();
+        let states = m.inputs.iter().map(|t| vec![0.0; if matches!(t.role, Role::State { .. }) { t.values() } else { 0 }]).collect();
         Backend {
             model,
             layout: Layout::new(&m),
@@ -126,14 +136,14 @@ impl InferBackend for Backend {
         let feed: Vec<(&[i64], &[f32])> = (0..self.m.inputs.len())
             .map(|k| {
                 let data = match self.layout.input_at[k] {
-                    Some(at) => &input[at..at + self.m.inputs[k].len()],
+                    Some(at) => &input[at..at + self.m.inputs[k].values()],
                     None => &self.states[k][..],
                 };
                 (&self.shapes[k][..], data)
             })
             .collect();
         self.model.run_many(&feed, &mut self.outs).map_err(|e| e.to_string())?;
-        let good = self.outs.iter().zip(&self.m.outputs).all(|(o, t)| o.len() == t.len() && o.iter().all(|x| x.is_finite()));
+        let good = self.outs.iter().zip(&self.m.outputs).all(|(o, t)| o.len() == t.values() && o.iter().all(|x| x.is_finite()));
         if !good {
             self.states.iter_mut().for_each(|s| s.fill(0.0));
             return Err("the model gave NaN, inf or a wrong length; its states start again from zeros".into());
@@ -256,7 +266,7 @@ impl Processor for OnnxProc {
 
     fn event(&mut self, kind: &EventKind) {
         if let EventKind::Param { index, value } = *kind {
-            if let Some(p) = (index as usize).checked_sub(1).and_then(|i| self.params.get_mut(i)) {
+            if let Some(p) = (index as usize).checked_sub(FIRST_MODEL_PARAM).and_then(|i| self.params.get_mut(i)) {
                 *p = value;
             }
         }
@@ -271,7 +281,7 @@ struct Routing {
     audio_ports: Vec<usize>,
 }
 
-fn routing(m: &StreamManifest, layout: &Layout, specs: &[ParamSpec]) -> Routing {
+fn routing(m: &StreamManifest, layout: &Layout, specs: &[ParamSpec], latency_hops: usize) -> Routing {
     let mut r = Routing {
         info: NodeInfo::default(),
         sources: Vec::new(),
@@ -292,7 +302,7 @@ fn routing(m: &StreamManifest, layout: &Layout, specs: &[ParamSpec]) -> Routing 
             }
             Role::Param { param } => {
                 let i = specs.iter().position(|p| p.name == param).unwrap_or(0);
-                r.sources.push(Source::Param(i.saturating_sub(1)));
+                r.sources.push(Source::Param(i.saturating_sub(FIRST_MODEL_PARAM)));
             }
             Role::State { .. } => {}
         }
@@ -311,7 +321,7 @@ fn routing(m: &StreamManifest, layout: &Layout, specs: &[ParamSpec]) -> Routing 
             _ => {}
         }
     }
-    r.info.latency_frames = ((1 + m.latency_frames as usize) * m.hop) as u32;
+    r.info.latency_frames = ((1 + latency_hops) * m.hop) as u32;
     r
 }
 
@@ -350,10 +360,11 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Built, String> {
     }
     let specs = params_of(&p.0, &ctx.base_dir).map_err(|(_, e)| e)?;
     let layout = Layout::new(&m);
-    let r = routing(&m, &layout, specs);
+    let latency_hops = m.latency_frames as usize + p.usize("extra_hops");
+    let r = routing(&m, &layout, specs, latency_hops);
     let inputs = r.info.inputs.len();
     let model = load_model(&m, name, ctx.dry_run)?;
-    let params = specs[1..].iter().map(|s| param_value(p, s)).collect();
+    let params = specs[FIRST_MODEL_PARAM..].iter().map(|s| param_value(p, s)).collect();
     let (job_len, result_len) = (layout.job_len.max(1), layout.result_len);
     let bridge = match model {
         Some(model) if !ctx.dry_run => Some(
@@ -368,7 +379,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Built, String> {
             bridge,
             hop: m.hop,
             window: m.window,
-            latency_hops: m.latency_frames as u64,
+            latency_hops: latency_hops as u64,
             sources: r.sources,
             sinks: r.sinks,
             history: vec![vec![0.0; m.window]; r.audio_ports.len()],

@@ -100,8 +100,8 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// Values in the tensor (a `-1` dimension counts 1).
-    pub fn len(&self) -> usize {
+    /// Values in the tensor (a `-1` dimension counts 1; never 0: shapes are checked).
+    pub fn values(&self) -> usize {
         self.shape.iter().map(|&d| d.max(1)).product::<i64>() as usize
     }
     /// The shape with `-1` replaced by 1.
@@ -351,9 +351,9 @@ fn valid_name(s: &str) -> bool {
 
 /// A `[[param]]` as the node's parameter (runtime: it can change while the node runs).
 fn param_spec(p: &RawParam) -> Result<ParamSpec, String> {
-    if !valid_name(&p.name) || p.name == "model" {
+    if !valid_name(&p.name) || p.name == "model" || p.name == "extra_hops" {
         return Err(format!(
-            "parameter name `{}` must start with a letter and hold only letters, digits, `_` and `-` (and not be `model`)",
+            "parameter name `{}` must start with a letter and hold only letters, digits, `_` and `-` (and not be `model` or `extra_hops`: the node's own)",
             p.name
         ));
     }
