@@ -26,8 +26,12 @@ const LEVELS: usize = 64;
 /// dips this much above the threshold (decays of plucked and struck strings).
 const HOLD_GATE: f32 = 0.056;
 const HOLD_THRESHOLD: f32 = 1.6;
-/// A level jump (over 16 ms) that strikes the sounding note again.
-const RESTRIKE: f32 = 2.5;
+/// Semitones a hop the pitch may move and still count towards a new note (vibrato of ±0.5
+/// semitone at 6 Hz moves under 0.08; a glide between notes faster).
+const GLIDE_STEP: f32 = 0.15;
+/// A level jump (over 16 ms) that strikes the sounding note again: 12 dB (a re-plucked or
+/// re-struck note; tremolo, flutter and breath swell less).
+const RESTRIKE: f32 = 4.0;
 /// An attack: the level rises this much over the lowest of the last `ATTACK_LOOK` hops.
 const ATTACK_RISE: f32 = 1.4;
 const ATTACK_LOOK: u64 = 6;
@@ -453,8 +457,12 @@ impl MelodyProc {
                     self.last_held16 = now16;
                 }
                 // Only hops near the centre of a semitone count towards a new note (a blend of
-                // two notes in a transition reads in between).
-                let centred = (p - k as f32).abs() < 0.35 || self.active == Some(k);
+                // two notes in a transition reads in between), and only while the pitch is
+                // steady: a glide (voice, wind, bowed legato) passes through the semitones on
+                // its way without playing them.
+                let prev = self.pitches[((h + LEVELS as u64 - 1) % LEVELS as u64) as usize];
+                let steady = prev.is_nan() || (p - prev).abs() < GLIDE_STEP;
+                let centred = ((p - k as f32).abs() < 0.35 && steady) || self.active == Some(k);
                 if self.candidate == Some(k) {
                     if centred {
                         self.cand_count += 1;
