@@ -20,6 +20,8 @@ const HOP: usize = 64;
 const WIN: usize = 192;
 /// A whole fraction of the period found wins when it dips under this times the threshold.
 const SUBHARMONIC: f32 = 1.0;
+const OCTAVE_RESCUE: f32 = 2.0;
+const OCTAVE_MARGIN: f32 = 0.1;
 /// Hops of level history (256 ms) kept to find where a note's attack began.
 const LEVELS: usize = 64;
 /// A sounding note is followed down to this fraction of the gate (-25 dB), and through YIN
@@ -203,7 +205,10 @@ impl MelodyProc {
             let tm = (t as f32 / m as f32).round() as usize;
             if tm > self.tau_min && tm < t {
                 let lo = (tm - 1..=tm + 1).map(|k| self.d[k]).fold(f32::INFINITY, f32::min);
-                if lo < threshold * SUBHARMONIC && lo < self.d[t] + 0.05 {
+                // Half the period (the octave above) is the pitch on a looser bound: reeds and
+                // brass whose fundamental reads rougher than the period of two.
+                let (bound, margin) = if m == 2 { (OCTAVE_RESCUE, OCTAVE_MARGIN) } else { (SUBHARMONIC, 0.05) };
+                if lo < threshold * bound && lo < self.d[t] + margin {
                     let k = (tm - 1..=tm + 1).min_by(|a, b| self.d[*a].total_cmp(&self.d[*b])).unwrap();
                     t = k;
                     break;
