@@ -1,13 +1,14 @@
 //! The `onnx` node through the real binary with the example model (models/example_softclip):
 //! the parameter its manifest declares is in `osc-space`, in the OSCQuery namespace with its
 //! range, set over OSC while `run` plays (the sound changes and the namespace follows), and
-//! mapped to a MIDI controller by patches/onnx.toml, which `check` accepts.
+//! mapped to a MIDI controller by patches/onnx.toml, which `check` accepts; the model's folder
+//! is in /stagebox/models/list.
 
 use std::process::Command;
 use std::time::Duration;
 
 use rosc::OscType;
-use stagebox_tests::osc::{client, send};
+use stagebox_tests::osc::{client, expect, send};
 use stagebox_tests::*;
 
 #[test]
@@ -64,8 +65,13 @@ fn a_manifest_parameter_is_in_oscquery_and_set_over_osc_while_running() {
     assert!((leaf["RANGE"][0]["MIN"].as_f64().unwrap() - 0.1).abs() < 1e-6, "{leaf}");
     assert_eq!(leaf["RANGE"][0]["MAX"], 20.0, "{leaf}");
     assert!((leaf["VALUE"][0].as_f64().unwrap() - 0.1).abs() < 1e-6, "{leaf}");
-    std::thread::sleep(Duration::from_millis(1500));
-    send(&client(), ports[0], "/stagebox/node/clip/drive", vec![OscType::Float(20.0)]);
+    // The model folders, the example among them.
+    let c = client();
+    send(&c, ports[0], "/stagebox/models/list", vec![]);
+    let list = expect(&c, "/stagebox/models/list.reply", &mut Vec::new());
+    assert!(list.args.contains(&OscType::String("example_softclip".into())), "{list:?}");
+    std::thread::sleep(Duration::from_millis(1000));
+    send(&c, ports[0], "/stagebox/node/clip/drive", vec![OscType::Float(20.0)]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(curl("/stagebox/node/clip/drive?VALUE")["VALUE"][0], 20.0);
     assert!(child.wait().unwrap().success());

@@ -160,11 +160,16 @@ impl OscServer {
         self.send(to, "/stagebox/patch/list.reply", names.into_iter().map(OscType::String).collect());
     }
 
-    /// The model folders (those with a manifest) of the first project root that has `models/`.
+    /// The model folders (those with a manifest) in `STAGEBOX_MODELS` when set, else in the
+    /// first project root that has `models/`.
     fn models_list(&self, to: Peer) {
+        let dirs: Vec<std::path::PathBuf> = match std::env::var_os("STAGEBOX_MODELS") {
+            Some(d) => vec![d.into()],
+            None => stagebox_models::project_roots().into_iter().map(|r| r.join("models")).collect(),
+        };
         let mut names = Vec::new();
-        for root in stagebox_models::project_roots() {
-            if let Ok(r) = std::fs::read_dir(root.join("models")) {
+        for dir in dirs {
+            if let Ok(r) = std::fs::read_dir(&dir) {
                 for e in r.flatten() {
                     if e.path().join("manifest.toml").exists() {
                         names.push(e.file_name().to_string_lossy().to_string());
