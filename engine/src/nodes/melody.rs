@@ -46,6 +46,8 @@ const ATTACK_COOLDOWN: u32 = 8;
 /// does not bring it back.
 const GRACE_HOPS: u32 = 8;
 const GUARD_HOPS: u32 = 12;
+/// A note heard this many hops or fewer (200 ms) may be the passage into the next (`passing`).
+const PASSING_HOPS: u32 = 50;
 /// Hops in a row the network must name the same note, surely enough, to start it.
 const NET_AGREE: u32 = 2;
 /// The note the network names must be a period of the sound: YIN's normalised difference at
@@ -132,6 +134,9 @@ struct MelodyProc {
     last_held16: u64,
     /// The last note started (0 before any).
     last_note: u8,
+    /// The sounding note's onset (16 kHz time) and the note it took over from (legato).
+    active_onset: u64,
+    active_from: Option<u8>,
     /// Events decided while resampling, emitted at the end of the engine frame.
     out: [([u8; 3], u64); 8],
     n_out: usize,
@@ -282,6 +287,15 @@ impl MelodyProc {
         }
     }
 
+    /// Whether the sounding note `old`, which note `new` now takes over from, was only the
+    /// passage between its predecessor and `new`: short, taken over from another note, and an
+    /// octave from either (a slow attack's blend under a bow change or a slur reads an octave
+    /// off for a while). Then `new` began when `old` did.
+    fn passing(&self, old: u8, new: u8) -> bool {
+        let octave = |a: u8, b: u8| matches!(a.abs_diff(b), 12 | 24);
+        self.active_hops <= PASSING_HOPS && self.active_from.is_some_and(|from| octave(old, from) || octave(old, new))
+    }
+
     fn push_event(&mut self, msg: [u8; 3], origin16: u64) {
         if self.n_out < self.out.len() {
             self.out[self.n_out] = (msg, origin16);
@@ -306,6 +320,8 @@ impl MelodyProc {
         }
         self.push_event([0x90 | ch, k, vel], onset);
         self.active = Some(k);
+        self.active_onset = onset;
+        self.active_from = old;
         self.last_note = k;
         self.active_hops = 0;
         self.last_bend = 0;
@@ -510,6 +526,7 @@ impl MelodyProc {
                     } else {
                         let first = self.attack_start(self.cand_first, rms);
                         match self.active {
+                            Some(old) if self.passing(old, k) => self.active_onset,
                             Some(old) => first.min(self.glide_start(first, old, k)),
                             None => first,
                         }
@@ -664,6 +681,8 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
             active_hops: 0,
             last_held16: 0,
             last_note: 0,
+            active_onset: 0,
+            active_from: None,
             out: [([0; 3], 0); 8],
             n_out: 0,
             net,
