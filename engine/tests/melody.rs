@@ -1,4 +1,5 @@
-//! The `melody` node: single-line notes with low latency, and pitch bends. Offline renders
+//! The `melody` node: single-line notes with low latency, pitch bends, slides that play only
+//! their two notes, flutter that strikes nothing again. Offline renders
 //! through the real engine, under the allocation guard.
 
 mod common;
@@ -141,4 +142,76 @@ fn a_glide_becomes_pitch_bend() {
         .unwrap();
     // +50 cents of a 2-semitone range = +2048 (within 10 cents).
     assert!((last_bend - 2048).abs() < 410, "bend {last_bend}");
+}
+
+#[test]
+fn a_slide_between_two_notes_plays_only_the_two() {
+    // A4 held, slid up to C#5 over 60 ms (a slurred change of a voice or a wind), held: the
+    // semitones passed on the way are not notes.
+    let g = graph(
+        vec![
+            node("t", "osc", &[("freq_hz", f(440.0)), ("gain_db", f(-12.0))]),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("t", "mel"), conn("t", "out")],
+    );
+    let steps = 15;
+    let ev = (1..=steps)
+        .map(|k| {
+            let semis = 4.0 * k as f64 / steps as f64;
+            let at = 24000 + k as u64 * 192; // every 4 ms
+            (at, "t".to_string(), ScheduledEvent::Param("freq_hz".into(), (440.0 * 2f64.powf(semis / 12.0)) as f32))
+        })
+        .collect();
+    let r = render(
+        &g,
+        &registry(),
+        None,
+        &RenderOptions {
+            duration_secs: Some(1.2),
+            events: ev,
+            ..Default::default()
+        },
+        |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(r.alloc_violations, 0);
+    let ons: Vec<u8> = midi_out(&r).iter().filter(|(_, _, m)| m[0] & 0xf0 == 0x90).map(|(_, _, m)| m[1]).collect();
+    assert_eq!(ons, vec![69, 73], "notes started");
+}
+
+/// The notes `melody` starts on a held A4 sine whose level steps by `step_db` every 48 ms.
+fn notes_on_level_steps(step_db: f32) -> Vec<u8> {
+    let g = graph(
+        vec![
+            node("t", "osc", &[("freq_hz", f(440.0)), ("gain_db", f(-30.0))]),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("t", "mel"), conn("t", "out")],
+    );
+    let ev = (0..16)
+        .map(|k| {
+            let level = if k % 2 == 0 { -30.0 + step_db } else { -30.0 };
+            (12000 + k as u64 * 2304, "t".to_string(), ScheduledEvent::Param("gain_db".into(), level))
+        })
+        .collect();
+    let opts = RenderOptions {
+        duration_secs: Some(1.2),
+        events: ev,
+        ..Default::default()
+    };
+    let r = render(&g, &registry(), None, &opts, |_, _| {}).unwrap();
+    assert_eq!(r.alloc_violations, 0);
+    midi_out(&r).iter().filter(|(_, _, m)| m[0] & 0xf0 == 0x90).map(|(_, _, m)| m[1]).collect()
+}
+
+#[test]
+fn flutter_does_not_strike_a_held_note_again_and_a_new_stroke_does() {
+    // 11 dB up and down every 48 ms (a flute's flutter, a whistle's tremolo): one note.
+    assert_eq!(notes_on_level_steps(11.0), vec![69]);
+    // 20 dB jumps (the string struck again each time it rose): the note again at each rise.
+    let strokes = notes_on_level_steps(20.0);
+    assert!(strokes.len() >= 6 && strokes.iter().all(|&k| k == 69), "{strokes:?}");
 }

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 
 import numpy as np
@@ -255,6 +256,8 @@ def export(_a):
         at = text.index(f'"{name}"')
         start = text.index('sha256 = "', at) + len('sha256 = "')
         text = text[:start] + digest + text[text.index('"', start):]
+    for name in ("state_in", "state_out"):  # the state's size is the GRU's
+        text = re.sub(rf'(name = "{name}"\nshape = )\[\d+\]', rf"\g<1>[{HIDDEN}]", text)
     open(manifest, "w").write(text)
     print(f"wrote {onnx_path} ({sum(p.numel() for p in net.parameters())} parameters); manifest sha256s updated")
 
