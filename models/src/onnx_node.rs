@@ -203,6 +203,10 @@ impl OnnxProc {
     /// The end of a hop: the inputs to the worker, the result due now fetched.
     fn hop_end(&mut self) {
         let Some(b) = &mut self.bridge else { return };
+        if self.sources.is_empty() {
+            // A model without inputs but its state (a generator): one value sends the run.
+            b.push(0.0);
+        }
         for s in &self.sources {
             match *s {
                 Source::Audio(a) => {
