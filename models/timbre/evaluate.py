@@ -142,16 +142,17 @@ def score_line(path, work):
 
 
 def latency(work):
-    """A sine stepping from 220 to 330 Hz at 1 s. The conditioning's step: where the f0 curve the
-    timbre node reads (recorded from `features`) crosses the midpoint; the sound's: where the
-    output's instantaneous frequency (its fundamental band, zero-phase filtered, analytic
-    signal, 2 ms median) crosses it, in engine time (the render removed the declared latency;
-    it is added back)."""
+    """A sine stepping from 220 to 262 Hz (three semitones) at 1 s. The conditioning's step:
+    where the f0 curve the timbre node reads (recorded from `features`) crosses the midpoint;
+    the sound's: where the output's instantaneous frequency crosses it (its fundamental alone:
+    band 180-300 Hz, which leaves out the second harmonics at 440 and 524 Hz, zero-phase
+    filtered, analytic signal, 2 ms median), in engine time (the render removed the declared
+    latency; it is added back)."""
     from scipy.signal import butter, hilbert, medfilt, sosfiltfilt
 
-    sr = 48000
+    sr, lo, hi = 48000, 220.0, 262.0
     t = np.arange(2 * sr) / sr
-    f = np.where(t < 1.0, 220.0, 330.0)
+    f = np.where(t < 1.0, lo, hi)
     x = (0.3 * np.sin(2 * np.pi * np.cumsum(f) / sr)).astype(np.float32)
     wav = os.path.join(work, "step.wav")
     sf.write(wav, x, sr, subtype="FLOAT")
@@ -163,10 +164,10 @@ def latency(work):
     run(["render", "--patch", patch, "--input", wav, "--output", out_wav, "--record-dir", takes])
     out = sf.read(out_wav, dtype="float32")[0]
     cond = sf.read(os.path.join(takes, "cond.wav"), dtype="float32")[0]
-    mid = np.sqrt(220.0 * 330.0)
+    mid = np.sqrt(lo * hi)
     start = int(0.9 * sr)
     t_cond = (start + np.argmax(cond[start:] > mid)) / sr
-    band = sosfiltfilt(butter(4, [150, 450], btype="band", fs=sr, output="sos"), out)
+    band = sosfiltfilt(butter(8, [180, 300], btype="band", fs=sr, output="sos"), out)
     inst = medfilt(np.diff(np.unwrap(np.angle(hilbert(band)))) * sr / (2 * np.pi), 97)
     declared = 2 * FRAME / sr
     t_sound = (start + np.argmax(inst[start:] > mid)) / sr + declared

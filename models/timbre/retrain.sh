@@ -2,10 +2,10 @@
 # Re-trains the timbre decoder from nothing: the tools, the release binary (its `features` node
 # computes the conditioning), the renders, the training, the export (ONNX, instruments.json, the
 # test fixture, the manifest's sha256s), then the evaluation on the test split.
-#   models/timbre/retrain.sh [TRAIN_MINUTES]     (default 45; resumes a stopped run)
+#   models/timbre/retrain.sh [TRAIN_MINUTES]     (default 100, as the shipped model; resumes a stopped run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-minutes=${1:-45}
+minutes=${1:-100}
 scripts/eval/setup.sh
 py=.cache/eval-venv/bin/python
 $py -c "import torch, onnx" 2>/dev/null || .cache/eval-venv/bin/pip install -q torch onnx "setuptools<80"

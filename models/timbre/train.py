@@ -4,8 +4,8 @@ in, every 4 ms (250 frames a second), the amplitudes of 60 harmonics and the mag
 noise bands out; the engine's additive oscillators and filtered noise make the sound.
 
 Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, embedding (8)] -> Linear 11->128,
-LayerNorm, LeakyReLU -> GRU 192 (the state) -> Linear (192 + 11 -> 192), LayerNorm, LeakyReLU
--> Linear 192 -> 1 + 60 + 65: the overall amplitude, the harmonic distribution (each
+LayerNorm, LeakyReLU -> GRU 384 (the state) -> Linear (384 + 11 -> 256), LayerNorm, LeakyReLU
+-> Linear 256 -> 1 + 60 + 65 (0.73 M parameters): the overall amplitude, the harmonic distribution (each
 exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted down). The instruments'
 embeddings are a table the node reads from instruments.json (morph interpolates two of them).
 
@@ -45,7 +45,7 @@ DATA = os.path.join(ROOT, ".cache", "timbre", "data")
 # TIMBRE_WORK / TIMBRE_HIDDEN try another size without touching the shipped run's checkpoints.
 WORK = os.environ.get("TIMBRE_WORK", os.path.join(ROOT, ".cache", "timbre"))
 SR, HOP, HARMONICS, BANDS, EMBED = 16000, 64, 60, 65, 8
-HIDDEN = int(os.environ.get("TIMBRE_HIDDEN", "192"))
+HIDDEN = int(os.environ.get("TIMBRE_HIDDEN", "384"))
 MID = max(192, HIDDEN * 2 // 3)
 COND = 3 + EMBED
 SEG_FRAMES, BATCH, LR = 300, 8, 1e-3
