@@ -30,7 +30,10 @@ pub fn intern_str(s: &str) -> &'static str {
 /// A list of choices (an `Enum` parameter's options) as a static slice.
 pub fn intern_options(options: &[&str]) -> &'static [&'static str] {
     let mut lists = OPTION_LISTS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&found) = lists.iter().find(|l| l.len() == options.len() && l.iter().zip(options).all(|(a, b)| a == b)) {
+    if let Some(&found) = lists
+        .iter()
+        .find(|l| l.len() == options.len() && l.iter().zip(options).all(|(a, b)| a == b))
+    {
         return found;
     }
     let leaked: &'static [&'static str] = Box::leak(options.iter().map(|s| intern_str(s)).collect::<Vec<_>>().into_boxed_slice());

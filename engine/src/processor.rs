@@ -327,11 +327,7 @@ impl EngineHandle {
         }
         self.gen += 1;
         schedule.set_generation(self.gen);
-        self.nodes = schedule
-            .nodes()
-            .iter()
-            .map(|n| (n.clone(), n.params))
-            .collect();
+        self.nodes = schedule.nodes().iter().map(|n| (n.clone(), n.params)).collect();
         self.latency_frames = schedule.latency_frames();
         self.latency_text = schedule.latency_text();
         let owned = Owned::new(&self.collector.handle(), schedule);

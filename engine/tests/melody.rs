@@ -107,33 +107,42 @@ fn a_melody_comes_back_note_for_note_with_p90_latency_within_30_ms() {
     }
 }
 
-#[test]
-fn a_glide_becomes_pitch_bend() {
-    // A4 sine, then slid up a quarter tone: bends upward on the same note, no new note.
+/// A sine (A4 at `gain_db`) into `melody` for `secs`, with `events` for the oscillator `t`;
+/// every process call under the allocation guard.
+fn sine_into_melody(gain_db: f64, secs: f64, events: Vec<(u64, String, ScheduledEvent)>) -> stagebox_engine::backend::offline::Rendered {
     let g = graph(
         vec![
-            node("t", "osc", &[("freq_hz", f(440.0)), ("gain_db", f(-12.0))]),
+            node("t", "osc", &[("freq_hz", f(440.0)), ("gain_db", f(gain_db))]),
             node("mel", "melody", &[]),
             node("out", "output", &[("channels", i(1))]),
         ],
         vec![conn("t", "mel"), conn("t", "out")],
     );
+    let opts = RenderOptions {
+        duration_secs: Some(secs),
+        events,
+        ..Default::default()
+    };
+    let r = render(&g, &registry(), None, &opts, |_, _| {}).unwrap();
+    assert_eq!(r.alloc_violations, 0);
+    r
+}
+
+fn notes_started(r: &stagebox_engine::backend::offline::Rendered) -> Vec<u8> {
+    midi_out(r)
+        .iter()
+        .filter(|(_, _, m)| m[0] & 0xf0 == 0x90)
+        .map(|(_, _, m)| m[1])
+        .collect()
+}
+
+#[test]
+fn a_glide_becomes_pitch_bend() {
+    // A4 sine, then slid up a quarter tone: bends upward on the same note, no new note.
     let ev = vec![(24000, "t".to_string(), ScheduledEvent::Param("freq_hz".into(), 452.9))];
-    let r = render(
-        &g,
-        &registry(),
-        None,
-        &RenderOptions {
-            duration_secs: Some(1.0),
-            events: ev,
-            ..Default::default()
-        },
-        |_, _| {},
-    )
-    .unwrap();
+    let r = sine_into_melody(-12.0, 1.0, ev);
     let out = midi_out(&r);
-    let ons: Vec<u8> = out.iter().filter(|(_, _, m)| m[0] & 0xf0 == 0x90).map(|(_, _, m)| m[1]).collect();
-    assert_eq!(ons, vec![69]);
+    assert_eq!(notes_started(&r), vec![69]);
     let last_bend = out
         .iter()
         .filter(|(_, _, m)| m[0] & 0xf0 == 0xe0)
@@ -148,63 +157,36 @@ fn a_glide_becomes_pitch_bend() {
 fn a_slide_between_two_notes_plays_only_the_two() {
     // A4 held, slid up to C#5 over 60 ms (a slurred change of a voice or a wind), held: the
     // semitones passed on the way are not notes.
-    let g = graph(
-        vec![
-            node("t", "osc", &[("freq_hz", f(440.0)), ("gain_db", f(-12.0))]),
-            node("mel", "melody", &[]),
-            node("out", "output", &[("channels", i(1))]),
-        ],
-        vec![conn("t", "mel"), conn("t", "out")],
-    );
     let steps = 15;
     let ev = (1..=steps)
         .map(|k| {
             let semis = 4.0 * k as f64 / steps as f64;
             let at = 24000 + k as u64 * 192; // every 4 ms
-            (at, "t".to_string(), ScheduledEvent::Param("freq_hz".into(), (440.0 * 2f64.powf(semis / 12.0)) as f32))
+            (
+                at,
+                "t".to_string(),
+                ScheduledEvent::Param("freq_hz".into(), (440.0 * 2f64.powf(semis / 12.0)) as f32),
+            )
         })
         .collect();
-    let r = render(
-        &g,
-        &registry(),
-        None,
-        &RenderOptions {
-            duration_secs: Some(1.2),
-            events: ev,
-            ..Default::default()
-        },
-        |_, _| {},
-    )
-    .unwrap();
-    assert_eq!(r.alloc_violations, 0);
-    let ons: Vec<u8> = midi_out(&r).iter().filter(|(_, _, m)| m[0] & 0xf0 == 0x90).map(|(_, _, m)| m[1]).collect();
+    let r = sine_into_melody(-12.0, 1.2, ev);
+    let ons = notes_started(&r);
     assert_eq!(ons, vec![69, 73], "notes started");
 }
 
 /// The notes `melody` starts on a held A4 sine whose level steps by `step_db` every 48 ms.
 fn notes_on_level_steps(step_db: f32) -> Vec<u8> {
-    let g = graph(
-        vec![
-            node("t", "osc", &[("freq_hz", f(440.0)), ("gain_db", f(-30.0))]),
-            node("mel", "melody", &[]),
-            node("out", "output", &[("channels", i(1))]),
-        ],
-        vec![conn("t", "mel"), conn("t", "out")],
-    );
     let ev = (0..16)
         .map(|k| {
             let level = if k % 2 == 0 { -30.0 + step_db } else { -30.0 };
-            (12000 + k as u64 * 2304, "t".to_string(), ScheduledEvent::Param("gain_db".into(), level))
+            (
+                12000 + k as u64 * 2304,
+                "t".to_string(),
+                ScheduledEvent::Param("gain_db".into(), level),
+            )
         })
         .collect();
-    let opts = RenderOptions {
-        duration_secs: Some(1.2),
-        events: ev,
-        ..Default::default()
-    };
-    let r = render(&g, &registry(), None, &opts, |_, _| {}).unwrap();
-    assert_eq!(r.alloc_violations, 0);
-    midi_out(&r).iter().filter(|(_, _, m)| m[0] & 0xf0 == 0x90).map(|(_, _, m)| m[1]).collect()
+    notes_started(&sine_into_melody(-30.0, 1.2, ev))
 }
 
 #[test]

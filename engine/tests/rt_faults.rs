@@ -100,9 +100,7 @@ fn device_midi_leaves_midi_out_at_the_frame_it_reached_midi_in() {
     let reg = registry();
     for block in [1usize, 64, 128, 500] {
         let (mut handle, mut engine) = EngineHandle::new(EngineConfig::new(48000.0, 0, 1));
-        handle
-            .swap(Schedule::compile(&echo_patch(2), &reg, 48000.0).unwrap())
-            .unwrap();
+        handle.swap(Schedule::compile(&echo_patch(2), &reg, 48000.0).unwrap()).unwrap();
         let mut out = vec![0.0f32; block];
         let mut heard = Vec::new();
         for call in 0..40u64 {
@@ -128,9 +126,7 @@ fn device_midi_leaves_midi_out_at_the_frame_it_reached_midi_in() {
 fn a_retired_schedule_ends_the_notes_it_left_sounding() {
     let reg = registry();
     let (mut handle, mut engine) = EngineHandle::new(EngineConfig::new(48000.0, 0, 1));
-    handle
-        .swap(Schedule::compile(&echo_patch(0), &reg, 48000.0).unwrap())
-        .unwrap();
+    handle.swap(Schedule::compile(&echo_patch(0), &reg, 48000.0).unwrap()).unwrap();
     let mut out = vec![0.0f32; 128];
     engine.push_device_midi(5, [0x90, 64, 90]);
     engine.push_device_midi(6, [0x93, 40, 90]);
@@ -138,9 +134,7 @@ fn a_retired_schedule_ends_the_notes_it_left_sounding() {
     engine.process(&[], &mut out);
     assert_eq!(engine.device_midi_out().count(), 3);
     // A reload: the new schedule crossfades in (30 ms), then the old one is retired.
-    handle
-        .swap(Schedule::compile(&echo_patch(0), &reg, 48000.0).unwrap())
-        .unwrap();
+    handle.swap(Schedule::compile(&echo_patch(0), &reg, 48000.0).unwrap()).unwrap();
     let mut offs = Vec::new();
     for _ in 0..20 {
         let before = alloc_check::thread_violations();

@@ -119,7 +119,11 @@ struct Backend {
 
 impl Backend {
     fn new(model: OrtModel, m: StreamManifest) -> Backend {
-        let states = m.inputs.iter().map(|t| vec![0.0; if matches!(t.role, Role::State { .. }) { t.values() } else { 0 }]).collect();
+        let states = m
+            .inputs
+            .iter()
+            .map(|t| vec![0.0; if matches!(t.role, Role::State { .. }) { t.values() } else { 0 }])
+            .collect();
         Backend {
             model,
             layout: Layout::new(&m),
@@ -143,7 +147,11 @@ impl InferBackend for Backend {
             })
             .collect();
         self.model.run_many(&feed, &mut self.outs).map_err(|e| e.to_string())?;
-        let good = self.outs.iter().zip(&self.m.outputs).all(|(o, t)| o.len() == t.values() && o.iter().all(|x| x.is_finite()));
+        let good = self
+            .outs
+            .iter()
+            .zip(&self.m.outputs)
+            .all(|(o, t)| o.len() == t.values() && o.iter().all(|x| x.is_finite()));
         if !good {
             self.states.iter_mut().for_each(|s| s.fill(0.0));
             return Err("the model gave NaN, inf or a wrong length; its states start again from zeros".into());
@@ -341,9 +349,7 @@ fn load_model(m: &StreamManifest, name: &str, dry_run: bool) -> Result<Option<Or
     }
     match OrtModel::load(m.manifest.clone()) {
         Ok(model) => Ok(Some(model)),
-        Err(e @ crate::ModelError::Shape { .. }) | Err(e @ crate::ModelError::Ort { .. }) => {
-            Err(format!("{e} ({})", m.path.display()))
-        }
+        Err(e @ crate::ModelError::Shape { .. }) | Err(e @ crate::ModelError::Ort { .. }) => Err(format!("{e} ({})", m.path.display())),
         Err(e) if dry_run => Err(format!("model `{name}`: {e} (running, the node is silent)")),
         Err(e) => {
             tracing::error!("onnx: model `{name}` not used ({e}); the node is silent");
@@ -372,8 +378,15 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Built, String> {
     let (job_len, result_len) = (layout.job_len.max(1), layout.result_len);
     let bridge = match model {
         Some(model) if !ctx.dry_run => Some(
-            Bridge::new(Box::new(Backend::new(model, m.clone())), job_len, job_len, result_len, JOBS, ctx.offline)
-                .map_err(|e| format!("cannot start the inference worker: {e}"))?,
+            Bridge::new(
+                Box::new(Backend::new(model, m.clone())),
+                job_len,
+                job_len,
+                result_len,
+                JOBS,
+                ctx.offline,
+            )
+            .map_err(|e| format!("cannot start the inference worker: {e}"))?,
         ),
         _ => None,
     };

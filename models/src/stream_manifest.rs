@@ -207,7 +207,10 @@ impl StreamManifest {
 
     /// Whether any port is audio (then the engine must run at the model's rate).
     pub fn has_audio(&self) -> bool {
-        self.inputs.iter().chain(&self.outputs).any(|t| matches!(t.role, Role::Audio { .. }))
+        self.inputs
+            .iter()
+            .chain(&self.outputs)
+            .any(|t| matches!(t.role, Role::Audio { .. }))
     }
 }
 
@@ -245,14 +248,21 @@ fn tensor(t: &RawTensor, role: Role) -> Tensor {
 fn expect_len(t: &RawTensor, want: usize, why: &str) -> Result<(), String> {
     let n = t.shape.iter().map(|&d| d.max(1)).product::<i64>() as usize;
     if n != want {
-        return Err(format!("tensor `{}` ({}) has {n} values; it must have {want} ({why})", t.name, t.role));
+        return Err(format!(
+            "tensor `{}` ({}) has {n} values; it must have {want} ({why})",
+            t.name, t.role
+        ));
     }
     Ok(())
 }
 
 fn input_tensor(t: &RawTensor, window: usize, params: &[ParamSpec], outputs: &[Spanned<RawTensor>]) -> Result<Tensor, String> {
     check_shape(t)?;
-    let port = || t.port.clone().unwrap_or_else(|| if t.role == "audio" { "in".into() } else { t.name.clone() });
+    let port = || {
+        t.port
+            .clone()
+            .unwrap_or_else(|| if t.role == "audio" { "in".into() } else { t.name.clone() })
+    };
     match t.role.as_str() {
         "audio" => {
             expect_len(t, window, "`window` samples")?;
@@ -274,12 +284,14 @@ fn input_tensor(t: &RawTensor, window: usize, params: &[ParamSpec], outputs: &[S
             Ok(tensor(t, Role::Param { param }))
         }
         "state" => {
-            let next = t.next.as_deref().ok_or_else(|| {
-                format!("state tensor `{}` needs `next`: the output that becomes it on the next run", t.name)
-            })?;
-            let k = outputs.iter().position(|o| o.get_ref().name == next).ok_or_else(|| {
-                format!("state tensor `{}`: `next` = \"{next}\" is not an output of this manifest", t.name)
-            })?;
+            let next = t
+                .next
+                .as_deref()
+                .ok_or_else(|| format!("state tensor `{}` needs `next`: the output that becomes it on the next run", t.name))?;
+            let k = outputs
+                .iter()
+                .position(|o| o.get_ref().name == next)
+                .ok_or_else(|| format!("state tensor `{}`: `next` = \"{next}\" is not an output of this manifest", t.name))?;
             let o = outputs[k].get_ref();
             if o.role != "state" || o.shape != t.shape {
                 return Err(format!(
@@ -298,7 +310,11 @@ fn input_tensor(t: &RawTensor, window: usize, params: &[ParamSpec], outputs: &[S
 
 fn output_tensor(t: &RawTensor, hop: usize, inputs: &[Spanned<RawTensor>]) -> Result<Tensor, String> {
     check_shape(t)?;
-    let port = || t.port.clone().unwrap_or_else(|| if t.role == "audio" { "out".into() } else { t.name.clone() });
+    let port = || {
+        t.port
+            .clone()
+            .unwrap_or_else(|| if t.role == "audio" { "out".into() } else { t.name.clone() })
+    };
     match t.role.as_str() {
         "audio" => {
             expect_len(t, hop, "`hop` samples")?;
@@ -326,7 +342,9 @@ fn check_ports(inputs: &[Tensor], outputs: &[Tensor]) -> Result<(), String> {
     for (side, list) in [("input", inputs), ("output", outputs)] {
         let mut seen: Vec<&str> = Vec::new();
         for t in list {
-            let (Role::Audio { port } | Role::Control { port }) = &t.role else { continue };
+            let (Role::Audio { port } | Role::Control { port }) = &t.role else {
+                continue;
+            };
             if !valid_name(port) || port == "midi" {
                 return Err(format!(
                     "{side} `{}`: port name `{port}` must start with a letter and hold only letters, digits, `_` and `-` (and not be `midi`)",
@@ -367,7 +385,12 @@ fn param_spec(p: &RawParam) -> Result<ParamSpec, String> {
                 .iter()
                 .position(|o| o == s)
                 .ok_or_else(|| format!("parameter `{}`: default \"{s}\" is not one of its choices {options:?}", p.name))?,
-            Some(v) => return Err(format!("parameter `{}` has choices: its default is one of them (a string), not {v}", p.name)),
+            Some(v) => {
+                return Err(format!(
+                    "parameter `{}` has choices: its default is one of them (a string), not {v}",
+                    p.name
+                ))
+            }
         };
         return Ok(ParamSpec::choice(name, intern_options(&options), default, true, doc));
     }
@@ -381,7 +404,10 @@ fn param_spec(p: &RawParam) -> Result<ParamSpec, String> {
         return Err(format!("parameter `{}`: `min` ({}) must be below `max` ({})", p.name, p.min, p.max));
     }
     if !(p.min..=p.max).contains(&default) {
-        return Err(format!("parameter `{}`: default {default} is outside {}..={}", p.name, p.min, p.max));
+        return Err(format!(
+            "parameter `{}`: default {default} is outside {}..={}",
+            p.name, p.min, p.max
+        ));
     }
     let mut spec = ParamSpec::float(name, p.min as f32, p.max as f32, default as f32, intern_str(&p.unit), doc);
     if let ParamKind::Float { smoothed, .. } = &mut spec.kind {

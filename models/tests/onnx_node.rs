@@ -167,7 +167,9 @@ fn the_example_model_plays_its_formula_delayed_by_the_declared_latency_at_any_bl
     let mut worst = 0.0f32;
     for k in 0..x.len() / HOP - 2 {
         let end = (k + 1) * HOP;
-        let window: Vec<f32> = (end as i64 - WINDOW as i64..end as i64).map(|t| if t < 0 { 0.0 } else { x[t as usize] }).collect();
+        let window: Vec<f32> = (end as i64 - WINDOW as i64..end as i64)
+            .map(|t| if t < 0 { 0.0 } else { x[t as usize] })
+            .collect();
         let rms = (window.iter().map(|v| v * v).sum::<f32>() / WINDOW as f32).sqrt();
         state = 0.8 * state + 0.2 * rms;
         // The recorder records from engine time 0, as the output does.
@@ -260,7 +262,10 @@ fn broken_manifests_and_models_are_refused_by_check_with_where_and_why() {
     let p = Path::new("p.toml");
     let text = patch_text("no_such_model", Path::new("e.wav"), "");
     let e = Patch::parse(&text, p, &reg).unwrap_err().to_string();
-    assert!(e.contains(&format!("p.toml:{}:", patch_line(&text, "no_such_model"))) && e.contains("no_such_model"), "{e}");
+    assert!(
+        e.contains(&format!("p.toml:{}:", patch_line(&text, "no_such_model"))) && e.contains("no_such_model"),
+        "{e}"
+    );
     let text = patch_text("example_softclip", Path::new("e.wav"), "drive = 50.0");
     let e = Patch::parse(&text, p, &reg).unwrap_err().to_string();
     assert!(e.contains("`drive` = 50 is out of range 0.1..=20"), "{e}");

@@ -18,7 +18,10 @@ fn osc_space_lists_the_manifests_parameter_with_its_range() {
     let out = stagebox().args(["osc-space", "--patch", "patches/onnx.toml"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let row = text.lines().find(|l| l.contains("`/stagebox/node/clip/drive`")).unwrap_or_else(|| panic!("{text}"));
+    let row = text
+        .lines()
+        .find(|l| l.contains("`/stagebox/node/clip/drive`"))
+        .unwrap_or_else(|| panic!("{text}"));
     assert!(row.contains("0.1..20") && row.contains("while running"), "{row}");
 }
 
@@ -46,7 +49,19 @@ fn a_manifest_parameter_is_in_oscquery_and_set_over_osc_while_running() {
     let takes = d.join("takes");
     let (mut child, log) = spawn_logged(
         stagebox()
-            .args(["run", "--backend", "none", "--no-watch", "--osc-port", "0", "--duration", "4", "--buffer", "128", "--patch"])
+            .args([
+                "run",
+                "--backend",
+                "none",
+                "--no-watch",
+                "--osc-port",
+                "0",
+                "--duration",
+                "4",
+                "--buffer",
+                "128",
+                "--patch",
+            ])
             .arg(&patch)
             .arg("--takes-dir")
             .arg(&takes),
@@ -79,7 +94,13 @@ fn a_manifest_parameter_is_in_oscquery_and_set_over_osc_while_running() {
     let sr = r.spec().sample_rate as f64;
     let x: Vec<f32> = r.into_samples::<f32>().map(|s| s.unwrap()).collect();
     assert!(x.len() as f64 > 3.8 * sr, "the take is {} s", x.len() as f64 / sr);
-    let (before, after) = (crest(&x[(0.5 * sr) as usize..(1.0 * sr) as usize]), crest(&x[(3.0 * sr) as usize..(3.5 * sr) as usize]));
-    assert!((before - 2f64.sqrt()).abs() < 0.02, "drive 0.1 leaves the sine a sine: crest {before:.3}");
+    let (before, after) = (
+        crest(&x[(0.5 * sr) as usize..(1.0 * sr) as usize]),
+        crest(&x[(3.0 * sr) as usize..(3.5 * sr) as usize]),
+    );
+    assert!(
+        (before - 2f64.sqrt()).abs() < 0.02,
+        "drive 0.1 leaves the sine a sine: crest {before:.3}"
+    );
     assert!(after < 1.1, "drive 20 makes it nearly square: crest {after:.3}");
 }

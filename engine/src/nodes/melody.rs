@@ -212,7 +212,11 @@ impl MelodyProc {
                 let lo = (tm - 1..=tm + 1).map(|k| self.d[k]).fold(f32::INFINITY, f32::min);
                 // Half the period (the octave above) is the pitch on a looser bound: reeds and
                 // brass whose fundamental reads rougher than the period of two.
-                let (bound, margin) = if m == 2 { (OCTAVE_RESCUE, OCTAVE_MARGIN) } else { (SUBHARMONIC, 0.05) };
+                let (bound, margin) = if m == 2 {
+                    (OCTAVE_RESCUE, OCTAVE_MARGIN)
+                } else {
+                    (SUBHARMONIC, 0.05)
+                };
                 if lo < threshold * bound && lo < self.d[t] + margin {
                     let k = (tm - 1..=tm + 1).min_by(|a, b| self.d[*a].total_cmp(&self.d[*b])).unwrap();
                     t = k;
