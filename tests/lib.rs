@@ -40,6 +40,29 @@ pub fn stagebox() -> Command {
     c
 }
 
+/// `stagebox run` of `patch` for `secs` on the paced backend (real time without a sound card),
+/// OSC on a free port (read it with `log_ports`), takes written under `takes`.
+pub fn paced_run(patch: &Path, secs: f64, takes: &Path) -> Command {
+    let mut c = stagebox();
+    c.args(["run", "--backend", "none", "--no-watch", "--osc-port", "0", "--duration"])
+        .arg(secs.to_string())
+        .arg("--patch")
+        .arg(patch)
+        .arg("--takes-dir")
+        .arg(takes);
+    c
+}
+
+/// The JSON an HTTP GET of `path` on loopback `port` answers (curl, 5 s at most).
+pub fn curl_json(port: u16, path: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
 /// A fresh temporary folder for one test.
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("stagebox-it-{name}-{}", std::process::id()));

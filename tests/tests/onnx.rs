@@ -4,7 +4,6 @@
 //! mapped to a MIDI controller by patches/onnx.toml, which `check` accepts; the model's folder
 //! is in /stagebox/models/list.
 
-use std::process::Command;
 use std::time::Duration;
 
 use rosc::OscType;
@@ -47,34 +46,9 @@ fn a_manifest_parameter_is_in_oscquery_and_set_over_osc_while_running() {
     )
     .unwrap();
     let takes = d.join("takes");
-    let (mut child, log) = spawn_logged(
-        stagebox()
-            .args([
-                "run",
-                "--backend",
-                "none",
-                "--no-watch",
-                "--osc-port",
-                "0",
-                "--duration",
-                "4",
-                "--buffer",
-                "128",
-                "--patch",
-            ])
-            .arg(&patch)
-            .arg("--takes-dir")
-            .arg(&takes),
-    );
+    let (mut child, log) = spawn_logged(paced_run(&patch, 4.0, &takes).args(["--buffer", "128"]));
     let ports = log_ports(&log, &["udp://", "OSCQuery on http://"]);
-    let curl = |path: &str| -> serde_json::Value {
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "5"])
-            .arg(format!("http://127.0.0.1:{}{path}", ports[1]))
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{path}: {e}"))
-    };
+    let curl = |path: &str| curl_json(ports[1], path);
     let leaf = &curl("/")["CONTENTS"]["stagebox"]["CONTENTS"]["node"]["CONTENTS"]["clip"]["CONTENTS"]["drive"];
     assert_eq!(leaf["TYPE"], "f", "{leaf}");
     assert!((leaf["RANGE"][0]["MIN"].as_f64().unwrap() - 0.1).abs() < 1e-6, "{leaf}");

@@ -251,23 +251,7 @@ fn morph_set_over_osc_while_running_changes_the_sound() {
     )
     .unwrap();
     let takes = d.join("takes");
-    let (mut child, log) = spawn_logged(
-        stagebox()
-            .args([
-                "run",
-                "--backend",
-                "none",
-                "--no-watch",
-                "--osc-port",
-                "0",
-                "--duration",
-                "4",
-                "--patch",
-            ])
-            .arg(&patch)
-            .arg("--takes-dir")
-            .arg(&takes),
-    );
+    let (mut child, log) = spawn_logged(&mut paced_run(&patch, 4.0, &takes));
     let port = log_ports(&log, &["udp://"])[0];
     std::thread::sleep(Duration::from_millis(2000));
     send(&client(), port, "/stagebox/node/voice/morph", vec![OscType::Float(1.0)]);
