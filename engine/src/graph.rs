@@ -243,9 +243,14 @@ impl Schedule {
                 built.push(None);
                 continue;
             };
-            let params = match t.check_params(&nd.params, &desc.base_dir) {
-                Ok(p) => {
-                    specs.push(t.specs(&nd.params, &desc.base_dir).unwrap_or(t.params));
+            // The node's parameter list once (a model node reads it from its manifest).
+            let checked = t
+                .specs(&nd.params, &desc.base_dir)
+                .map_err(|e| vec![e])
+                .and_then(|list| t.check_against(list, &nd.params).map(|p| (p, list)));
+            let params = match checked {
+                Ok((p, list)) => {
+                    specs.push(list);
                     p
                 }
                 Err(errs) => {

@@ -200,6 +200,11 @@ impl NodeType {
     /// resolve against `base_dir` (the patch's folder).
     pub fn check_params(&self, given: &BTreeMap<String, ParamValue>, base_dir: &Path) -> Result<Params, Vec<(String, String)>> {
         let specs = self.specs(given, base_dir).map_err(|e| vec![e])?;
+        self.check_against(specs, given)
+    }
+
+    /// Checks `given` against `specs` (this node's list, from `specs`) and fills in defaults.
+    pub fn check_against(&self, specs: &[ParamSpec], given: &BTreeMap<String, ParamValue>) -> Result<Params, Vec<(String, String)>> {
         let mut errors = Vec::new();
         let mut out = BTreeMap::new();
         for (k, v) in given {

@@ -67,9 +67,14 @@ fn manifest_of(name: &str, base_dir: &Path) -> Result<StreamManifest, String> {
 fn params_of(given: &BTreeMap<String, ParamValue>, base_dir: &Path) -> Result<&'static [ParamSpec], (String, String)> {
     let name = given.get("model").and_then(|v| v.as_str()).unwrap_or("");
     let m = manifest_of(name, base_dir).map_err(|e| ("model".to_string(), e))?;
+    Ok(specs_of(&m))
+}
+
+/// The node's parameter list for manifest `m` (interned: the same list for the same manifest).
+fn specs_of(m: &StreamManifest) -> &'static [ParamSpec] {
     let mut specs = STATIC_PARAMS.to_vec();
     specs.extend(m.params.iter().copied());
-    Ok(intern_specs(specs))
+    intern_specs(specs)
 }
 
 /// Where each input tensor's values sit in a job, and each output's in a result.
@@ -368,7 +373,7 @@ fn build(p: &Params, ctx: &BuildCtx) -> Result<Built, String> {
             m.sample_rate
         ));
     }
-    let specs = params_of(&p.0, &ctx.base_dir).map_err(|(_, e)| e)?;
+    let specs = specs_of(&m);
     let layout = Layout::new(&m);
     let latency_hops = m.latency_frames as usize + p.usize("extra_hops");
     let r = routing(&m, &layout, specs, latency_hops);
