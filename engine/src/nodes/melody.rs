@@ -15,6 +15,8 @@ use crate::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, Process
 use crate::param::ParamSpec;
 use crate::pitchnet::{NetRunner, PitchNet, HISTORY};
 
+use super::partial_rise::{self, PartialRise};
+
 const RATE: u32 = 16000;
 const HOP: usize = 64;
 const WIN: usize = 192;
@@ -46,6 +48,8 @@ const ATTACK_COOLDOWN: u32 = 8;
 /// does not bring it back.
 const GRACE_HOPS: u32 = 8;
 const GUARD_HOPS: u32 = 12;
+/// A note that starts at most this long (16 kHz samples: 100 ms) after the last ended is legato.
+const GAP_LEGATO: u64 = 1600;
 /// A note heard this many hops or fewer (200 ms) may be the passage into the next (`passing`).
 const PASSING_HOPS: u32 = 50;
 /// Hops in a row the network must name the same note, surely enough, to start it.
@@ -101,6 +105,9 @@ struct MelodyProc {
     span: usize,
     pos: usize,
     len: usize,
+    /// Samples the tracker needs before its first hop (YIN's window and longest period, the
+    /// network's history); the ring keeps more, for `rise`.
+    ready: usize,
     since_hop: usize,
     d: Vec<f32>,
     threshold: f32,
@@ -130,6 +137,8 @@ struct MelodyProc {
     pitches: [f32; LEVELS],
     hops_done: u64,
     active_hops: u32,
+    /// When the last note ended for want of a pitch (16 kHz time).
+    last_off16: u64,
     /// Last hop (16 kHz time) that still heard the sounding note clearly, or silence.
     last_held16: u64,
     /// The last note started (0 before any).
@@ -161,6 +170,8 @@ struct MelodyProc {
     /// Whether notes go out (`melody`) or only the control curves (`features`).
     notes: bool,
     loudness: ALoudness,
+    /// Where a legato note began, from its partials.
+    rise: PartialRise,
     /// The newest hop's readings, written to the control outputs every sample.
     f0_hz: f32,
     voiced: f32,
@@ -289,6 +300,25 @@ impl MelodyProc {
             Some(h) => (h * HOP as u64).saturating_sub((WIN / 2) as u64).min(first),
             None => first,
         }
+    }
+
+    /// Where legato note `new` began under the sounding `old` (16 kHz time), by its own partials
+    /// (`partial_rise`); no earlier than `old`'s onset.
+    fn rise_start(&mut self, old: u8, new: u8, now16: u64) -> Option<u64> {
+        let limit = now16.saturating_sub(self.active_onset) as usize;
+        let x = &self.buf[self.pos..self.pos + self.span];
+        let back = self.rise.onset_back(x, new, old, limit)?;
+        Some(now16.saturating_sub(back as u64))
+    }
+
+    /// A note that starts just after the last one ended (a slur's blend read as no pitch for a
+    /// few hops ended it): legato all the same, placed by its partials like `rise_start`.
+    fn after_gap(&mut self, new: u8, now16: u64) -> Option<u64> {
+        let gap = now16.saturating_sub(self.last_off16);
+        if self.last_note == 0 || self.last_note == new || gap > GAP_LEGATO {
+            return None;
+        }
+        self.rise_start(self.last_note, new, now16)
     }
 
     /// Whether the sounding note `old`, which note `new` now takes over from, was only the
@@ -445,6 +475,11 @@ impl MelodyProc {
             let held = (self.last_held16 + (HOP / 2) as u64).saturating_sub((WIN / 2) as u64);
             let held = held.max(self.attack16.saturating_sub(ATTACK_LOOK * HOP as u64));
             let onset = self.attack_start(self.attack16.min(held), rms);
+            let onset = match self.active {
+                Some(old) => self.rise_start(old, k, now16),
+                None => self.after_gap(k, now16),
+            }
+            .map_or(onset, |r| r.min(onset));
             self.fast_onset = onset;
             self.guard = self.start_note(k, rms, onset, now16);
             self.guard_left = GUARD_HOPS;
@@ -467,6 +502,7 @@ impl MelodyProc {
                     if self.unvoiced >= self.off_hops {
                         self.push_event([0x80 | ch, k, 0], now16);
                         self.active = None;
+                        self.last_off16 = now16;
                     }
                 }
             }
@@ -531,8 +567,11 @@ impl MelodyProc {
                         let first = self.attack_start(self.cand_first, rms);
                         match self.active {
                             Some(old) if self.passing(old, k) => self.active_onset,
-                            Some(old) => first.min(self.glide_start(first, old, k)),
-                            None => first,
+                            Some(old) => {
+                                let glide = first.min(self.glide_start(first, old, k));
+                                self.rise_start(old, k, now16).map_or(glide, |r| r.min(glide))
+                            }
+                            None => self.after_gap(k, now16).map_or(first, |r| r.min(first)),
                         }
                     };
                     self.start_note(k, rms, onset, now16);
@@ -590,7 +629,7 @@ impl Processor for MelodyProc {
                 });
             }
             for _ in 0..hops {
-                if self.len >= self.span {
+                if self.len >= self.ready {
                     self.hop();
                 }
             }
@@ -631,7 +670,8 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
         return Err(format!("`min_hz` ({lo}) must be below `max_hz` ({hi})"));
     }
     let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
-    let span = (WIN + tau_max + 1).max(HISTORY);
+    let ready = (WIN + tau_max + 1).max(HISTORY);
+    let span = ready.max(partial_rise::HISTORY);
     // Without a model locator (an engine built without the models crate) YIN works alone.
     let net = (notes && p.bool("attack_net") && !ctx.dry_run)
         .then_some(ctx.locate_model)
@@ -660,6 +700,7 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
             span,
             pos: 0,
             len: 0,
+            ready,
             since_hop: 0,
             d: vec![0.0; tau_max + 2],
             threshold: p.f32("threshold"),
@@ -684,6 +725,7 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
             hops_done: 0,
             active_hops: 0,
             last_held16: 0,
+            last_off16: 0,
             last_note: 0,
             active_onset: 0,
             active_from: None,
@@ -704,6 +746,7 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
             fast_onset: 0,
             notes,
             loudness: ALoudness::new(WIN, RATE as f32),
+            rise: PartialRise::new(),
             f0_hz: 0.0,
             voiced: 0.0,
             loudness_db: FLOOR_DB,
