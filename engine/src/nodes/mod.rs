@@ -10,7 +10,6 @@ pub mod melody;
 pub mod meter;
 pub mod midi_io;
 pub mod notes_control;
-mod partial_rise;
 pub mod player;
 pub mod recorder;
 pub mod resample;

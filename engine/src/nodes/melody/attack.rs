@@ -1,0 +1,101 @@
+//! `melody`: the pitch network's two uses. During an attack it names the note before YIN hears
+//! a clean period (`attack_note`); before YIN starts a note it may hold it back (`net_verdict`).
+//! Runs on the audio thread, inside the processor's hop (at most two network runs a hop, no
+//! allocation).
+
+use super::{MelodyProc, ATTACK_COOLDOWN, ATTACK_LOOK, LEVELS, NET_VETO, RATE, WIN};
+
+/// Hops in a row the network must name the same note, surely enough, to start it.
+const NET_AGREE: u32 = 2;
+/// The note the network names must be a period of the sound: YIN's normalised difference at
+/// its period (the best of the neighbouring lags) under this. Transients read near 1.
+const NET_PERIODIC: f32 = 0.6;
+/// An attack: the level rises this much over the lowest of the last `ATTACK_LOOK` hops.
+const ATTACK_RISE: f32 = 1.4;
+/// Hops after an attack during which the network may name its note (48 ms), and hops before
+/// another attack can be heard (32 ms).
+const ATTACK_HOPS: u32 = 12;
+
+impl MelodyProc {
+    /// The attack detector and the pitch network, at hop `h` (level `rms`; `strict`: what YIN
+    /// heard at its own threshold). Returns the note to start now, if the network names one
+    /// during an attack, surely enough, that is not the sounding note and that YIN does not
+    /// clearly hear otherwise.
+    pub(super) fn attack_note(&mut self, h: u64, rms: f32, voiced: bool, strict: Option<(f32, f32)>) -> Option<u8> {
+        self.net.as_ref()?;
+        self.since_attack = self.since_attack.saturating_add(1);
+        if self.attack_left == 0 && self.since_attack >= ATTACK_COOLDOWN && rms >= self.gate {
+            let lo = (1..=ATTACK_LOOK.min(h))
+                .map(|b| self.levels[((h - b) % LEVELS as u64) as usize])
+                .fold(f32::INFINITY, f32::min);
+            if rms >= ATTACK_RISE * lo {
+                self.attack_left = ATTACK_HOPS;
+                self.since_attack = 0;
+                self.attack16 = self.n16.saturating_sub((WIN / 2) as u64);
+            }
+        }
+        if self.attack_left == 0 {
+            return None;
+        }
+        self.attack_left -= 1;
+        if !voiced {
+            // Too quiet for YIN's difference function this hop (it is not computed).
+            return None;
+        }
+        let net = self.net.as_mut()?;
+        let (note, p) = net.run(&self.buf[self.pos..self.pos + self.span]);
+        let sure = note.filter(|_| p >= self.net_confidence);
+        if sure.is_some() && sure == self.net_note {
+            self.net_count += 1;
+        } else {
+            self.net_note = sure;
+            self.net_count = sure.is_some() as u32;
+        }
+        let k = sure?;
+        if self.net_count < NET_AGREE || (k as f32) < self.lowest_note || (k as f32) > self.highest_note || self.active == Some(k) {
+            return None;
+        }
+        // YIN clearly hears another note: not this one.
+        if strict.is_some_and(|(f, ap)| (f - k as f32).abs() >= 0.5 && ap < 0.5 * self.threshold) {
+            return None;
+        }
+        // The note's period must be a period of the sound (d holds this hop's difference function).
+        let tau = RATE as f32 / (440.0 * 2f32.powf((k as f32 - 69.0) / 12.0));
+        let t = tau.round() as usize;
+        if t < 2 || t + 1 > self.tau_max {
+            return None;
+        }
+        let dip = |t: usize| self.d[t - 1].min(self.d[t]).min(self.d[t + 1]);
+        let d = dip(t);
+        if d >= NET_PERIODIC {
+            return None;
+        }
+        // A sound periodic at a half or a third of the period is the octave or the twelfth
+        // above (a period's multiples are periods too): not this note.
+        for m in [2.0, 3.0] {
+            let part = (tau / m).round() as usize;
+            if part > self.tau_min.max(1) && dip(part) < d + 0.05 {
+                return None;
+            }
+        }
+        self.attack_left = 0;
+        self.net_count = 0;
+        Some(k)
+    }
+
+    /// The note to start where YIN would start `k`: `k`, unless the pitch network, on the newest
+    /// audio, surely names another (the blend of two notes in a legato change reads as a pitch
+    /// between them for a while, a breathy or bowed attack as a stray period: the network hears
+    /// the whole spectrum): none yet. At most two network runs a hop (this and `attack_note`).
+    /// (Taking the network's note instead when it is an octave from YIN's scored lower on the
+    /// validation part: 0.717 / 0.754 up an octave only, 0.702 / 0.734 either way.)
+    pub(super) fn net_verdict(&mut self, k: u8) -> Option<u8> {
+        let Some(net) = self.net.as_mut() else {
+            return Some(k);
+        };
+        match net.run(&self.buf[self.pos..self.pos + self.span]) {
+            (Some(n), p) if n != k && p >= NET_VETO => None,
+            _ => Some(k),
+        }
+    }
+}

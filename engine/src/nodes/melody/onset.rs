@@ -1,0 +1,97 @@
+//! `melody`: where a note began. A note is heard (YIN's period, the network's name for it) some
+//! hops after it began; these place its onset back where its sound did: the attack's rise in
+//! level, a legato glide's first hop, the rise of its own partials under the last note, the
+//! passage before it. Runs on the audio thread, inside the processor's hop (bounded work, no
+//! allocation).
+
+use super::{MelodyProc, HOP, LEVELS, WIN};
+
+/// A note heard this many hops or fewer (200 ms) may be the passage into the next (`passing`).
+const PASSING_HOPS: u32 = 50;
+/// A note that starts at most this long (16 kHz samples: 100 ms) after the last ended is legato.
+const GAP_LEGATO: u64 = 1600;
+
+impl MelodyProc {
+    /// Where the attack of a note confirmed now began (16 kHz time): a slow attack (bowed,
+    /// blown, sung) is heard as a pitch only well after its sound starts rising. Looks back from
+    /// `first` (when the pitch was first heard) up to 160 ms for the quietest hop; if the level
+    /// has risen 12 dB or more since, the attack began where it first rose 6 dB above that.
+    pub(super) fn attack_start(&self, first: u64, now_rms: f32) -> u64 {
+        let first_hop = first / HOP as u64;
+        let newest = self.hops_done.saturating_sub(1);
+        let oldest = newest.saturating_sub(LEVELS as u64 - 1).max(first_hop.saturating_sub(40));
+        if first_hop <= oldest || first_hop > newest {
+            return first;
+        }
+        let level = |h: u64| self.levels[(h % LEVELS as u64) as usize];
+        let (mut lo_hop, mut lo) = (first_hop, level(first_hop));
+        for h in oldest..=first_hop {
+            if level(h) < lo {
+                (lo_hop, lo) = (h, level(h));
+            }
+        }
+        if now_rms < 4.0 * lo.max(1e-5) {
+            return first;
+        }
+        let rise = (lo_hop..=first_hop).find(|&h| level(h) > 2.0 * lo.max(1e-5)).unwrap_or(first_hop);
+        // A hop's level is that of the window ending at it: the rise sits half a window back.
+        (rise * HOP as u64).saturating_sub((WIN / 2) as u64).min(first)
+    }
+
+    /// Where a legato change from note `old` to note `new` began (16 kHz time): wind, voice and
+    /// bowed strings glide from one pitch to the next, and the new note is only heard as itself
+    /// at the end of the glide. Walks back from `first` (at most 100 ms) over the hops whose
+    /// pitch lies between the two notes, away from the old one; the change began at the first.
+    pub(super) fn glide_start(&self, first: u64, old: u8, new: u8) -> u64 {
+        let newest = self.hops_done.saturating_sub(1);
+        let mut h = (first / HOP as u64).min(newest);
+        let limit = h.saturating_sub(25).max(newest.saturating_sub(LEVELS as u64 - 1));
+        let (lo, hi) = if new > old {
+            (old as f32 + 0.15, new as f32 + 0.5)
+        } else {
+            (new as f32 - 0.5, old as f32 - 0.15)
+        };
+        let mut start = None;
+        while h > limit {
+            let p = self.pitches[(h % LEVELS as u64) as usize];
+            if !(p > lo && p < hi) {
+                break;
+            }
+            start = Some(h);
+            h -= 1;
+        }
+        match start {
+            // The hop's window ends at its time: the change sits half a window back.
+            Some(h) => (h * HOP as u64).saturating_sub((WIN / 2) as u64).min(first),
+            None => first,
+        }
+    }
+
+    /// Where legato note `new` began under the sounding `old` (16 kHz time), by its own partials
+    /// (`partial_rise`); no earlier than `old`'s onset.
+    pub(super) fn rise_start(&mut self, old: u8, new: u8, now16: u64) -> Option<u64> {
+        let limit = now16.saturating_sub(self.active_onset) as usize;
+        let x = &self.buf[self.pos..self.pos + self.span];
+        let back = self.rise.onset_back(x, new, old, limit)?;
+        Some(now16.saturating_sub(back as u64))
+    }
+
+    /// A note that starts just after the last one ended (a slur's blend read as no pitch for a
+    /// few hops ended it): legato all the same, placed by its partials like `rise_start`.
+    pub(super) fn after_gap(&mut self, new: u8, now16: u64) -> Option<u64> {
+        let gap = now16.saturating_sub(self.last_off16);
+        if self.last_note == 0 || self.last_note == new || gap > GAP_LEGATO {
+            return None;
+        }
+        self.rise_start(self.last_note, new, now16)
+    }
+
+    /// Whether the sounding note `old`, which note `new` now takes over from, was only the
+    /// passage between its predecessor and `new`: short, taken over from another note, and an
+    /// octave from either (a slow attack's blend under a bow change or a slur reads an octave
+    /// off for a while). Then `new` began when `old` did.
+    pub(super) fn passing(&self, old: u8, new: u8) -> bool {
+        let octave = |a: u8, b: u8| matches!(a.abs_diff(b), 12 | 24);
+        self.active_hops <= PASSING_HOPS && self.active_from.is_some_and(|from| octave(old, from) || octave(old, new))
+    }
+}
