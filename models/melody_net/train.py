@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """Trains `melody_net`: the small pitch network the `melody` node uses to name a note during its
-attack, before YIN hears a clean period (reproducible; about 25 minutes on 2 cores).
+attack, before YIN hears a clean period (reproducible; about an hour on 2 cores).
 
 What it learns: from the newest 8, 16 and 32 ms of 16 kHz audio (three magnitude spectra, each
 window ending now), which MIDI note sounds now (28..90), or none. A two-layer perceptron
 (452 -> 384 -> 384 -> 64), small enough for the audio thread (0.35 M multiply-adds a run).
 
 Training material is made here, never the evaluation set: random single lines (steps, leaps,
-legato and detached, rests, velocities 55-120), five for each of 59 General MIDI programs (41
-plucked and struck: pianos, chromatic percussion, guitars, basses, harp, plucked; 18 sustained:
-organs, strings, voices, brass, reeds, pipes),
-rendered by FluidSynth with two SoundFonts (FluidR3_GM, MIT; TimGM6mb, GPL-2.0), at random
-gains. A frame is labelled with the note sounding 6 ms before the window's end (the synths'
+legato and detached, rests, velocities 55-120; on sustained instruments vibrato from the
+modulation wheel, swells and slurs), five (eight for plucked and struck ones) for each General
+MIDI program of the train part of scripts/eval/make_families.py's instrument split (no
+validation or test instrument is ever heard here) and for the programs that split does not use
+(basses, ethnic plucked, more keys and guitars), rendered by FluidSynth with two SoundFonts
+(FluidR3_GM, MIT; TimGM6mb, GPL-2.0), at random gains. A frame is labelled with the note sounding 6 ms before the window's end (the synths'
 attack delay), none below -50 dBFS.
 
     scripts/eval/setup.sh                                   # FluidSynth, SoundFonts, the venv
@@ -44,9 +45,14 @@ SOUNDFONTS = {
     "fluidr3": "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "timgm6mb": "/usr/share/sounds/sf2/TimGM6mb.sf2",
 }
-PLUCKED = list(range(0, 16)) + list(range(24, 40)) + [45, 46, 104, 105, 106, 107, 108, 112, 114]
-SUSTAINED = [16, 19, 21, 40, 41, 42, 48, 52, 53, 56, 57, 60, 65, 66, 68, 71, 73, 74]
-PROGRAMS = PLUCKED + SUSTAINED
+sys.path.insert(0, os.path.join(ROOT, "scripts", "eval"))
+from make_families import FAMILIES, instrument_split  # noqa: E402
+
+# Programs the evaluation split never uses: more keys, guitars, basses, ethnic plucked, synths.
+OUTSIDE_SPLIT = [3, 18, 20, 21, 22, 23, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 50, 51, 104, 108, 112, 114]
+IN_SPLIT = sorted(p for progs, *_ in FAMILIES.values() for i, p in enumerate(progs) if instrument_split(p, i) == "train")
+SLOW = {p for progs, *_, attack in FAMILIES.values() if attack == "slow" for p in progs} | {18, 20, 21, 22, 23, 50, 51}
+PROGRAMS = sorted(set(IN_SPLIT + OUTSIDE_SPLIT))
 R = 16000
 HOP = 64
 SIZES = (128, 256, 512)
@@ -56,6 +62,9 @@ LAG = 0.006
 GATE = 10 ** (-50 / 20)
 HIDDEN = 384
 REPS = 5
+# Plucked and struck programs get more lines (their attacks are what the network is for).
+REPS_FAST = 8
+ITERATIONS = 24
 
 
 def window(n):
@@ -79,15 +88,35 @@ def features(y, ends):
 
 
 def melody(rng, program):
-    lo, hi = (28, 64) if 32 <= program <= 39 else (45, 90)
+    lo, hi = (28, 64) if 32 <= program <= 39 else (36, 90) if program in SLOW else (45, 90)
     notes, t, p = [], 0.2, int(rng.integers(lo + 5, hi - 5))
     while t < 24:
-        d = float(rng.choice([0.12, 0.18, 0.25, 0.35, 0.5, 0.7])) * rng.uniform(0.8, 1.2)
+        d = float(rng.choice([0.12, 0.18, 0.25, 0.35, 0.5, 0.7, 1.0])) * rng.uniform(0.8, 1.2)
         p = int(np.clip(p + int(rng.choice([-12, -7, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 7, 12])), lo, hi))
         e = t + d if rng.uniform() < 0.7 else t + d * rng.uniform(0.4, 0.9)
         notes.append((t, e, p, int(rng.integers(55, 121))))
         t += d if rng.uniform() < 0.92 else d + rng.uniform(0.1, 0.5)
     return notes
+
+
+def expression(rng, program, notes):
+    """How a player shapes a sustained line: vibrato from the modulation wheel (CC 1) that comes
+    in after each attack, swells (CC 11) on some notes, a slight detune (pitch bend, at most 25
+    cents) per clip. Plucked and struck programs get none."""
+    if program not in SLOW:
+        return [], []
+    cc, bends = [], [pretty_midi.PitchBend(int(rng.uniform(-1, 1) * 8192 * 0.25 / 2), 0.0)]
+    depth = int(rng.integers(0, 110)) if rng.uniform() < 0.7 else 0
+    for s, e, _, _ in notes:
+        cc.append(pretty_midi.ControlChange(1, 0, s))
+        if depth and e - s > 0.3:
+            cc.append(pretty_midi.ControlChange(1, depth, s + min(0.25, (e - s) / 2)))
+        if rng.uniform() < 0.3:
+            for k in range(6):
+                cc.append(pretty_midi.ControlChange(11, int(50 + 77 * k / 5), s + (e - s) * k / 6))
+        else:
+            cc.append(pretty_midi.ControlChange(11, 127, s))
+    return cc, bends
 
 
 def load16(wav):
@@ -100,24 +129,26 @@ def load16(wav):
 def render_all(rng):
     os.makedirs(WORK, exist_ok=True)
     clips = []
-    for program in PROGRAMS:
-        for rep in range(REPS):
-            notes = melody(rng, program)
-            pm = pretty_midi.PrettyMIDI(initial_tempo=120)
-            ins = pretty_midi.Instrument(program=program)
-            for s, e, p, v in notes:
-                ins.notes.append(pretty_midi.Note(velocity=v, pitch=p, start=s, end=e))
-            pm.instruments.append(ins)
-            # The notes' digest names the files: a changed script never reuses a stale render.
-            tag = hashlib.sha1(repr(notes).encode()).hexdigest()[:10]
-            mid = os.path.join(WORK, f"p{program}_{rep}_{tag}.mid")
-            pm.write(mid)
-            for name, font in SOUNDFONTS.items():
-                wav = os.path.join(WORK, f"p{program}_{rep}_{tag}_{name}.wav")
-                gain = f"{rng.uniform(0.3, 0.9):.3f}"
-                if not os.path.exists(wav):
-                    subprocess.run(["fluidsynth", "-ni", "-g", gain, "-r", "44100", "-F", wav, font, mid], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                clips.append((wav, notes, program, rep))
+    extra = [(p, rep) for p in PROGRAMS if p not in SLOW for rep in range(REPS, REPS_FAST)]
+    for program, rep in [(p, rep) for p in PROGRAMS for rep in range(REPS)] + extra:
+        notes = melody(rng, program)
+        pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+        ins = pretty_midi.Instrument(program=program)
+        for s, e, p, v in notes:
+            ins.notes.append(pretty_midi.Note(velocity=v, pitch=p, start=s, end=e))
+        ins.control_changes, ins.pitch_bends = expression(rng, program, notes)
+        pm.instruments.append(ins)
+        # The lines' digest names the files: a changed script never reuses a stale render.
+        shape = [(c.number, c.value, round(c.time, 4)) for c in ins.control_changes] + [b.pitch for b in ins.pitch_bends]
+        tag = hashlib.sha1(repr((notes, shape)).encode()).hexdigest()[:10]
+        mid = os.path.join(WORK, f"p{program}_{rep}_{tag}.mid")
+        pm.write(mid)
+        for name, font in SOUNDFONTS.items():
+            wav = os.path.join(WORK, f"p{program}_{rep}_{tag}_{name}.wav")
+            gain = f"{rng.uniform(0.3, 0.9):.3f}"
+            if not os.path.exists(wav):
+                subprocess.run(["fluidsynth", "-ni", "-g", gain, "-r", "44100", "-F", wav, font, mid], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            clips.append((wav, notes, program, rep))
     return clips
 
 
@@ -183,7 +214,7 @@ def main():
     X = np.concatenate([a for a, _, _ in train])
     Y = np.concatenate([b for _, b, _ in train])
     print(f"{len(clips)} clips rendered; {len(X)} training frames", file=sys.stderr)
-    clf = MLPClassifier(hidden_layer_sizes=(HIDDEN, HIDDEN), batch_size=512, max_iter=12, learning_rate_init=1e-3, alpha=1e-4, random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=(HIDDEN, HIDDEN), batch_size=512, max_iter=ITERATIONS, learning_rate_init=1e-3, alpha=1e-4, random_state=0)
     clf.fit(X, Y)
     net = layers(clf)
     print(f"classes never seen in training: {sorted(set(range(CLASSES)) - set(clf.classes_))}", file=sys.stderr)

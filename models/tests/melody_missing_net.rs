@@ -9,7 +9,7 @@ mod common;
 /// Note-ons (emitted at sample, key) of the guitar line, the models found in `models`.
 fn notes(models: &Path, attack_net: bool) -> Vec<(u64, u8)> {
     std::env::set_var("STAGEBOX_MODELS", models);
-    let (ons, _) = common::melody_notes(attack_net);
+    let (ons, _) = common::melody_notes("guitar_line", attack_net);
     ons.into_iter()
         .map(|(_, emitted, key)| ((emitted * 48000.0).round() as u64, key))
         .collect()

@@ -177,14 +177,17 @@ def report(rows):
 
 
 def report_families(rows, agg):
-    """Per family (scripts/eval/make_families.py's sets), each system, each SoundFont."""
+    """Per family (scripts/eval/make_families.py's sets; polyphonic clips apart), each system, each
+    SoundFont."""
     print("\n| family | system | soundfont | clips | onset F1 @50 ms | note-on latency median / p90 (ms) | raw pitch acc. |")
     print("|---|---|---|---:|---:|---|---:|")
-    families = sorted({r["family"] for r in rows if "family" in r}) + ["all"]
+    group = lambda r: r.get("family", "?") + (" (poly)" if r["kind"] == "poly" else "")  # noqa: E731
+    families = sorted({group(r) for r in rows if "family" in r}) + ["all single", "all poly"]
     for family in families:
         for system in ("stagebox melody", "stagebox basic_pitch", "offline Basic Pitch"):
             for sf in ("fluidr3", "timgm6mb"):
-                sel = [r for r in rows if r["system"] == system and r["soundfont"] == sf and (family == "all" or r.get("family") == family)]
+                every = {"all single": "single", "all poly": "poly"}.get(family)
+                sel = [r for r in rows if r["system"] == system and r["soundfont"] == sf and (r["kind"] == every if every else group(r) == family)]
                 a = agg(sel)
                 if a is None:
                     continue

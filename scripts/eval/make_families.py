@@ -14,6 +14,10 @@ chorale soprano and bass lines, string quartets' first violin and cello parts, M
 Palestrina voices, fiddle tunes (Ryan's Mammoth Collection), folk songs (the Essen collection).
 Each line: a 15 s excerpt, moved by octaves into its instrument's range, at a tempo drawn per
 piece, velocities per phrase; rendered by FluidSynth at 44.1 kHz with both SoundFonts.
+Polyphonic clips (for `basic_pitch`): every part of a piece at once (chorales, madrigals,
+quartets), 15 s, on each keys, mallets and plucked program of the split (two pieces each), and
+as an ensemble: each part on another sustained program of the split (bowed, brass, reeds,
+pipes, voices), four pieces. Their pieces follow the same piece split.
 
     .cache/eval-venv/bin/python scripts/eval/make_families.py [--split test] [OUT]
         # default OUT .cache/eval/families-<split>; writes index.json for scripts/eval/evaluate.py
@@ -109,6 +113,45 @@ def excerpt(notes, rng, lo, hi, centre):
     return out
 
 
+def parts_of(path, rng):
+    """Every part of a corpus file as (start s, end s, midi) notes, chords kept; None if it has
+    fewer than two parts."""
+    try:
+        score = music21.corpus.parse(path)
+        if isinstance(score, music21.stream.Opus):
+            score = rng.choice(list(score.scores))
+    except Exception:
+        return None
+    parts = [p for p in getattr(score, "parts", []) if len(p.flatten().notes) > 8]
+    if len(parts) < 2:
+        return None
+    spq = 60.0 / rng.uniform(70, 120)
+    out = []
+    for part in parts:
+        notes = []
+        for n in part.flatten().notes:
+            s = float(n.offset) * spq
+            e = s + float(n.quarterLength) * spq
+            notes += [[s, e, p.midi] for p in n.pitches]
+        out.append(sorted(n for n in notes if n[1] - n[0] > 0.05))  # no grace notes
+    return out
+
+
+def poly_excerpt(parts, rng, lo, hi):
+    """The same 15 s of every part, moved by one number of octaves toward the middle of lo..hi,
+    each note then by octaves into it; per part (start, end, midi) lists."""
+    total = max(n[1] for p in parts for n in p)
+    start = rng.uniform(0, max(0.0, total - EXCERPT_SECS))
+    sel = [[(s - start, min(e, start + EXCERPT_SECS) - start, p) for s, e, p in part if start <= s < start + EXCERPT_SECS - 0.1] for part in parts]
+    sel = [part for part in sel if part]
+    pitches = sorted(p for part in sel for _, _, p in part)
+    if len(pitches) < 12:
+        return None
+    shift = 12 * round(((lo + hi) / 2 - pitches[len(pitches) // 2]) / 12)
+    fold = lambda p: p + 12 * max(0, -((p - lo) // 12)) - 12 * max(0, (p - hi + 11) // 12)  # noqa: E731
+    return [[(s, e, fold(p + shift)) for s, e, p in part] for part in sel]
+
+
 def pieces(split):
     out = []
     for source, n in SOURCES.items():
@@ -155,8 +198,59 @@ def main():
                     index.append({"wav": wav, "kind": "single", "instrument": f"{family}:{program}", "family": family,
                                   "program": program, "attack": attack, "soundfont": sf_name, "piece": piece,
                                   "split": a.split, "notes": [list(n) for n in line]})
+    index += poly_clips(a.split, out_dir)
     json.dump(index, open(os.path.join(out_dir, "index.json"), "w"))
     print(f"{len(index)} clips ({a.split}) in {out_dir}")
+
+
+def render(name, programs, parts, out_dir, rng):
+    """Writes NAME.mid (a part on each program) and a wav for each SoundFont; their paths."""
+    pm = pretty_midi.PrettyMIDI()
+    for ch, (program, part) in enumerate(zip(programs, parts)):
+        ins = pretty_midi.Instrument(program=program)
+        vel = rng.randint(60, 110)
+        for s, e, p in part:
+            ins.notes.append(pretty_midi.Note(velocity=vel, pitch=int(p), start=s, end=max(e, s + 0.05)))
+        pm.instruments.append(ins)
+    mid = os.path.join(out_dir, name + ".mid")
+    pm.write(mid)
+    wavs = {}
+    for sf_name, sf2 in SOUNDFONTS.items():
+        wavs[sf_name] = os.path.join(out_dir, f"{name}-{sf_name}.wav")
+        if not os.path.exists(wavs[sf_name]):
+            subprocess.run(["fluidsynth", "-ni", "-g", "0.5", "-r", "44100", "-F", wavs[sf_name], sf2, mid], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wavs
+
+
+def poly_clips(split, out_dir):
+    """Polyphonic clips of the split: chord instruments and ensembles (see the module's doc)."""
+    rng = random.Random(1313)  # its own draws: the single lines stay as they were
+    scores = [(s, p) for s, p in pieces(split) if s in ("bach", "monteverdi", "palestrina", "beethoven", "mozart", "haydn")]
+    scores = [(s, p, parts) for s, p in scores if (parts := parts_of(p, random.Random(p)))]
+    jobs = []
+    for family in ("keys", "mallets", "plucked"):
+        programs, lo, hi, _, attack = FAMILIES[family]
+        for k, program in enumerate(programs):
+            if instrument_split(program, k) == split:
+                jobs += [(family, [program], lo, hi, attack, sc) for sc in rng.sample(scores, min(2, len(scores)))]
+    ensemble = [p for f in ("bowed", "brass", "reeds", "pipes", "voices") for k, p in enumerate(FAMILIES[f][0]) if instrument_split(p, k) == split]
+    for sc in rng.sample(scores, min(4, len(scores))):
+        jobs.append(("ensemble", rng.sample(ensemble, min(len(sc[2]), len(ensemble))), 36, 88, "slow", sc))
+    index = []
+    for family, programs, lo, hi, attack, (source, path, parts) in jobs:
+        sel = poly_excerpt(parts, rng, lo, hi)
+        if sel is None:
+            continue
+        programs = [programs[i % len(programs)] for i in range(len(sel))]
+        piece = source + "/" + os.path.basename(path)
+        name = f"poly-{family}-{'_'.join(map(str, sorted(set(programs))))}-{hashlib.sha1(piece.encode()).hexdigest()[:8]}"
+        notes = sorted(n for part in sel for n in part)
+        for sf_name, wav in render(name, programs, sel, out_dir, rng).items():
+            index.append({"wav": wav, "kind": "poly", "instrument": f"{family}:{'+'.join(map(str, programs))}", "family": family,
+                          "program": programs[0], "attack": attack, "soundfont": sf_name, "piece": piece,
+                          "split": split, "notes": [list(n) for n in notes]})
+    return index
 
 
 if __name__ == "__main__":

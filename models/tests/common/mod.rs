@@ -7,13 +7,13 @@ use stagebox_engine::backend::offline::{render, RenderOptions};
 use stagebox_engine::msg::FromRt;
 use stagebox_engine::{Connection, GraphDesc, NodeDesc, ParamValue, PortRef, Registry};
 
-/// The guitar line of make_fixture.py through the melody node, with and without the network:
-/// notes (onset, emitted, key) in seconds, and the allocation violations.
-pub fn melody_notes(attack_net: bool) -> (Vec<(f64, f64, u8)>, u64) {
+/// A line of make_fixture.py (`guitar_line`, `cello_slur`) through the melody node, with or
+/// without the network: notes (onset, emitted, key) in seconds, and the allocation violations.
+pub fn melody_notes(clip: &str, attack_net: bool) -> (Vec<(f64, f64, u8)>, u64) {
     let mut reg = Registry::builtin();
     stagebox_models::register(&mut reg);
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let clip = stagebox_engine::audio_file::read(&data.join("guitar_line.wav")).unwrap();
+    let clip = stagebox_engine::audio_file::read(&data.join(format!("{clip}.wav"))).unwrap();
     // The clip (22050 Hz) is resampled to the render's rate.
     let sr = 48000.0;
     let node = |id: &str, kind: &str, params: Vec<(&str, ParamValue)>| NodeDesc {
