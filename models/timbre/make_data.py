@@ -26,6 +26,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import tempfile
 from multiprocessing import Pool
 
@@ -34,6 +35,9 @@ import numpy as np
 import pretty_midi
 import soundfile as sf
 from scipy.signal import resample_poly
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "eval"))
+from make_families import corpus_score  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -169,13 +173,7 @@ def example(job):
     done = os.path.join(folder, ident + ".done")
     if os.path.exists(done):
         return json.load(open(done))
-    try:
-        score = music21.corpus.parse(path)
-        if isinstance(score, music21.stream.Opus):
-            score = rng.choice(list(score.scores))
-    except Exception:
-        return None
-    parts = [p for p in score.parts if len(p.flatten().notes) > 8] if hasattr(score, "parts") else []
+    _, parts = corpus_score(path, rng)
     if not parts:
         return None
     bpm = rng.uniform(60, 130) if composer != "ryansMammoth" else rng.uniform(80, 120)

@@ -63,15 +63,24 @@ def piece_split(name):
     return "test" if h == 0 else "val" if h == 1 else "train"
 
 
-def lines_of(source, path, rng):
-    """Single lines (start s, end s, midi) of one corpus file: its top and bottom parts."""
+def corpus_score(path, rng):
+    """A music21 corpus file's score (from an opus, one drawn with `rng`) and its parts of more
+    than 8 notes; (None, []) if it does not parse. (models/timbre/make_data.py uses it too.)"""
     try:
         score = music21.corpus.parse(path)
         if isinstance(score, music21.stream.Opus):
             score = rng.choice(list(score.scores))
     except Exception:
+        return None, []
+    return score, [p for p in getattr(score, "parts", []) if len(p.flatten().notes) > 8]
+
+
+def lines_of(source, path, rng):
+    """Single lines (start s, end s, midi) of one corpus file: its top and bottom parts."""
+    score, parts = corpus_score(path, rng)
+    if score is None:
         return []
-    parts = [p for p in getattr(score, "parts", []) if len(p.flatten().notes) > 8] or [score]
+    parts = parts or [score]
     spq = 60.0 / rng.uniform(70, 140)
     out = []
     for part in {id(parts[0]): parts[0], id(parts[-1]): parts[-1]}.values():
@@ -116,13 +125,7 @@ def excerpt(notes, rng, lo, hi, centre):
 def parts_of(path, rng):
     """Every part of a corpus file as (start s, end s, midi) notes, chords kept; None if it has
     fewer than two parts."""
-    try:
-        score = music21.corpus.parse(path)
-        if isinstance(score, music21.stream.Opus):
-            score = rng.choice(list(score.scores))
-    except Exception:
-        return None
-    parts = [p for p in getattr(score, "parts", []) if len(p.flatten().notes) > 8]
+    _, parts = corpus_score(path, rng)
     if len(parts) < 2:
         return None
     spq = 60.0 / rng.uniform(70, 120)
