@@ -305,7 +305,6 @@ impl MelodyProc {
             self.f0_hz = 440.0 * 2f32.powf((p - 69.0) / 12.0);
         }
 
-        let ch = self.channel - 1;
         let now16 = self.n16;
         let fast = self.attack_note(h, rms, voiced, strict);
         let mut pitch = pitch;
@@ -319,134 +318,153 @@ impl MelodyProc {
             }
         }
         if let Some(k) = fast {
-            // Where the change began: the attack's rise, or after the last hop that still heard
-            // the old state (as for notes YIN starts; at most ATTACK_LOOK hops before the rise).
-            let held = (self.last_held16 + (HOP / 2) as u64).saturating_sub((WIN / 2) as u64);
-            let held = held.max(self.attack16.saturating_sub(ATTACK_LOOK * HOP as u64));
-            let onset = self.attack_start(self.attack16.min(held), rms);
-            let onset = match self.active {
-                Some(old) => self.rise_start(old, k, now16),
-                None => self.after_gap(k, now16),
-            }
-            .map_or(onset, |r| r.min(onset));
-            self.fast_onset = onset;
-            self.guard = self.start_note(k, rms, onset, now16);
-            self.guard_left = GUARD_HOPS;
-            self.grace_left = GRACE_HOPS;
-            self.candidate = Some(k);
-            self.cand_count = self.confirm;
-            self.last_held16 = now16;
+            self.start_fast(k, rms, now16);
         }
         // Level jump: a new stroke of the same note.
         let prev_rms = self.rms_hist[0];
         self.rms_hist.rotate_left(1);
         self.rms_hist[3] = rms;
         match pitch {
-            None => {
-                self.candidate = None;
-                self.cand_count = 0;
-                self.last_held16 = now16;
-                if let (Some(k), 0) = (self.active, self.grace_left) {
-                    self.unvoiced += 1;
-                    if self.unvoiced >= self.off_hops {
-                        self.push_event([0x80 | ch, k, 0], now16);
-                        self.active = None;
-                        self.last_off16 = now16;
-                    }
-                }
+            None => self.unvoiced_hop(now16),
+            Some((p, aperiodicity)) => self.voiced_hop(p, aperiodicity, h, rms, prev_rms, now16),
+        }
+    }
+
+    /// Starts note `k`, which the network named during an attack, at hop time `now16`.
+    fn start_fast(&mut self, k: u8, rms: f32, now16: u64) {
+        // Where the change began: the attack's rise, or after the last hop that still heard
+        // the old state (as for notes YIN starts; at most ATTACK_LOOK hops before the rise).
+        let held = (self.last_held16 + (HOP / 2) as u64).saturating_sub((WIN / 2) as u64);
+        let held = held.max(self.attack16.saturating_sub(ATTACK_LOOK * HOP as u64));
+        let onset = self.attack_start(self.attack16.min(held), rms);
+        let onset = match self.active {
+            Some(old) => self.rise_start(old, k, now16),
+            None => self.after_gap(k, now16),
+        }
+        .map_or(onset, |r| r.min(onset));
+        self.fast_onset = onset;
+        self.guard = self.start_note(k, rms, onset, now16);
+        self.guard_left = GUARD_HOPS;
+        self.grace_left = GRACE_HOPS;
+        self.candidate = Some(k);
+        self.cand_count = self.confirm;
+        self.last_held16 = now16;
+    }
+
+    /// A hop with no pitch: the candidate is dropped, and the sounding note ends after
+    /// `off_hops` of them (not during the grace after the network started it).
+    fn unvoiced_hop(&mut self, now16: u64) {
+        self.candidate = None;
+        self.cand_count = 0;
+        self.last_held16 = now16;
+        if let (Some(k), 0) = (self.active, self.grace_left) {
+            self.unvoiced += 1;
+            if self.unvoiced >= self.off_hops {
+                self.push_event([0x80 | (self.channel - 1), k, 0], now16);
+                self.active = None;
+                self.last_off16 = now16;
             }
-            Some((p, aperiodicity)) => {
-                self.unvoiced = 0;
-                // Hysteresis: a sounding note holds through bends of up to 0.8 semitone.
-                let k = match self.active {
-                    Some(a) if (p - a as f32).abs() < 0.8 => a,
-                    _ => p.round().clamp(0.0, 127.0) as u8,
-                };
-                if self.active == Some(k) && aperiodicity < 0.5 * self.threshold {
-                    // Still clearly the sounding note.
-                    self.last_held16 = now16;
-                }
-                // Only hops near the centre of a semitone count towards a new note (a blend of
-                // two notes in a transition reads in between), and only while the pitch is
-                // steady: a glide (voice, wind, bowed legato) passes through the semitones on
-                // its way without playing them.
-                let prev = self.pitches[((h + LEVELS as u64 - 1) % LEVELS as u64) as usize];
-                let steady = prev.is_nan() || (p - prev).abs() < GLIDE_STEP;
-                let centred = ((p - k as f32).abs() < 0.35 && steady) || self.active == Some(k);
-                if self.candidate == Some(k) {
-                    if centred {
-                        self.cand_count += 1;
-                    }
-                } else {
-                    self.candidate = Some(k);
-                    self.cand_count = centred as u32;
-                    // The note began after the last hop that still heard the old state (the
-                    // previous note, or silence): between that hop and the next, each of which
-                    // reads a window ending at its time, so half a window earlier; and no later
-                    // than this window's centre.
-                    self.cand_first = (self.last_held16 + (HOP / 2) as u64)
-                        .saturating_sub((WIN / 2) as u64)
-                        .min(now16.saturating_sub((WIN / 2) as u64));
-                }
-                self.active_hops += 1;
-                // (Only on the note's own pitch: the attack of the next note in a legato line also raises
-                // the level while the old pitch still reads.)
-                let restrike = self.active == Some(k)
-                    && (p - k as f32).abs() < 0.3
-                    && self.active_hops >= 8
-                    && rms > RESTRIKE * prev_rms
-                    && prev_rms > 0.0;
-                // A new note a whole-number ratio below the last (YIN's commonest error: a period
-                // multiple) must hold twice as long.
-                let reference = self.active.unwrap_or(self.last_note) as f32;
-                let ratio = 2f32.powf((reference - k as f32) / 12.0);
-                let subharmonic = self.last_note != 0 && ratio > 1.9 && (1200.0 * (ratio / ratio.round()).log2()).abs() < 35.0;
-                // A leap of more than an octave straight out of a sounding note (rare in a
-                // single line; a transition's blend or a period multiple reads so) must hold three
-                // times as long; both, four times. After a rest, any leap is a new phrase.
-                let leap = self.active.is_some() && (k as f32 - reference).abs() > 12.0;
-                let needed = self.confirm * (1 + 2 * leap as u32 + subharmonic as u32);
-                let disputable = self.active != Some(k) && self.guard_left == 0 && self.cand_count < needed + VETO_HOPS;
-                let ready = self.cand_count >= needed && (self.active != Some(k) || restrike);
-                let play = match (ready, disputable) {
-                    (false, _) => None,
-                    (true, true) => self.net_verdict(k),
-                    (true, false) => Some(k),
-                };
-                if let Some(note) = play {
-                    let onset = if restrike {
-                        now16
-                    } else if self.guard_left > 0 {
-                        // A correction of the note the network started in this attack.
-                        self.fast_onset
-                    } else {
-                        let first = self.attack_start(self.cand_first, rms);
-                        match self.active {
-                            Some(old) if self.passing(old, k) => self.active_onset,
-                            Some(old) => {
-                                let glide = first.min(self.glide_start(first, old, k));
-                                self.rise_start(old, note, now16).map_or(glide, |r| r.min(glide))
-                            }
-                            None => self.after_gap(note, now16).map_or(first, |r| r.min(first)),
-                        }
-                    };
-                    self.start_note(note, rms, onset, now16);
-                    if restrike {
-                        self.cand_count = 0;
-                    }
-                }
-                if let Some(a) = self.active {
-                    if self.bend_range > 0.0 {
-                        let bend = (((p - a as f32) / self.bend_range).clamp(-1.0, 1.0) * 8191.0) as i32;
-                        if (bend - self.last_bend).abs() >= 41 {
-                            // ~1 cent steps at a 2-semitone range are inaudible; send changes of 0.5% of the range.
-                            let v = (bend + 8192).clamp(0, 16383) as u16;
-                            self.push_event([0xe0 | ch, (v & 0x7f) as u8, (v >> 7) as u8], now16);
-                            self.last_bend = bend;
-                            self.sent_bend = bend;
-                        }
-                    }
-                }
+        }
+    }
+
+    /// A hop with pitch `p` (fractional MIDI; `aperiodicity` YIN's dip there): counts towards a
+    /// new note, starts it when it has held long enough, strikes the sounding one again on a
+    /// jump in level (`rms` against `prev_rms`, 16 ms before), and bends the sounding one.
+    fn voiced_hop(&mut self, p: f32, aperiodicity: f32, h: u64, rms: f32, prev_rms: f32, now16: u64) {
+        self.unvoiced = 0;
+        // Hysteresis: a sounding note holds through bends of up to 0.8 semitone.
+        let k = match self.active {
+            Some(a) if (p - a as f32).abs() < 0.8 => a,
+            _ => p.round().clamp(0.0, 127.0) as u8,
+        };
+        if self.active == Some(k) && aperiodicity < 0.5 * self.threshold {
+            // Still clearly the sounding note.
+            self.last_held16 = now16;
+        }
+        // Only hops near the centre of a semitone count towards a new note (a blend of
+        // two notes in a transition reads in between), and only while the pitch is
+        // steady: a glide (voice, wind, bowed legato) passes through the semitones on
+        // its way without playing them.
+        let prev = self.pitches[((h + LEVELS as u64 - 1) % LEVELS as u64) as usize];
+        let steady = prev.is_nan() || (p - prev).abs() < GLIDE_STEP;
+        let centred = ((p - k as f32).abs() < 0.35 && steady) || self.active == Some(k);
+        if self.candidate == Some(k) {
+            if centred {
+                self.cand_count += 1;
+            }
+        } else {
+            self.candidate = Some(k);
+            self.cand_count = centred as u32;
+            // The note began after the last hop that still heard the old state (the
+            // previous note, or silence): between that hop and the next, each of which
+            // reads a window ending at its time, so half a window earlier; and no later
+            // than this window's centre.
+            self.cand_first = (self.last_held16 + (HOP / 2) as u64)
+                .saturating_sub((WIN / 2) as u64)
+                .min(now16.saturating_sub((WIN / 2) as u64));
+        }
+        self.active_hops += 1;
+        // (Only on the note's own pitch: the attack of the next note in a legato line also raises
+        // the level while the old pitch still reads.)
+        let restrike =
+            self.active == Some(k) && (p - k as f32).abs() < 0.3 && self.active_hops >= 8 && rms > RESTRIKE * prev_rms && prev_rms > 0.0;
+        // A new note a whole-number ratio below the last (YIN's commonest error: a period
+        // multiple) must hold twice as long.
+        let reference = self.active.unwrap_or(self.last_note) as f32;
+        let ratio = 2f32.powf((reference - k as f32) / 12.0);
+        let subharmonic = self.last_note != 0 && ratio > 1.9 && (1200.0 * (ratio / ratio.round()).log2()).abs() < 35.0;
+        // A leap of more than an octave straight out of a sounding note (rare in a
+        // single line; a transition's blend or a period multiple reads so) must hold three
+        // times as long; both, four times. After a rest, any leap is a new phrase.
+        let leap = self.active.is_some() && (k as f32 - reference).abs() > 12.0;
+        let needed = self.confirm * (1 + 2 * leap as u32 + subharmonic as u32);
+        let disputable = self.active != Some(k) && self.guard_left == 0 && self.cand_count < needed + VETO_HOPS;
+        let ready = self.cand_count >= needed && (self.active != Some(k) || restrike);
+        let play = match (ready, disputable) {
+            (false, _) => None,
+            (true, true) => self.net_verdict(k),
+            (true, false) => Some(k),
+        };
+        if let Some(note) = play {
+            let onset = if restrike { now16 } else { self.onset_of(k, note, rms, now16) };
+            self.start_note(note, rms, onset, now16);
+            if restrike {
+                self.cand_count = 0;
+            }
+        }
+        self.send_bend(p, now16);
+    }
+
+    /// Where note `note` (YIN read `k`), started now, began (16 kHz time).
+    fn onset_of(&mut self, k: u8, note: u8, rms: f32, now16: u64) -> u64 {
+        if self.guard_left > 0 {
+            // A correction of the note the network started in this attack.
+            return self.fast_onset;
+        }
+        let first = self.attack_start(self.cand_first, rms);
+        match self.active {
+            Some(old) if self.passing(old, k) => self.active_onset,
+            Some(old) => {
+                let glide = first.min(self.glide_start(first, old, k));
+                self.rise_start(old, note, now16).map_or(glide, |r| r.min(glide))
+            }
+            None => self.after_gap(note, now16).map_or(first, |r| r.min(first)),
+        }
+    }
+
+    /// Bends the sounding note to pitch `p` (fractional MIDI), when it moved enough.
+    fn send_bend(&mut self, p: f32, now16: u64) {
+        let Some(a) = self.active else {
+            return;
+        };
+        if self.bend_range > 0.0 {
+            let bend = (((p - a as f32) / self.bend_range).clamp(-1.0, 1.0) * 8191.0) as i32;
+            if (bend - self.last_bend).abs() >= 41 {
+                // ~1 cent steps at a 2-semitone range are inaudible; send changes of 0.5% of the range.
+                let v = (bend + 8192).clamp(0, 16383) as u16;
+                self.push_event([0xe0 | (self.channel - 1), (v & 0x7f) as u8, (v >> 7) as u8], now16);
+                self.last_bend = bend;
+                self.sent_bend = bend;
             }
         }
     }
