@@ -12,8 +12,7 @@ const NET_AGREE: u32 = 2;
 const NET_PERIODIC: f32 = 0.6;
 /// An attack: the level rises this much over the lowest of the last `ATTACK_LOOK` hops.
 const ATTACK_RISE: f32 = 1.4;
-/// Hops after an attack during which the network may name its note (48 ms), and hops before
-/// another attack can be heard (32 ms).
+/// Hops after an attack during which the network may name its note (48 ms).
 const ATTACK_HOPS: u32 = 12;
 
 impl MelodyProc {

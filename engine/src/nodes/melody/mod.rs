@@ -42,6 +42,8 @@ const GLIDE_STEP: f32 = 0.15;
 /// A level jump (over 16 ms) that strikes the sounding note again: 12 dB (a re-plucked or
 /// re-struck note; tremolo, flutter and breath swell less).
 const RESTRIKE: f32 = 4.0;
+/// Hops (4 ms) back an attack's rise is measured from, and hops after one before another can
+/// be heard (32 ms).
 const ATTACK_LOOK: u64 = 6;
 const ATTACK_COOLDOWN: u32 = 8;
 /// After the network starts a note: hops during which YIN hearing no period does not end it
