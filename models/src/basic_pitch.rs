@@ -51,6 +51,13 @@ const PARAMS: &[ParamSpec] = &[
         "look at each frame again one model run later (46 ms at the default hop): notes whose onset shows only then (slow attacks) start late, stamped at their onset",
     ),
     ParamSpec::int(
+        "onset_wait_frames",
+        0,
+        16,
+        11,
+        "frames (11.6 ms each) an onset may wait for its note activation to reach the frame threshold (slow inner voices of chords); such a note is sent that much later, stamped at its onset",
+    ),
+    ParamSpec::int(
         "hop_frames",
         1,
         16,
@@ -683,6 +690,7 @@ pub const BASIC_PITCH: NodeType = NodeType {
             sustain_frames: look.min(3),
             swell_level: p.f32("swell_level"),
             second_look: p.bool("second_look"),
+            onset_wait_frames: p.usize("onset_wait_frames") as u32,
             ..Default::default()
         };
         // Running: a model that cannot load bypasses the node (no notes) and the engine goes on.

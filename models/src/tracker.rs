@@ -26,6 +26,10 @@ pub struct TrackerParams {
     /// A second look at each frame one run later, with that many more frames after it: a key
     /// whose onset peak shows only then (slow attacks) starts late, stamped at its frame.
     pub second_look: bool,
+    /// An onset peak whose note activation has not yet reached the frame threshold (a slow
+    /// inner voice of a chord) waits up to this many frames for it; the note then starts,
+    /// stamped at its onset. 0 = an onset's note must be sustained at once.
+    pub onset_wait_frames: u32,
 }
 
 impl Default for TrackerParams {
@@ -38,6 +42,7 @@ impl Default for TrackerParams {
             sustain_frames: 3,
             swell_level: 0.0,
             second_look: false,
+            onset_wait_frames: 0,
         }
     }
 }
@@ -58,6 +63,27 @@ struct Key {
     below: u32,
     /// Frame of the last frame above threshold (where a note-off is placed).
     last_above: u64,
+    /// An onset peak waiting for its note activation: its frame and velocity (0 = none).
+    waiting_frame: u64,
+    waiting_velocity: u8,
+}
+
+impl Key {
+    /// Starts a note stamped at `start`, decided at frame `now`.
+    fn start_note(&mut self, start: u64, now: u64, velocity: u8, midi: u8, out: &mut Vec<NoteEvent>) {
+        *self = Key {
+            active: true,
+            start,
+            below: 0,
+            last_above: now,
+            ..Default::default()
+        };
+        out.push(NoteEvent {
+            frame: start,
+            midi,
+            velocity,
+        });
+    }
 }
 
 /// Per-key state across frames.
@@ -116,17 +142,17 @@ impl Tracker {
             } else if (peak && sustained && nt.max(on) >= p.frame_threshold)
                 || (p.swell_level > 0.0 && sustained && nt >= p.swell_level && j > 0 && at(note, j - 1, k) < p.swell_level)
             {
-                *key = Key {
-                    active: true,
-                    start: frame,
-                    below: 0,
-                    last_above: frame,
-                };
-                out.push(NoteEvent {
-                    frame,
-                    midi,
-                    velocity: velocity(on.max(nt)),
-                });
+                key.start_note(frame, frame, velocity(on.max(nt)), midi, out);
+            } else if peak && p.onset_wait_frames > 0 {
+                key.waiting_frame = frame;
+                key.waiting_velocity = velocity(on);
+            } else if key.waiting_velocity > 0 {
+                if frame - key.waiting_frame > p.onset_wait_frames as u64 {
+                    key.waiting_velocity = 0;
+                } else if sustained && nt >= p.frame_threshold {
+                    // The waiting onset's note has arrived: it starts where its onset was.
+                    key.start_note(key.waiting_frame, frame, key.waiting_velocity, midi, out);
+                }
             }
         }
     }
@@ -154,17 +180,7 @@ impl Tracker {
             if (j..rows).any(|r| at(note, r, k) < p.frame_threshold) {
                 continue;
             }
-            *key = Key {
-                active: true,
-                start: frame,
-                below: 0,
-                last_above: upto,
-            };
-            out.push(NoteEvent {
-                frame,
-                midi: LOWEST_MIDI + k as u8,
-                velocity: velocity(on.max(at(note, j, k))),
-            });
+            key.start_note(frame, upto, velocity(on.max(at(note, j, k))), LOWEST_MIDI + k as u8, out);
         }
     }
 
@@ -180,8 +196,8 @@ impl Tracker {
             self.keys[k] = Key {
                 active: true,
                 start: frame,
-                below: 0,
                 last_above: frame,
+                ..Default::default()
             };
         }
     }
@@ -367,5 +383,27 @@ mod tests {
         let mut ev2 = Vec::new();
         t2.late_frame(10, &flat(&on2), &flat(&nt2), 10, 11, &mut ev2);
         assert!(ev2.is_empty(), "{ev2:?}");
+    }
+
+    #[test]
+    fn an_onset_waits_for_its_slow_note_only_as_long_as_allowed() {
+        // An inner voice of a chord: onset peak at frame 5, its note activation 0.2 until
+        // frame 9, then 0.7 (it reaches the threshold 5 frames after its onset).
+        let (on, mut nt) = act(40, &[(30, 5, 30, 0.8)]);
+        for row in nt.iter_mut().take(10).skip(5) {
+            row[30] = 0.2;
+        }
+        for row in nt.iter_mut().take(30).skip(10) {
+            row[30] = 0.7;
+        }
+        assert!(run(&on, &nt, TrackerParams::default()).is_empty());
+        let wait = |frames| TrackerParams {
+            onset_wait_frames: frames,
+            ..Default::default()
+        };
+        assert!(run(&on, &nt, wait(4)).is_empty(), "waited longer than allowed");
+        let ev = run(&on, &nt, wait(6));
+        let kinds: Vec<(u64, u8, bool)> = ev.iter().map(|e| (e.frame, e.midi, e.velocity > 0)).collect();
+        assert_eq!(kinds, vec![(5, 51, true), (30, 51, false)], "stamped at its onset");
     }
 }
