@@ -47,6 +47,10 @@ impl Default for TrackerParams {
     }
 }
 
+/// How far (activation) a waiting onset's note may fall below its level at the onset before
+/// the wait ends.
+const WAIT_FALL: f32 = 0.05;
+
 /// A note event at model frame `frame` (the frame it describes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NoteEvent {
@@ -66,6 +70,9 @@ struct Key {
     /// An onset peak waiting for its note activation: its frame and velocity (0 = none).
     waiting_frame: u64,
     waiting_velocity: u8,
+    /// The note activation at the waiting onset: a slow voice's rises from there; a falling
+    /// one (a plucked note's harmonic, a transient) ends the wait.
+    waiting_level: f32,
 }
 
 impl Key {
@@ -146,8 +153,9 @@ impl Tracker {
             } else if peak && p.onset_wait_frames > 0 {
                 key.waiting_frame = frame;
                 key.waiting_velocity = velocity(on);
+                key.waiting_level = nt;
             } else if key.waiting_velocity > 0 {
-                if frame - key.waiting_frame > p.onset_wait_frames as u64 {
+                if frame - key.waiting_frame > p.onset_wait_frames as u64 || nt < key.waiting_level - WAIT_FALL {
                     key.waiting_velocity = 0;
                 } else if sustained && nt >= p.frame_threshold {
                     // The waiting onset's note has arrived: it starts where its onset was.
@@ -405,5 +413,11 @@ mod tests {
         let ev = run(&on, &nt, wait(6));
         let kinds: Vec<(u64, u8, bool)> = ev.iter().map(|e| (e.frame, e.midi, e.velocity > 0)).collect();
         assert_eq!(kinds, vec![(5, 51, true), (30, 51, false)], "stamped at its onset");
+        // A note activation that falls after the onset (a transient's ghost) ends the wait, even
+        // if the key's activation rises again later.
+        for row in nt.iter_mut().take(8).skip(6) {
+            row[30] = 0.1;
+        }
+        assert!(run(&on, &nt, wait(6)).is_empty());
     }
 }

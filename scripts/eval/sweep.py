@@ -11,6 +11,7 @@ latency p90 on fast attacks; for `basic_pitch` also offline Basic Pitch's F1 on 
         "" "confirm_hops=2" "net_confidence=0.6,off_hops=6"      # "" is the patch as it is
     .cache/eval-venv/bin/python scripts/eval/sweep.py basic_pitch .cache/eval/families-val "" "onset_threshold=0.4"
     STAGEBOX=target/debug/stagebox ...                          # another binary
+    SWEEP_FAMILIES=1 ...                                        # every family's mean too
 """
 import collections
 import json
@@ -57,13 +58,16 @@ def summary(results, offline):
         f1[key].append(s["f50"])
         if offline:
             ref[key].append(ev.score([tuple(n) for n in clip["notes"]], ev.basic_pitch_notes(clip["wav"]))["f50"])
-        fam[(clip["family"], clip["soundfont"])].append(s["f50"])
+        fam[(clip["family"] + (" (poly)" if clip["kind"] != "single" else ""), clip["soundfont"])].append(s["f50"])
         if clip["attack"] == "fast":
             lat += s["lat"]
     worst = min(fam, key=lambda k: np.mean(fam[k]))
     means = ", ".join(f"{k} {np.mean(v):.3f}" + (f" (offline {np.mean(ref[k]):.3f})" if offline else "") for k, v in sorted(f1.items()))
     med, p90 = (1000 * np.percentile(lat, q) if lat else float("nan") for q in (50, 90))
-    return f"F1 {means}; lowest family {worst[0]} ({worst[1]}) {np.mean(fam[worst]):.3f}; fast attacks median {med:.0f} ms, p90 {p90:.0f} ms"
+    line = f"F1 {means}; lowest family {worst[0]} ({worst[1]}) {np.mean(fam[worst]):.3f}; fast attacks median {med:.0f} ms, p90 {p90:.0f} ms"
+    if os.environ.get("SWEEP_FAMILIES"):
+        line += "\n  families: " + ", ".join(f"{f} {sf} {np.mean(v):.3f}" for (f, sf), v in sorted(fam.items()))
+    return line
 
 
 def main():
