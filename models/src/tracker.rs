@@ -51,6 +51,9 @@ impl Default for TrackerParams {
 /// the wait ends.
 const WAIT_FALL: f32 = 0.05;
 
+/// Frames apart that two onsets count as struck together.
+const STRUCK_WITH: u64 = 3;
+
 /// A note event at model frame `frame` (the frame it describes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NoteEvent {
@@ -119,6 +122,8 @@ impl Tracker {
             let peak = on >= p.onset_threshold && on >= prev && on >= at(onset, j + 1, k);
             let sustained = (1..=p.sustain_frames).all(|d| j + d >= rows || at(note, j + d, k) >= p.frame_threshold);
             let nt = at(note, j, k);
+            let waiting = self.keys[k].waiting_velocity > 0;
+            let harmonic = waiting && self.struck_with_relative(k, self.keys[k].waiting_frame);
             let key = &mut self.keys[k];
             let midi = LOWEST_MIDI + k as u8;
             if key.active {
@@ -155,7 +160,7 @@ impl Tracker {
                 key.waiting_velocity = velocity(on);
                 key.waiting_level = nt;
             } else if key.waiting_velocity > 0 {
-                if frame - key.waiting_frame > p.onset_wait_frames as u64 || nt < key.waiting_level - WAIT_FALL {
+                if frame - key.waiting_frame > p.onset_wait_frames as u64 || nt < key.waiting_level - WAIT_FALL || harmonic {
                     key.waiting_velocity = 0;
                 } else if sustained && nt >= p.frame_threshold {
                     // The waiting onset's note has arrived: it starts where its onset was.
@@ -190,6 +195,19 @@ impl Tracker {
             }
             key.start_note(frame, upto, velocity(on.max(at(note, j, k))), LOWEST_MIDI + k as u8, out);
         }
+    }
+
+    /// Whether a key an octave below or above, or a twelfth or two octaves below, key `k` was
+    /// struck with an onset at `frame` (within `STRUCK_WITH` frames) and sounds: a waiting
+    /// onset there is that note's partial (or its undertone), not a voice of its own.
+    fn struck_with_relative(&self, k: usize, frame: u64) -> bool {
+        [-12, -19, -24, 12].iter().any(|d| {
+            let r = k as i64 + d;
+            (0..KEYS as i64).contains(&r) && {
+                let other = &self.keys[r as usize];
+                other.active && other.start + STRUCK_WITH >= frame && other.start <= frame + STRUCK_WITH
+            }
+        })
     }
 
     /// Whether key `k` (0 = MIDI 21) is sounding.
@@ -419,5 +437,28 @@ mod tests {
             row[30] = 0.1;
         }
         assert!(run(&on, &nt, wait(6)).is_empty());
+    }
+
+    #[test]
+    fn a_waiting_onset_an_octave_from_a_note_struck_with_it_is_its_partial() {
+        // Key 40 struck at frame 5; keys 52 (an octave up) and 47 (a fifth up) show onset
+        // peaks there too, their notes arriving 4 frames later: the fifth is a voice, the
+        // octave the struck note's partial.
+        let (on, mut nt) = act(40, &[(40, 5, 30, 0.9), (52, 5, 30, 0.8), (47, 5, 30, 0.8)]);
+        for k in [52, 47] {
+            for row in nt.iter_mut().take(9).skip(5) {
+                row[k] = 0.2;
+            }
+        }
+        let params = TrackerParams {
+            onset_wait_frames: 11,
+            ..Default::default()
+        };
+        let ons: Vec<(u64, u8)> = run(&on, &nt, params)
+            .iter()
+            .filter(|e| e.velocity > 0)
+            .map(|e| (e.frame, e.midi))
+            .collect();
+        assert_eq!(ons, vec![(5, 61), (5, 68)]);
     }
 }
