@@ -438,7 +438,7 @@ to = "out"
             cycle += 1;
             // The writer clears the port's buffer: made every cycle, or old events repeat.
             let mut writer = out.writer(ps);
-            if cycle > 50 && cycle % 5 == 0 && seen.sent.len() < 120 {
+            if cycle > 50 && cycle.is_multiple_of(5) && seen.sent.len() < 120 {
                 let k = seen.sent.len() as u8;
                 let offset = (k as u32 * 37) % n;
                 let note = 20 + k % 100;

@@ -165,7 +165,7 @@ fn read_wav<R: std::io::Read>(mut r: hound::WavReader<R>, p: &str) -> Result<Dec
     let channels = spec.channels.max(1) as usize;
     let declared_frames = r.duration() as usize;
     let (mut samples, fmt, failed) = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => take_ok(r.samples::<f32>().map(|s| s), WavFormat::Float32),
+        (hound::SampleFormat::Float, 32) => take_ok(r.samples::<f32>(), WavFormat::Float32),
         (hound::SampleFormat::Int, 16) => take_ok(r.samples::<i16>().map(|s| s.map(|v| v as f32 / 32768.0)), WavFormat::Int16),
         (hound::SampleFormat::Int, 24) => take_ok(r.samples::<i32>().map(|s| s.map(|v| v as f32 / 8388608.0)), WavFormat::Int24),
         (hound::SampleFormat::Int, 8) => take_ok(r.samples::<i8>().map(|s| s.map(|v| v as f32 / 128.0)), WavFormat::Int16),

@@ -70,7 +70,7 @@ impl Stft {
     /// synthesised channels. Err: the windows overlapped at this hop do not sum to a constant
     /// (the output would not reconstruct the input).
     pub fn new(fft_size: usize, hop: usize, window: Window, inputs: usize, outputs: usize) -> Result<Stft, String> {
-        if fft_size < 4 || fft_size % 2 != 0 || hop == 0 || hop > fft_size || fft_size % hop != 0 {
+        if fft_size < 4 || !fft_size.is_multiple_of(2) || hop == 0 || hop > fft_size || !fft_size.is_multiple_of(hop) {
             return Err(format!(
                 "an STFT of size {fft_size} with hop {hop}: the size must be even and a multiple of the hop"
             ));

@@ -159,7 +159,6 @@ fn base_dir_of(path: &Path) -> PathBuf {
 /// A patch file's text: a regular file only (opened without blocking, so a FIFO or a device
 /// cannot stall the reader), at most `MAX_PATCH_BYTES`, UTF-8. Errors say what is wrong
 /// without quoting the file.
-
 pub fn read_source(path: &Path) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;

@@ -87,7 +87,7 @@ impl JackDevice {
     }
 
     pub fn sample_rate(&self) -> u32 {
-        self.client.sample_rate() as u32
+        self.client.sample_rate()
     }
     pub fn buffer_frames(&self) -> u32 {
         self.client.buffer_size()
@@ -164,7 +164,7 @@ impl JackDevice {
         let notifications = Notifications {
             stats,
             lost: lost.clone(),
-            sample_rate: self.client.sample_rate() as u32,
+            sample_rate: self.client.sample_rate(),
         };
         let active = self
             .client
@@ -380,10 +380,10 @@ impl Process {
                 p.as_mut_slice(ps).fill(0.0);
             }
             if let Some(p) = &mut self.notes {
-                drop(p.writer(ps));
+                let _cleared = p.writer(ps); // taking the writer clears the buffer
             }
             if let Some(c) = &mut self.clock {
-                drop(c.port.writer(ps));
+                let _cleared = c.port.writer(ps);
             }
             RtStats::add(&self.stats.xruns, 1);
             return;
