@@ -22,6 +22,7 @@ between the complex spectra (normalised per example), both over all four stems.
 
     .cache/eval-venv/bin/python models/separator/train.py [--minutes M] [--resume]
     .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX, fixture, manifest sha256
+    .cache/eval-venv/bin/python models/separator/calibrate.py   # mask powers, on validation
     models/separator/retrain.sh [MINUTES]   # everything from nothing, then the evaluation
 
 Resumable: a checkpoint every 2 minutes in .cache/separator/ckpt.pt (`--resume` goes on from
@@ -42,8 +43,9 @@ import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-WORK = os.path.join(ROOT, ".cache", "separator")
-DATA = os.path.join(WORK, "data")
+DATA = os.path.join(ROOT, ".cache", "separator", "data")
+# Checkpoints, the curve and warm.pt (SEPARATOR_WORK: another folder, for an experiment).
+WORK = os.environ.get("SEPARATOR_WORK", os.path.join(ROOT, ".cache", "separator"))
 SR, N_FFT, HOP = 48000, 1024, 256
 BINS = N_FFT // 2 + 1
 STEMS = ["drums", "bass", "lead", "other"]
@@ -65,6 +67,9 @@ class Separator(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.zeros(BINS))
         self.register_buffer("std", torch.ones(BINS))
+        # Per-stem mask powers (calibrate.py; ones while training): each mask to its power p,
+        # renormalised (p times the log-softmax, softmax again). Not in the checkpoints.
+        self.register_buffer("power", torch.ones(len(STEMS)), persistent=False)
         self.inp = nn.Linear(BINS, HIDDEN)
         self.gru = nn.GRU(HIDDEN, HIDDEN, num_layers=2, batch_first=True)
         self.out = nn.Linear(2 * HIDDEN, len(STEMS) * BINS)
@@ -89,7 +94,8 @@ class Separator(nn.Module):
         y, state = self.gru(h, state)
         logits = self.out(torch.cat([h, y], dim=-1)).view(b, t, len(STEMS), BINS)
         logits = logits + local.permute(0, 2, 1, 3)
-        return torch.softmax(logits, dim=2), state, ctx[:, -HISTORY:]
+        masks = torch.softmax(self.power.view(1, 1, -1, 1) * torch.log_softmax(logits, dim=2), dim=2)
+        return masks, state, ctx[:, -HISTORY:]
 
 
 class Step(nn.Module):
@@ -154,20 +160,20 @@ def validation(net, examples, device):
 
 def train(a):
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(a.threads or max(1, os.cpu_count() or 1))
     torch.manual_seed(0)
     rng = random.Random(0)
     train_set, val_set = load_split("train"), load_split("val")
     print(f"train {len(train_set)} examples, val {len(val_set)}, device {device}", flush=True)
     net = Separator().to(device)
-    warm = os.path.join(WORK, "warm.pt")
-    if not a.resume and os.path.exists(warm):
+    warm, ckpt = os.path.join(WORK, "warm.pt"), os.path.join(WORK, "ckpt.pt")
+    resuming = a.resume and os.path.exists(ckpt)
+    if not resuming and os.path.exists(warm):
         missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
         print(f"warm start from {warm}; new: {missing}", flush=True)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     step, best, spent = 0, float("inf"), 0.0
-    ckpt = os.path.join(WORK, "ckpt.pt")
-    if a.resume and os.path.exists(ckpt):
+    if resuming:
         c = torch.load(ckpt, map_location=device, weights_only=False)  # our own checkpoint
         net.load_state_dict(c["net"])
         opt.load_state_dict(c["opt"])
@@ -179,13 +185,13 @@ def train(a):
             mags = torch.cat([torch.log1p(batch(train_set, rng, device)[0].abs()).reshape(-1, BINS) for _ in range(8)])
             net.mean.copy_(mags.mean(0))
             net.std.copy_(mags.std(0) + 1e-3)
-    if not a.resume:
+    if not resuming:
         open(os.path.join(WORK, "curve.tsv"), "w").write("step\tminutes\ttrain_loss\tval_loss\n")
     t0, last_save, running = time.time(), time.time(), []
     while spent + (time.time() - t0) / 60 < a.minutes:
         minutes = spent + (time.time() - t0) / 60
         for group in opt.param_groups:  # cosine decay to a tenth over the run
-            group["lr"] = LR * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+            group["lr"] = a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
         mix, target = batch(train_set, rng, device)
         loss = loss_fn(net, mix, target)
         opt.zero_grad()
@@ -214,6 +220,10 @@ def train(a):
 def export(_a):
     net = Separator()
     net.load_state_dict(torch.load(os.path.join(WORK, "best.pt"), map_location="cpu"))
+    calibration = os.path.join(HERE, "calibration.json")
+    if os.path.exists(calibration):  # made by calibrate.py on the validation split
+        net.power.copy_(torch.tensor(json.load(open(calibration))["powers"]))
+        print(f"mask powers {net.power.tolist()} from {calibration}")
     net.eval()
     step = Step(net)
     onnx_path = os.path.join(HERE, "separator.onnx")
@@ -246,6 +256,8 @@ if __name__ == "__main__":
     ap.add_argument("--minutes", type=float, default=45.0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--export", action="store_true")
+    ap.add_argument("--lr", type=float, default=LR)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     a = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
     export(a) if a.export else train(a)
