@@ -23,9 +23,9 @@ use stagebox_engine::infer::Bridge;
 use stagebox_engine::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
 use stagebox_engine::param::ParamSpec;
 
-use crate::tracker::TrackerParams;
 use crate::find_model;
 use crate::hcqt::MAX_CONTEXT;
+use crate::tracker::TrackerParams;
 use transcriber::Backend;
 pub use transcriber::{contour_pitch, Transcriber};
 

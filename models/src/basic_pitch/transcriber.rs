@@ -323,7 +323,12 @@ pub(super) struct Backend {
 impl Backend {
     /// `hop`: the samples (22050 Hz) a window brings (control thread).
     pub(super) fn new(tr: Transcriber, hop: usize) -> Backend {
-        Backend { tr, events: Vec::with_capacity(MAX_EVENTS * 2), next_seq: 0, silence: vec![0.0; hop] }
+        Backend {
+            tr,
+            events: Vec::with_capacity(MAX_EVENTS * 2),
+            next_seq: 0,
+            silence: vec![0.0; hop],
+        }
     }
 }
 
