@@ -20,7 +20,7 @@ L1 of log magnitudes), summed over scales.
 
     .cache/eval-venv/bin/python models/timbre/train.py [--minutes M] [--resume]
     .cache/eval-venv/bin/python models/timbre/train.py --export   # ONNX, fixture, manifest
-    models/timbre/retrain.sh [MINUTES]                            # everything from nothing
+    models/timbre/retrain.sh [LEG_END_MINUTES ...]                # everything from nothing
 
 Resumable (.cache/timbre/ckpt.pt every 2 minutes); the best on validation in best.pt; the
 curve in .cache/timbre/curve.tsv. A GPU is used where one is present.
