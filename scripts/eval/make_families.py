@@ -19,8 +19,11 @@ quartets), 15 s, on each keys, mallets and plucked program of the split (two pie
 as an ensemble: each part on another sustained program of the split (bowed, brass, reeds,
 pipes, voices), four pieces. Their pieces follow the same piece split.
 
-    .cache/eval-venv/bin/python scripts/eval/make_families.py [--split test] [OUT]
+    .cache/eval-venv/bin/python scripts/eval/make_families.py [--split test] [--lines N] [OUT]
         # default OUT .cache/eval/families-<split>; writes index.json for scripts/eval/evaluate.py
+        # --lines: single lines per instrument (default 2, as every number in BENCHMARKS.md so
+        # far); more gives a larger validation part to tune on (--split val --lines 6
+        # .cache/eval/families-val6)
 """
 import argparse
 import hashlib
@@ -167,6 +170,7 @@ def pieces(split):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ap.add_argument("--lines", type=int, default=PIECES_PER_INSTRUMENT, help="single lines per instrument")
     ap.add_argument("out", nargs="?")
     a = ap.parse_args()
     out_dir = a.out or f".cache/eval/families-{a.split}"
@@ -178,7 +182,7 @@ def main():
         for k, program in enumerate(programs):
             if instrument_split(program, k) != a.split:
                 continue
-            for source, path, notes in rng.sample(lines, min(PIECES_PER_INSTRUMENT, len(lines))):
+            for source, path, notes in rng.sample(lines, min(a.lines, len(lines))):
                 line = excerpt(notes, rng, lo, hi, centre)
                 if line is None:
                     continue
