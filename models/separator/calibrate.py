@@ -20,9 +20,7 @@ import json
 import os
 
 import numpy as np
-import soundfile as sf
 import torch
-from scipy.signal import istft, stft
 
 import evaluate as ev
 import train as T
@@ -40,21 +38,19 @@ CANDIDATES = [
 SECONDS = 20
 
 
-def masks_of(net, mix, win):
+def masks_of(net, mix):
     """The network's masks for a mono mix: [4, bins, frames], and the mix's scipy STFT."""
-    x = stft(mix, T.SR, window=win, nperseg=T.N_FFT, noverlap=T.N_FFT - T.HOP, boundary=None, padded=False)[2]
-    mag = np.abs(x) * win.sum()  # scipy scales by 1/sum(window); the network saw torch's unscaled STFT
+    x = ev.spectrum(mix)
+    mag = np.abs(x) * ev.WINDOW.sum()  # scipy scales by 1/sum(window); the network saw torch's unscaled STFT
     with torch.no_grad():
         m, _, _ = net(torch.from_numpy(mag.T.astype(np.float32))[None])
     return m[0].numpy().transpose(1, 2, 0), x
 
 
-def stems_with(powers, masks, x, win, n):
-    p = np.array(powers)[:, None, None]
-    m = masks ** p
-    m /= m.sum(0, keepdims=True)
-    outs = [istft(k * x, T.SR, window=win, nperseg=T.N_FFT, noverlap=T.N_FFT - T.HOP, boundary=False)[1] for k in m]
-    return np.stack([np.pad(o, (0, max(0, n - len(o))))[:n] for o in outs])
+def with_powers(powers, masks):
+    """Each stem's mask to its power, renormalised so the masks still sum to one."""
+    m = masks ** np.array(powers)[:, None, None]
+    return m / m.sum(0, keepdims=True)
 
 
 def main():
@@ -65,19 +61,14 @@ def main():
     net = T.Separator()
     net.load_state_dict(torch.load(os.path.join(T.WORK, "best.pt"), map_location="cpu"))
     net.eval()
-    win = np.sqrt(np.hanning(T.N_FFT + 1)[:-1])
     root = os.path.join(T.DATA, "val")
     tracks = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))[: a.limit]
     scores = [[] for _ in CANDIDATES]
     for t in tracks:
-        stems = np.stack([sf.read(os.path.join(root, t, s + ".wav"), dtype="float32")[0] for s in T.STEMS])[:, : SECONDS * T.SR]
-        mix = stems.sum(0)
-        if np.abs(mix).max() > 0.99:
-            stems *= 0.99 / np.abs(mix).max()
-            mix = stems.sum(0)
-        masks, x = masks_of(net, mix, win)
+        stems, mix = ev.load_example(os.path.join(root, t), SECONDS)
+        masks, x = masks_of(net, mix)
         for k, powers in enumerate(CANDIDATES):
-            scores[k].append(ev.sdr(stems, stems_with(powers, masks, x, win, len(mix))))
+            scores[k].append(ev.sdr(stems, ev.masked(with_powers(powers, masks), x, len(mix))))
         print(t, [[round(v, 1) for v in s[-1]] for s in scores], flush=True)
     medians = [np.nanmedian(np.array(s), axis=0) for s in scores]
     for powers, med in zip(CANDIDATES, medians):

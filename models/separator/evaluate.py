@@ -74,14 +74,34 @@ def through_stagebox(kind, mix_path, work):
     return np.stack([sf.read(os.path.join(out, s + ".wav"), dtype="float32")[0] for s in STEMS])
 
 
+WINDOW = np.sqrt(np.hanning(N_FFT + 1)[:-1])  # sqrt-Hann, periodic: the engine's STFT
+
+
+def spectrum(x):
+    """scipy's STFT at the engine's frame (scaled by 1 / sum(window)): [bins, frames]."""
+    return stft(x, SR, window=WINDOW, nperseg=N_FFT, noverlap=N_FFT - HOP, boundary=None, padded=False)[2]
+
+
+def masked(masks, spec, n):
+    """Each mask [bins, frames] applied to `spec` and brought back to `n` samples: [stems, n]."""
+    outs = [istft(mask * spec, SR, window=WINDOW, nperseg=N_FFT, noverlap=N_FFT - HOP, boundary=False)[1] for mask in masks]
+    return np.stack([np.pad(o, (0, max(0, n - len(o))))[:n] for o in outs])
+
+
+def load_example(folder, seconds=None):
+    """An example's four stems (the first `seconds`), scaled so their sum stays under 0.99, and that sum."""
+    stems = np.stack([sf.read(os.path.join(folder, s + ".wav"), dtype="float32")[0] for s in STEMS])
+    if seconds is not None:
+        stems = stems[:, : int(seconds * SR)]
+    peak = np.abs(stems.sum(0)).max()
+    if peak > 0.99:
+        stems *= 0.99 / peak
+    return stems, stems.sum(0)
+
+
 def oracle(stems, mix):
-    win = np.sqrt(np.hanning(N_FFT + 1)[:-1])
-    spec = lambda x: stft(x, SR, window=win, nperseg=N_FFT, noverlap=N_FFT - HOP, boundary=None, padded=False)[2]
-    mags = np.stack([np.abs(spec(s)) for s in stems])
-    masks = mags / (mags.sum(0, keepdims=True) + 1e-10)
-    m = spec(mix)
-    outs = [istft(mask * m, SR, window=win, nperseg=N_FFT, noverlap=N_FFT - HOP, boundary=False)[1] for mask in masks]
-    return np.stack([np.pad(o, (0, max(0, len(mix) - len(o))))[: len(mix)] for o in outs])
+    mags = np.stack([np.abs(spectrum(s)) for s in stems])
+    return masked(mags / (mags.sum(0, keepdims=True) + 1e-10), spectrum(mix), len(mix))
 
 
 def load_metrics():
@@ -118,11 +138,7 @@ def main():
     rows = []
     for t in tracks:
         meta = json.load(open(os.path.join(root, t, "meta.json")))
-        stems = np.stack([sf.read(os.path.join(root, t, s + ".wav"), dtype="float32")[0] for s in STEMS])
-        mix = stems.sum(0)
-        if np.abs(mix).max() > 0.99:
-            stems *= 0.99 / np.abs(mix).max()
-            mix = stems.sum(0)
+        stems, mix = load_example(os.path.join(root, t))
         with tempfile.TemporaryDirectory() as work:
             mp = os.path.join(work, "mix.wav")
             sf.write(mp, mix, SR, subtype="FLOAT")

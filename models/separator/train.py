@@ -43,9 +43,8 @@ import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-DATA = os.path.join(ROOT, ".cache", "separator", "data")
-# Checkpoints, the curve and warm.pt (SEPARATOR_WORK: another folder, for an experiment).
-WORK = os.environ.get("SEPARATOR_WORK", os.path.join(ROOT, ".cache", "separator"))
+WORK = os.path.join(ROOT, ".cache", "separator")
+DATA = os.path.join(WORK, "data")
 SR, N_FFT, HOP = 48000, 1024, 256
 BINS = N_FFT // 2 + 1
 STEMS = ["drums", "bass", "lead", "other"]
@@ -171,7 +170,7 @@ def train(a):
     if not resuming and os.path.exists(warm):
         missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
         print(f"warm start from {warm}; new: {missing}", flush=True)
-    opt = torch.optim.Adam(net.parameters(), lr=a.lr)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
     step, best, spent = 0, float("inf"), 0.0
     if resuming:
         c = torch.load(ckpt, map_location=device, weights_only=False)  # our own checkpoint
@@ -191,7 +190,7 @@ def train(a):
     while spent + (time.time() - t0) / 60 < a.minutes:
         minutes = spent + (time.time() - t0) / 60
         for group in opt.param_groups:  # cosine decay to a tenth over the run
-            group["lr"] = a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+            group["lr"] = LR * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
         mix, target = batch(train_set, rng, device)
         loss = loss_fn(net, mix, target)
         opt.zero_grad()
@@ -256,7 +255,6 @@ if __name__ == "__main__":
     ap.add_argument("--minutes", type=float, default=45.0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--export", action="store_true")
-    ap.add_argument("--lr", type=float, default=LR)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     a = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)

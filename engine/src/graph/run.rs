@@ -276,9 +276,6 @@ fn route_midi(slots: &mut [Slot], si: usize) -> u64 {
     let (head, tail) = slots.split_at_mut(si + 1);
     let src = &head[si];
     let mut dropped = 0;
-    if src.midi_out.is_empty() {
-        return 0;
-    }
     for &t in &src.midi_targets {
         let target = &mut tail[t - si - 1];
         for ev in &src.midi_out {
