@@ -252,3 +252,56 @@ fn a_slurred_note_is_placed_where_it_began_under_the_last() {
     assert!(ms(sent) > 50.0, "the change is heard late here: {:.1} ms", ms(sent));
     assert!(ms(onset).abs() <= 35.0, "B4 placed {:.1} ms from where it began", ms(onset));
 }
+
+#[test]
+fn a_flicker_in_the_rest_before_a_note_is_not_its_attack() {
+    // A faint hum (-90 dB) in the rest, gone for 20 ms 90 ms before A4 starts: a note's onset
+    // is placed at its own rise, never back where the hum came back after its dip (noise and
+    // dither in a rest flicker by more than the 6 dB that mark a rise, far under the note).
+    let sr = 48000u64;
+    let voice = |id: &str, gain_db: f64| {
+        node(
+            id,
+            "synth",
+            &[
+                ("waveform", s("triangle")),
+                ("channels", i(1)),
+                ("gain_db", f(gain_db)),
+                ("attack_ms", f(1.0)),
+                ("release_ms", f(1.0)),
+                ("sustain", f(1.0)),
+            ],
+        )
+    };
+    let g = graph(
+        vec![
+            voice("hum", -70.0),
+            voice("tone", -12.0),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("hum", "mel"), conn("tone", "mel"), conn("tone", "out")],
+    );
+    let (dip, start) = (sr * 17 / 100, sr * 28 / 100);
+    let events = vec![
+        (0, "hum".to_string(), ScheduledEvent::Midi([0x90, 69, 100])),
+        (dip, "hum".to_string(), ScheduledEvent::Midi([0x80, 69, 0])),
+        (dip + sr / 50, "hum".to_string(), ScheduledEvent::Midi([0x90, 69, 100])),
+        (start, "tone".to_string(), ScheduledEvent::Midi([0x90, 69, 100])),
+    ];
+    let opts = RenderOptions {
+        duration_secs: Some(0.8),
+        events,
+        ..Default::default()
+    };
+    let r = render(&g, &registry(), None, &opts, |_, _| {}).unwrap();
+    assert_eq!(r.alloc_violations, 0);
+    let ons: Vec<(u64, u8)> = midi_out(&r)
+        .iter()
+        .filter(|(_, _, m)| m[0] & 0xf0 == 0x90 && m[2] > 0)
+        .map(|&(_, o, m)| (o, m[1]))
+        .collect();
+    assert_eq!(ons.iter().map(|o| o.1).collect::<Vec<_>>(), vec![69], "{ons:?}");
+    let ms = (ons[0].0 as f64 - start as f64) * 1e3 / sr as f64;
+    assert!(ms.abs() <= 15.0, "A4 placed {ms:.1} ms from where it began");
+}
