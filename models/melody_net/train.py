@@ -12,7 +12,8 @@ modulation wheel, swells and slurs), five (eight for plucked and struck ones) fo
 MIDI program of the train part of scripts/eval/make_families.py's instrument split (no
 validation or test instrument is ever heard here) and for the programs that split does not use
 (basses, ethnic plucked, more keys and guitars), rendered by FluidSynth with two SoundFonts
-(FluidR3_GM, MIT; TimGM6mb, GPL-2.0), at random gains. A frame is labelled with the note sounding 6 ms before the window's end (the synths'
+(FluidR3_GM, MIT; TimGM6mb, GPL-2.0), at random gains; most training lines (never the held-out
+ones) then get another instrument body, some a room and a noise floor (`augment`). A frame is labelled with the note sounding 6 ms before the window's end (the synths'
 attack delay), none below -50 dBFS.
 
     scripts/eval/setup.sh                                   # FluidSynth, SoundFonts, the venv
@@ -35,7 +36,7 @@ from math import gcd
 import numpy as np
 import pretty_midi
 import soundfile as sf
-from scipy.signal import resample_poly
+from scipy.signal import fftconvolve, lfilter, resample_poly
 from sklearn.neural_network import MLPClassifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -65,6 +66,8 @@ REPS = 5
 # Plucked and struck programs get more lines (their attacks are what the network is for).
 REPS_FAST = 8
 ITERATIONS = 24
+# Shares of training clips (never held-out ones) given another body, a room, a noise floor.
+AUG_EQ, AUG_ROOM, AUG_NOISE = 0.7, 0.35, 0.3
 
 
 def window(n):
@@ -152,10 +155,42 @@ def render_all(rng):
     return clips
 
 
+def peaking(f_hz, gain_db, q):
+    """RBJ peaking-EQ biquad at 16 kHz: (b, a)."""
+    a_lin = 10 ** (gain_db / 40)
+    w = 2 * np.pi * f_hz / R
+    alpha = np.sin(w) / (2 * q)
+    b = np.array([1 + alpha * a_lin, -2 * np.cos(w), 1 - alpha * a_lin])
+    a = np.array([1 + alpha / a_lin, -2 * np.cos(w), 1 - alpha / a_lin])
+    return b / a[0], a / a[0]
+
+
+def augment(y, rng):
+    """Another instrument body and another room, so that the network learns the pitch and not
+    the train part's timbres: on most clips two or three random resonances and dips (peaking EQ,
+    200-5000 Hz, +-10 dB), on some a room (an exponentially decaying noise tail, RT60 0.2-1.2 s,
+    mixed 10-40%) and on some a noise floor 45-65 dB under the clip's peak."""
+    if rng.uniform() < AUG_EQ:
+        for _ in range(int(rng.integers(2, 4))):
+            b, a = peaking(float(np.exp(rng.uniform(np.log(200), np.log(5000)))), rng.uniform(-10, 10), rng.uniform(0.7, 3))
+            y = lfilter(b, a, y)
+    if rng.uniform() < AUG_ROOM:
+        rt60 = rng.uniform(0.2, 1.2)
+        t = np.arange(int(rt60 * R)) / R
+        ir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
+        ir *= rng.uniform(0.1, 0.4) / np.sqrt(np.sum(ir**2))
+        y = y + fftconvolve(y, ir)[: len(y)]
+    if rng.uniform() < AUG_NOISE:
+        y = y + rng.standard_normal(len(y)) * np.abs(y).max() * 10 ** (-rng.uniform(45, 65) / 20)
+    return y.astype(np.float32)
+
+
 def dataset(clips, rng):
     X, Y, held = [], [], []
     for wav, notes, program, rep in clips:
         y = load16(wav)
+        if (program + rep) % 8 != 0:
+            y = augment(y, rng)
         ends = np.arange(512, len(y), HOP)
         t = ends / R - LAG
         lab = np.zeros(len(ends), int)
