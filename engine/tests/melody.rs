@@ -7,6 +7,7 @@ use common::*;
 use stagebox_engine::alloc_check::CheckedAlloc;
 use stagebox_engine::backend::offline::{render, RenderOptions, ScheduledEvent};
 use stagebox_engine::msg::FromRt;
+use stagebox_engine::{GraphDesc, NodeDesc};
 
 #[global_allocator]
 static ALLOC: CheckedAlloc = CheckedAlloc;
@@ -118,14 +119,7 @@ fn sine_into_melody(gain_db: f64, secs: f64, events: Vec<(u64, String, Scheduled
         ],
         vec![conn("t", "mel"), conn("t", "out")],
     );
-    let opts = RenderOptions {
-        duration_secs: Some(secs),
-        events,
-        ..Default::default()
-    };
-    let r = render(&g, &registry(), None, &opts, |_, _| {}).unwrap();
-    assert_eq!(r.alloc_violations, 0);
-    r
+    render_guarded(&g, secs, events)
 }
 
 fn notes_started(r: &stagebox_engine::backend::offline::Rendered) -> Vec<u8> {
@@ -198,25 +192,41 @@ fn flutter_does_not_strike_a_held_note_again_and_a_new_stroke_does() {
     assert!(strokes.len() >= 6 && strokes.iter().all(|&k| k == 69), "{strokes:?}");
 }
 
+/// Renders `g` for `secs` with `events`, every process call under the allocation guard.
+fn render_guarded(g: &GraphDesc, secs: f64, events: Vec<(u64, String, ScheduledEvent)>) -> stagebox_engine::backend::offline::Rendered {
+    let opts = RenderOptions {
+        duration_secs: Some(secs),
+        events,
+        ..Default::default()
+    };
+    let r = render(g, &registry(), None, &opts, |_, _| {}).unwrap();
+    assert_eq!(r.alloc_violations, 0);
+    r
+}
+
+/// A mono triangle synth voice with full sustain.
+fn triangle_voice(id: &str, gain_db: f64, attack_ms: f64, release_ms: f64) -> NodeDesc {
+    node(
+        id,
+        "synth",
+        &[
+            ("waveform", s("triangle")),
+            ("channels", i(1)),
+            ("gain_db", f(gain_db)),
+            ("attack_ms", f(attack_ms)),
+            ("release_ms", f(release_ms)),
+            ("sustain", f(1.0)),
+        ],
+    )
+}
+
 #[test]
 fn a_slurred_note_is_placed_where_it_began_under_the_last() {
     // A4 rings on (a 300 ms release) under B4, which comes in at 0.5 s over 60 ms (a slur, a
     // bow change): the tracker hears B4 as the pitch only once A4 has faded, over 50 ms after
     // it began, but the note-on's onset is placed where B4's own partials rose.
     let sr = 48000u64;
-    let swell = |id: &str, attack_ms: f64, release_ms: f64| {
-        node(
-            id,
-            "synth",
-            &[
-                ("waveform", s("triangle")),
-                ("channels", i(1)),
-                ("attack_ms", f(attack_ms)),
-                ("release_ms", f(release_ms)),
-                ("sustain", f(1.0)),
-            ],
-        )
-    };
+    let swell = |id: &str, attack_ms: f64, release_ms: f64| triangle_voice(id, -6.0, attack_ms, release_ms);
     let g = graph(
         vec![
             swell("a", 2.0, 300.0),
@@ -232,13 +242,7 @@ fn a_slurred_note_is_placed_where_it_began_under_the_last() {
         (change, "a".to_string(), ScheduledEvent::Midi([0x80, 69, 0])),
         (change, "b".to_string(), ScheduledEvent::Midi([0x90, 71, 100])),
     ];
-    let opts = RenderOptions {
-        duration_secs: Some(1.2),
-        events,
-        ..Default::default()
-    };
-    let r = render(&g, &registry(), None, &opts, |_, _| {}).unwrap();
-    assert_eq!(r.alloc_violations, 0);
+    let r = render_guarded(&g, 1.2, events);
     let ons: Vec<(u64, u64, u8)> = midi_out(&r)
         .iter()
         .filter(|(_, _, m)| m[0] & 0xf0 == 0x90 && m[2] > 0)
@@ -259,20 +263,7 @@ fn a_flicker_in_the_rest_before_a_note_is_not_its_attack() {
     // is placed at its own rise, never back where the hum came back after its dip (noise and
     // dither in a rest flicker by more than the 6 dB that mark a rise, far under the note).
     let sr = 48000u64;
-    let voice = |id: &str, gain_db: f64| {
-        node(
-            id,
-            "synth",
-            &[
-                ("waveform", s("triangle")),
-                ("channels", i(1)),
-                ("gain_db", f(gain_db)),
-                ("attack_ms", f(1.0)),
-                ("release_ms", f(1.0)),
-                ("sustain", f(1.0)),
-            ],
-        )
-    };
+    let voice = |id: &str, gain_db: f64| triangle_voice(id, gain_db, 1.0, 1.0);
     let g = graph(
         vec![
             voice("hum", -70.0),
@@ -289,13 +280,7 @@ fn a_flicker_in_the_rest_before_a_note_is_not_its_attack() {
         (dip + sr / 50, "hum".to_string(), ScheduledEvent::Midi([0x90, 69, 100])),
         (start, "tone".to_string(), ScheduledEvent::Midi([0x90, 69, 100])),
     ];
-    let opts = RenderOptions {
-        duration_secs: Some(0.8),
-        events,
-        ..Default::default()
-    };
-    let r = render(&g, &registry(), None, &opts, |_, _| {}).unwrap();
-    assert_eq!(r.alloc_violations, 0);
+    let r = render_guarded(&g, 0.8, events);
     let ons: Vec<(u64, u8)> = midi_out(&r)
         .iter()
         .filter(|(_, _, m)| m[0] & 0xf0 == 0x90 && m[2] > 0)
