@@ -290,3 +290,50 @@ fn a_flicker_in_the_rest_before_a_note_is_not_its_attack() {
     let ms = (ons[0].0 as f64 - start as f64) * 1e3 / sr as f64;
     assert!(ms.abs() <= 15.0, "A4 placed {ms:.1} ms from where it began");
 }
+
+#[test]
+fn a_dip_inside_the_last_note_is_not_the_next_notes_attack() {
+    // A4 stops for 20 ms twice (at 0.23 and 0.31 s: a tremolo's or an articulation's dips),
+    // then B4 takes over from it at 0.40 s. B4's onset is placed no earlier than where A4 came
+    // back after its last dip: never at the first, 170 ms before B4.
+    let sr = 48000u64;
+    let g = graph(
+        vec![
+            triangle_voice("a", -12.0, 1.0, 1.0),
+            triangle_voice("b", -12.0, 1.0, 1.0),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
+    );
+    let ms = |m: u64| sr * m / 1000;
+    let a = |t: u64, on: bool| {
+        (
+            ms(t),
+            "a".to_string(),
+            ScheduledEvent::Midi(if on { [0x90, 69, 100] } else { [0x80, 69, 0] }),
+        )
+    };
+    let events = vec![
+        a(50, true),
+        a(230, false),
+        a(250, true),
+        a(310, false),
+        a(330, true),
+        a(400, false),
+        (ms(400), "b".to_string(), ScheduledEvent::Midi([0x90, 71, 100])),
+    ];
+    let r = render_guarded(&g, 0.9, events);
+    let ons: Vec<(u64, u8)> = midi_out(&r)
+        .iter()
+        .filter(|(_, _, m)| m[0] & 0xf0 == 0x90 && m[2] > 0)
+        .map(|&(_, o, m)| (o, m[1]))
+        .collect();
+    let &(onset, _) = ons.iter().find(|o| o.1 == 71).unwrap_or_else(|| panic!("B4 played: {ons:?}"));
+    let onset_ms = onset as f64 * 1e3 / sr as f64;
+    assert!(
+        onset_ms >= 320.0,
+        "B4 placed at {onset_ms:.1} ms, before A4's last dip ended (330 ms): {ons:?}"
+    );
+    assert!(onset_ms <= 420.0, "B4 placed at {onset_ms:.1} ms, began at 400 ms: {ons:?}");
+}
