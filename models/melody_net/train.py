@@ -188,8 +188,10 @@ def augment(y, rng):
 def dataset(clips, rng):
     X, Y, held = [], [], []
     for wav, notes, program, rep in clips:
+        # Every 8th clip is held out (kept clean) to report accuracy on lines the network never saw.
+        held_out = (program + rep) % 8 == 0
         y = load16(wav)
-        if (program + rep) % 8 != 0:
+        if not held_out:
             y = augment(y, rng)
         ends = np.arange(512, len(y), HOP)
         t = ends / R - LAG
@@ -202,8 +204,7 @@ def dataset(clips, rng):
         for s, *_ in notes:
             near |= (ends / R >= s) & (ends / R < s + 0.06)
         keep = near | (rng.uniform(size=len(ends)) < 0.25)
-        # Every 8th clip is held out to report accuracy on lines the network never saw.
-        (held if (program + rep) % 8 == 0 else X).append((features(y, ends[keep]), lab[keep], near[keep]))
+        (held if held_out else X).append((features(y, ends[keep]), lab[keep], near[keep]))
     return held, X
 
 
