@@ -204,6 +204,15 @@ fn render_guarded(g: &GraphDesc, secs: f64, events: Vec<(u64, String, ScheduledE
     r
 }
 
+/// Each note-on's onset (its origin, in samples) and note.
+fn onsets(r: &stagebox_engine::backend::offline::Rendered) -> Vec<(u64, u8)> {
+    midi_out(r)
+        .iter()
+        .filter(|(_, _, m)| m[0] & 0xf0 == 0x90 && m[2] > 0)
+        .map(|&(_, o, m)| (o, m[1]))
+        .collect()
+}
+
 /// A mono triangle synth voice with full sustain.
 fn triangle_voice(id: &str, gain_db: f64, attack_ms: f64, release_ms: f64) -> NodeDesc {
     node(
@@ -281,11 +290,7 @@ fn a_flicker_in_the_rest_before_a_note_is_not_its_attack() {
         (start, "tone".to_string(), ScheduledEvent::Midi([0x90, 69, 100])),
     ];
     let r = render_guarded(&g, 0.8, events);
-    let ons: Vec<(u64, u8)> = midi_out(&r)
-        .iter()
-        .filter(|(_, _, m)| m[0] & 0xf0 == 0x90 && m[2] > 0)
-        .map(|&(_, o, m)| (o, m[1]))
-        .collect();
+    let ons = onsets(&r);
     assert_eq!(ons.iter().map(|o| o.1).collect::<Vec<_>>(), vec![69], "{ons:?}");
     let ms = (ons[0].0 as f64 - start as f64) * 1e3 / sr as f64;
     assert!(ms.abs() <= 15.0, "A4 placed {ms:.1} ms from where it began");
@@ -324,11 +329,7 @@ fn a_dip_inside_the_last_note_is_not_the_next_notes_attack() {
         (ms(400), "b".to_string(), ScheduledEvent::Midi([0x90, 71, 100])),
     ];
     let r = render_guarded(&g, 0.9, events);
-    let ons: Vec<(u64, u8)> = midi_out(&r)
-        .iter()
-        .filter(|(_, _, m)| m[0] & 0xf0 == 0x90 && m[2] > 0)
-        .map(|&(_, o, m)| (o, m[1]))
-        .collect();
+    let ons = onsets(&r);
     let &(onset, _) = ons.iter().find(|o| o.1 == 71).unwrap_or_else(|| panic!("B4 played: {ons:?}"));
     let onset_ms = onset as f64 * 1e3 / sr as f64;
     assert!(
