@@ -1,5 +1,5 @@
 //! `timbre`: a neural instrument played by the performer (DDSP-style). Every frame (250 a
-//! second) each voice's conditioning (f0, loudness, voiced, the instrument's embedding) goes to
+//! second) each voice's conditioning (f0, loudness, voiced, vibrato, the instrument's embedding) goes to
 //! the inference worker through the bridge; the worker runs the decoder (models/timbre, ONNX)
 //! with that voice's recurrent state (kept on the worker) and returns its controls: an
 //! amplitude, 60 harmonic weights and 65 noise bands; the audio thread plays them with the
@@ -20,7 +20,7 @@ use stagebox_engine::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpe
 use stagebox_engine::param::{db_to_gain, EventKind, OnePole, ParamSpec};
 use stagebox_engine::voices::{NoteVoices, SILENT_DB};
 
-use crate::timbre_model::{Instruments, TimbreBackend, BANDS, COND, EMBED, HARMONICS, INSTRUMENT_NAMES, MODEL_NYQUIST_HZ};
+use crate::timbre_model::{Instruments, TimbreBackend, Vibrato, BANDS, COND, EMBED, HARMONICS, INSTRUMENT_NAMES, MODEL_NYQUIST_HZ};
 
 const FRAMES_PER_S: f32 = 250.0;
 
@@ -90,6 +90,10 @@ struct VoiceSynth {
     /// Opens while the voice is voiced or sounding, closes smoothly when not (no clicks).
     gate: OnePole,
     gate_target: f32,
+    /// Frames since the control inputs last called the line voiced (voice 0).
+    unvoiced_frames: u32,
+    /// The pitch centre the conditioning's vibrato input is measured from.
+    vibrato: Vibrato,
 }
 
 impl VoiceSynth {
@@ -105,7 +109,17 @@ impl VoiceSynth {
             sent_f0: 0.0,
             gate: OnePole::new(0.0, GATE_S, FRAMES_PER_S),
             gate_target: 0.0,
+            unvoiced_frames: u32::MAX,
+            vibrato: Vibrato::default(),
         }
+    }
+
+    /// Voice 0's gate: open while the line is voiced and for `HOLD_FRAMES` after (the model
+    /// was trained to play through a slur's or a bow change's unvoiced frames and a note's
+    /// release), then closed: noise or chords with no pitch fall silent. `sounding`: an f0 at all.
+    fn hold_gate(&mut self, sounding: bool, voiced: bool) {
+        self.unvoiced_frames = if voiced { 0 } else { self.unvoiced_frames.saturating_add(1) };
+        self.gate_target = (sounding && self.unvoiced_frames <= HOLD_FRAMES) as u8 as f32;
     }
 
     /// Adds this frame's sound to `mix`.
@@ -131,6 +145,9 @@ impl VoiceSynth {
 
 /// Time constant of a voice's gate.
 const GATE_S: f32 = 0.012;
+/// How long voice 0 plays on after its input stops being voiced: 25 frames, 100 ms. Chosen on
+/// the validation lines (BENCHMARKS.md: closing at once cost cello 0.08 of its loss ratio).
+const HOLD_FRAMES: u32 = 25;
 /// Most voices a node has (one played by the control inputs, the rest by MIDI).
 const MAX_VOICES: usize = 9;
 
@@ -157,13 +174,14 @@ struct TimbreProc {
 }
 
 /// One voice's conditioning into `out` (`COND + 1` values: whether it sounds, then the model's).
-fn condition(out: &mut [f32], f0_hz: f32, loudness_db: f32, voiced: f32, active: bool, embedding: &[f32; EMBED]) {
+fn condition(out: &mut [f32], f0_hz: f32, loudness_db: f32, voiced: f32, vibrato: f32, active: bool, embedding: &[f32; EMBED]) {
     let midi = 69.0 + 12.0 * (f0_hz.max(20.0) / 440.0).log2();
     out[0] = active as u8 as f32;
     out[1] = midi / 127.0;
     out[2] = (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0);
     out[3] = voiced;
-    out[4..4 + EMBED].copy_from_slice(embedding);
+    out[4] = vibrato;
+    out[5..5 + EMBED].copy_from_slice(embedding);
 }
 
 impl TimbreProc {
@@ -178,8 +196,9 @@ impl TimbreProc {
         let f0_0 = clean(f0, 0.0) * shift;
         let (ld0, v0) = (clean(loudness, SILENT_DB), clean(voiced, 0.0).clamp(0.0, 1.0));
         let offset = self.loudness_offset_db;
-        condition(&mut self.cond[..stride], f0_0, ld0 + offset, v0, f0_0 > 20.0, &embedding);
-        self.voices[0].gate_target = (f0_0 > 20.0 && v0 > 0.5) as u8 as f32;
+        let vib0 = self.voices[0].vibrato.next(f0_0, 1.0 / FRAMES_PER_S);
+        condition(&mut self.cond[..stride], f0_0, ld0 + offset, v0, vib0, f0_0 > 20.0, &embedding);
+        self.voices[0].hold_gate(f0_0 > 20.0, v0 > 0.5);
         self.voices[0].next_f0 = f0_0;
         // The MIDI voices.
         let mut played = [None; MAX_VOICES];
@@ -187,11 +206,15 @@ impl TimbreProc {
         for (i, c) in played.iter().take(self.notes.len()).enumerate() {
             let Some(c) = c else { continue };
             let at = (i + 1) * stride;
+            let vib = self.voices[i + 1]
+                .vibrato
+                .next(if c.active { c.f0_hz } else { 0.0 }, 1.0 / FRAMES_PER_S);
             condition(
                 &mut self.cond[at..at + stride],
                 c.f0_hz,
                 c.loudness_db + offset,
                 c.active as u8 as f32,
+                vib,
                 c.active,
                 &embedding,
             );
@@ -275,6 +298,12 @@ fn load(name: &str, voices: usize) -> Result<(TimbreBackend, Instruments), Strin
     let manifest = crate::find_model(name).map_err(|e| e.to_string())?;
     manifest.verify().map_err(|e| e.to_string())?;
     let table = Instruments::load(&manifest)?;
+    let cond = manifest.input.first().map(|t| (t.name.clone(), t.shape.clone()));
+    if !matches!(&cond, Some((_, shape)) if shape[..] == [COND as i64]) {
+        return Err(format!(
+            "the model's first input {cond:?} is not the conditioning this node gives ([{COND}] values)"
+        ));
+    }
     crate::find_runtime().map_err(|e| e.to_string())?;
     let backend = TimbreBackend::load(manifest, voices).map_err(|e| e.to_string())?;
     Ok((backend, table))

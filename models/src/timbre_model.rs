@@ -10,8 +10,33 @@ use crate::{Manifest, ModelError, OrtModel};
 pub const HARMONICS: usize = 60;
 pub const BANDS: usize = 65;
 pub const EMBED: usize = 8;
-/// What the decoder reads a frame: midi(f0) / 127, loudness, voiced, the embedding.
-pub const COND: usize = 3 + EMBED;
+/// What the decoder reads a frame: midi(f0) / 127, loudness, voiced, vibrato, the embedding.
+pub const COND: usize = 4 + EMBED;
+/// The vibrato input (train.py's `vibrato`, the same rule): a voice's pitch against its own
+/// slow centre, which follows with this time constant and jumps to a new note at once.
+const VIBRATO_TAU_S: f32 = 0.1;
+const VIBRATO_JUMP: f32 = 1.0;
+const VIBRATO_SCALE: f32 = 5.0;
+
+/// One voice's pitch centre, frame by frame (250 a second). Audio thread.
+#[derive(Clone, Copy, Default)]
+pub struct Vibrato {
+    centre_midi: Option<f32>,
+}
+
+impl Vibrato {
+    /// This frame's vibrato input for a voice at `f0_hz` (0 or less: not sounding): the pitch
+    /// against the centre in semitones, times 5, within +-2.
+    pub fn next(&mut self, f0_hz: f32, frame_s: f32) -> f32 {
+        let midi = 69.0 + 12.0 * (f0_hz.max(20.0) / 440.0).log2();
+        let centre = match self.centre_midi {
+            Some(c) if f0_hz > 20.0 && (midi - c).abs() <= VIBRATO_JUMP => c + (1.0 - (-frame_s / VIBRATO_TAU_S).exp()) * (midi - c),
+            _ => midi,
+        };
+        self.centre_midi = Some(centre);
+        (VIBRATO_SCALE * (midi - centre)).clamp(-2.0, 2.0)
+    }
+}
 /// Half the rate the decoder was trained at: its harmonics and noise stop here.
 pub const MODEL_NYQUIST_HZ: f32 = 8000.0;
 /// The instruments of the shipped model, in its table's order (checked when it loads).

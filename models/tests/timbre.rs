@@ -163,9 +163,11 @@ fn the_timbre_node_with_and_without_its_model() {
         Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("models"),
     );
     the_onnx_model_gives_pytorchs_controls();
+    the_vibrato_input_is_the_one_the_model_was_trained_on();
     the_instrument_plays_the_lines_f0();
     midi_voices_render_the_same_at_any_block_size();
     nan_input_gives_finite_output();
+    the_instrument_plays_through_short_gaps_and_falls_silent_on_noise();
 }
 
 fn without_its_model_the_node_is_silent_and_check_says_so() {
@@ -194,8 +196,14 @@ fn the_onnx_model_gives_pytorchs_controls() {
     let mut state = vec![0.0f32; state_shape.iter().product::<i64>() as usize];
     let mut outs = Vec::new();
     let per = want.len() / 16;
-    for (k, c) in cond.chunks(11).enumerate() {
-        model.run_many(&[(&[11], c), (&state_shape, &state)], &mut outs).unwrap();
+    let width = model.manifest.input[0].shape[0];
+    assert_eq!(
+        width as usize,
+        stagebox_models::timbre_model::COND,
+        "the node feeds what the model reads"
+    );
+    for (k, c) in cond.chunks(width as usize).enumerate() {
+        model.run_many(&[(&[width], c), (&state_shape, &state)], &mut outs).unwrap();
         let worst = outs[0]
             .iter()
             .zip(&want[k * per..(k + 1) * per])
@@ -203,6 +211,21 @@ fn the_onnx_model_gives_pytorchs_controls() {
             .fold(0.0, f32::max);
         assert!(worst < 1e-3, "frame {k}: relative difference {worst}");
         state.copy_from_slice(&outs[1]);
+    }
+}
+
+/// The node's vibrato input follows train.py's rule: the same values on the f0 curve the
+/// fixture holds (vibrato, a jump to a new note, silence, another note).
+fn the_vibrato_input_is_the_one_the_model_was_trained_on() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/timbre_ref.json");
+    let f: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+    let floats = |k: &str| -> Vec<f32> { f[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
+    let (f0, want) = (floats("vibrato_f0_hz"), floats("vibrato"));
+    assert!(want.iter().any(|v| v.abs() > 0.3), "the fixture has vibrato in it");
+    let mut vib = stagebox_models::timbre_model::Vibrato::default();
+    for (k, (hz, w)) in f0.iter().zip(&want).enumerate() {
+        let got = vib.next(*hz, 1.0 / 250.0);
+        assert!((got - w).abs() < 1e-3, "frame {k} at {hz} Hz: {got}, train.py {w}");
     }
 }
 
@@ -255,4 +278,52 @@ fn nan_input_gives_finite_output() {
     a.samples[40000] = f32::INFINITY;
     let r = run(&patch("timbre", 2), Some(&a), &opts(256));
     assert!(r.audio.samples.iter().all(|x| x.is_finite()));
+}
+
+/// RMS of `x` over `from_s..to_s`.
+fn rms_between(x: &[f32], from_s: f64, to_s: f64) -> f32 {
+    let part = &x[(from_s * SR as f64) as usize..(to_s * SR as f64) as usize];
+    (part.iter().map(|v| v * v).sum::<f32>() / part.len() as f32).sqrt()
+}
+
+/// Noise at the line's level, from `from_s` to `to_s`, in place of the line.
+fn noise_over(a: &mut Audio, from_s: f64, to_s: f64) {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for x in &mut a.samples[(from_s * SR as f64) as usize..(to_s * SR as f64) as usize] {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *x = 0.35 * ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5);
+    }
+}
+
+/// 60 ms with no pitch inside a note (a consonant, a bow change) does not stop the instrument;
+/// noise with no pitch that goes on makes it fall silent, smoothly.
+fn the_instrument_plays_through_short_gaps_and_falls_silent_on_noise() {
+    let mut a = line();
+    noise_over(&mut a, 0.5, 0.56);
+    noise_over(&mut a, 1.2, 2.0);
+    let r = run(&patch("timbre", 0), Some(&a), &opts(128));
+    let y = &r.audio.samples;
+    let note = rms_between(y, 0.3, 0.5);
+    let gap = (0..6)
+        .map(|k| rms_between(y, 0.5 + 0.01 * k as f64, 0.51 + 0.01 * k as f64))
+        .fold(f32::INFINITY, f32::min);
+    assert!(note > 0.01 && gap > 0.3 * note, "through the gap: rms {gap} (the note's {note})");
+    let after = rms_between(y, 1.6, 2.0);
+    assert!(after < 0.01 * note, "noise with no pitch: rms {after} (the note's {note})");
+    let worst_step = y
+        .windows(2)
+        .skip((1.2 * SR as f64) as usize)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0, f32::max);
+    let line_step = y
+        .windows(2)
+        .take((1.2 * SR as f64) as usize)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0, f32::max);
+    assert!(
+        worst_step <= line_step,
+        "no click as it falls silent: a step of {worst_step} (the line's largest {line_step})"
+    );
 }

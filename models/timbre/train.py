@@ -3,8 +3,8 @@
 in, every 4 ms (250 frames a second), the amplitudes of 60 harmonics and the magnitudes of 65
 noise bands out; the engine's additive oscillators and filtered noise make the sound.
 
-Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, embedding (8)] -> Linear 11->128,
-LayerNorm, LeakyReLU -> GRU 384 (the state) -> Linear (384 + 11 -> 256), LayerNorm, LeakyReLU
+Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, vibrato, embedding (8)] -> Linear 12->128,
+LayerNorm, LeakyReLU -> GRU 384 (the state) -> Linear (384 + 12 -> 256), LayerNorm, LeakyReLU
 -> Linear 256 -> 1 + 60 + 65 (0.73 M parameters): the overall amplitude, the harmonic distribution (each
 exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted down). The instruments'
 embeddings are a table the node reads from instruments.json (morph interpolates two of them).
@@ -23,7 +23,8 @@ L1 of log magnitudes), summed over scales.
     models/timbre/retrain.sh [LEG_END_MINUTES ...]                # everything from nothing
 
 Resumable (.cache/timbre/ckpt.pt every 2 minutes); the best on validation in best.pt; the
-curve in .cache/timbre/curve.tsv. A GPU is used where one is present.
+curve in .cache/timbre/curve.tsv. `--warm` starts a run that has no checkpoint from the
+shipped timbre.onnx (its weights read back into PyTorch), so a fresh machine can train on. A GPU is used where one is present.
 """
 import argparse
 import glob
@@ -47,7 +48,13 @@ WORK = os.environ.get("TIMBRE_WORK", os.path.join(ROOT, ".cache", "timbre"))
 SR, HOP, HARMONICS, BANDS, EMBED = 16000, 64, 60, 65, 8
 HIDDEN = int(os.environ.get("TIMBRE_HIDDEN", "384"))
 MID = max(192, HIDDEN * 2 // 3)
-COND = 3 + EMBED
+COND = 4 + EMBED
+# The vibrato input: a voice's pitch against its own slow centre (VIBRATO_TAU_S; a jump of more
+# than VIBRATO_JUMP semitones is a new note, and the centre moves there at once), in semitones
+# times VIBRATO_SCALE, clamped to +-2. A bowed string's harmonics swell and fade by several dB as
+# vibrato sweeps them across the body's resonances; midi / 127 alone moves by 0.001 for 15 cents.
+VIBRATO_TAU_S, VIBRATO_JUMP, VIBRATO_SCALE = 0.1, 1.0, 5.0
+FRAME_S = HOP / SR
 SEG_FRAMES, BATCH, LR = 300, 8, 1e-3
 INSTRUMENTS = [i + s for i in ("flute", "violin", "trumpet", "alto_sax", "cello") for s in ("", "_gm6")]
 FFTS = (1024, 512, 256, 128, 64)
@@ -57,9 +64,28 @@ def exp_sigmoid(x):
     return 2.0 * torch.sigmoid(x) ** math.log(10.0) + 1e-7
 
 
-def conditioning(f0_hz, loudness_db, voiced):
+def midi_of(f0_hz):
+    return 69.0 + 12.0 * np.log2(np.maximum(f0_hz, 20.0) / 440.0)
+
+
+def vibrato(f0_hz):
+    """The vibrato input of each frame of one line (frames in order; the engine's
+    `timbre` node computes the same, frame by frame, for each voice)."""
+    alpha = 1.0 - math.exp(-FRAME_S / VIBRATO_TAU_S)
+    out = np.zeros(len(f0_hz), dtype=np.float32)
+    centre = None
+    for j, (f, m) in enumerate(zip(f0_hz, midi_of(np.asarray(f0_hz, dtype=np.float64)))):
+        if f <= 20.0 or centre is None or abs(m - centre) > VIBRATO_JUMP:
+            centre = m
+        else:
+            centre += alpha * (m - centre)
+        out[j] = min(2.0, max(-2.0, VIBRATO_SCALE * (m - centre)))
+    return out
+
+
+def conditioning(f0_hz, loudness_db, voiced, vib):
     midi = 69.0 + 12.0 * torch.log2(f0_hz.clamp(min=20.0) / 440.0)
-    return torch.stack([midi / 127.0, (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0), voiced], dim=-1)
+    return torch.stack([midi / 127.0, (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0), voiced, vib], dim=-1)
 
 
 class Decoder(nn.Module):
@@ -130,42 +156,51 @@ def spectral_loss(x, y):
     return total
 
 
+def as_the_node_reads(curve):
+    """make_data.py keeps each frame's value at its last sample; the node reads its inputs at
+    each frame's first sample, which (the `features` node updates 48 samples into a frame) is
+    the value kept for the frame before. So frame j is conditioned by the value kept for j - 1:
+    the model learns what the node can play within its declared two frames."""
+    return np.concatenate([curve[:1], curve[:-1]])
+
+
 def load_split(split):
     out = []
     for path in sorted(glob.glob(os.path.join(DATA, split, "*.npz"))):
         d = np.load(path)
         name = os.path.basename(path)[:-4].split("-", 1)[1]
         frames = min(len(d["f0_hz"]), len(d["audio"]) // HOP)
-        out.append({"instrument": INSTRUMENTS.index(name), "audio": d["audio"][:frames * HOP],
-                    "f0": d["f0_hz"][:frames], "loud": d["loudness_db"][:frames], "voiced": d["voiced"][:frames],
-                    "file": path})
+        f0, loud, voiced = (as_the_node_reads(d[k][:frames]) for k in ("f0_hz", "loudness_db", "voiced"))
+        out.append({"instrument": INSTRUMENTS.index(name), "audio": d["audio"][:frames * HOP], "f0": f0,
+                    "vib": vibrato(f0), "loud": loud, "voiced": voiced, "file": path})
     return out
 
 
 def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
-    f0, loud, voiced, audio, ins = [], [], [], [], []
+    f0, vib, loud, voiced, audio, ins = [], [], [], [], [], []
     for _ in range(size):
         e = rng.choice(examples)
         start = rng.randrange(0, max(1, len(e["f0"]) - frames))
         sl = slice(start, start + frames)
         pad = frames - len(e["f0"][sl])
         f0.append(np.pad(e["f0"][sl], (0, pad), mode="edge"))
+        vib.append(np.pad(e["vib"][sl], (0, pad), mode="edge"))
         loud.append(np.pad(e["loud"][sl], (0, pad), constant_values=-100.0))
         voiced.append(np.pad(e["voiced"][sl], (0, pad)))
         a = e["audio"][start * HOP:(start + frames) * HOP]
         audio.append(np.pad(a, (0, frames * HOP - len(a))))
         ins.append(e["instrument"])
     t = lambda v: torch.tensor(np.stack(v), dtype=torch.float32, device=device)
-    return t(f0), t(loud), t(voiced), t(audio), torch.tensor(ins, device=device)
+    return t(f0), t(vib), t(loud), t(voiced), t(audio), torch.tensor(ins, device=device)
 
 
-def cond_of(net, f0, loud, voiced, ins):
+def cond_of(net, f0, vib, loud, voiced, ins):
     emb = net.embedding(ins).unsqueeze(1).expand(-1, f0.shape[1], -1)
-    return torch.cat([conditioning(f0, loud, voiced), emb], dim=-1)
+    return torch.cat([conditioning(f0, loud, voiced, vib), emb], dim=-1)
 
 
-def loss_of(net, f0, loud, voiced, audio, ins):
-    controls, _ = net(cond_of(net, f0, loud, voiced, ins))
+def loss_of(net, f0, vib, loud, voiced, audio, ins):
+    controls, _ = net(cond_of(net, f0, vib, loud, voiced, ins))
     return spectral_loss(synth(controls, f0, audio.shape[1]), audio)
 
 
@@ -174,6 +209,52 @@ def validation(net, examples, device):
     torch.manual_seed(99)
     with torch.no_grad():
         return float(np.mean([loss_of(net, *batch(examples, rng, device)).item() for _ in range(6)]))
+
+
+def warm_from_onnx(net, path):
+    """The shipped model's weights into `net` (the checkpoints live in .cache and are gone on a
+    fresh machine; the ONNX file and instruments.json are committed). ONNX's GRU keeps its gates
+    as z, r, h; PyTorch's as r, z, n. A model from before the vibrato input (conditioning 11
+    wide) gets that input's weights at zero: it plays as it did until training moves them."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(path)
+    init = {i.name: torch.tensor(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
+    by_op = {}
+    for node in m.graph.node:
+        if node.op_type in ("MatMul", "GRU"):
+            by_op.setdefault(node.op_type, []).append(node.input)
+    (inp_w,), (mid_w,), (out_w,) = ([i[1]] for i in by_op["MatMul"])
+    gru = by_op["GRU"][0]
+    reorder = lambda t: torch.cat([t[HIDDEN:2 * HIDDEN], t[:HIDDEN], t[2 * HIDDEN:]])
+    sd = net.state_dict()
+    old = init[inp_w].shape[0]  # the shipped model's conditioning width
+    widen = (lambda w, at: torch.cat([w[:, :at], torch.zeros(w.shape[0], 1), w[:, at:]], dim=1)) if old == COND - 1 else (lambda w, at: w)
+    sd["inp.0.weight"], sd["inp.0.bias"] = widen(init[inp_w].T, 3), init["net.inp.0.bias"]
+    sd["inp.1.weight"], sd["inp.1.bias"] = init["net.inp.1.weight"], init["net.inp.1.bias"]
+    sd["gru.weight_ih_l0"], sd["gru.weight_hh_l0"] = reorder(init[gru[1]][0]), reorder(init[gru[2]][0])
+    bias = init[gru[3]][0]
+    sd["gru.bias_ih_l0"], sd["gru.bias_hh_l0"] = reorder(bias[:3 * HIDDEN]), reorder(bias[3 * HIDDEN:])
+    sd["mid.0.weight"], sd["mid.0.bias"] = widen(init[mid_w].T, HIDDEN + 3), init["net.mid.0.bias"]
+    sd["mid.1.weight"], sd["mid.1.bias"] = init["net.mid.1.weight"], init["net.mid.1.bias"]
+    sd["out.weight"], sd["out.bias"] = init[out_w].T, init["net.out.bias"]
+    table = json.load(open(os.path.join(HERE, "instruments.json")))["instruments"]
+    sd["embedding.weight"] = torch.tensor([r["embedding"] for r in table], dtype=torch.float32)
+    net.load_state_dict(sd)
+    # Read back right only if PyTorch now gives the committed fixture's controls.
+    fixture = json.load(open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json")))
+    step, state, worst = Step(net).eval(), torch.zeros(HIDDEN), 0.0
+    with torch.no_grad():
+        conds = torch.tensor(fixture["cond"]).view(-1, old)
+        if old == COND - 1:
+            conds = torch.cat([conds[:, :3], torch.zeros(len(conds), 1), conds[:, 3:]], dim=1)
+        for c, want in zip(conds, torch.tensor(fixture["controls"]).view(-1, 126)):
+            got, state = step(c, state)
+            worst = max(worst, (got - want).abs().max().item())
+    net.train()
+    if worst > 1e-4:
+        raise SystemExit(f"warm start: the ONNX weights read back differ from the fixture by {worst}")
 
 
 def train(a):
@@ -185,7 +266,7 @@ def train(a):
     print(f"train {len(train_set)} lines, val {len(val_set)}, device {device}", flush=True)
     net = Decoder().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=LR)
-    step, best, spent = 0, float("inf"), 0.0
+    step, best, spent, warmed = 0, float("inf"), 0.0, False
     ckpt = os.path.join(WORK, "ckpt.pt")
     if a.resume and os.path.exists(ckpt):
         c = torch.load(ckpt, map_location=device, weights_only=False)  # our own checkpoint
@@ -195,12 +276,19 @@ def train(a):
         rng.setstate(c["rng"])
         print(f"resumed at step {step}, {spent:.1f} min", flush=True)
     else:
+        warmed = a.warm
+        if a.warm:
+            warm_from_onnx(net, os.path.join(HERE, "timbre.onnx"))
+            print("warm start: the shipped timbre.onnx", flush=True)
         open(os.path.join(WORK, "curve.tsv"), "w").write("step\tminutes\ttrain_loss\tval_loss\n")
     t0, last_save, running = time.time(), time.time(), []
     while spent + (time.time() - t0) / 60 < a.minutes:
         minutes = spent + (time.time() - t0) / 60
-        for group in opt.param_groups:  # cosine decay to a tenth over the run
-            group["lr"] = LR * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+        # Cosine decay to a tenth over the run; a warm start's fresh Adam ramps up over 200
+        # steps first (its first steps move every weight by the full rate and undo the model).
+        ramp = min(1.0, (step + 1) / 200) if warmed else 1.0
+        for group in opt.param_groups:
+            group["lr"] = ramp * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
         loss = loss_of(net, *batch(train_set, rng, device))
         opt.zero_grad()
         loss.backward()
@@ -247,7 +335,12 @@ def export(_a):
         for c in conds:
             o, s = step(c, s)
             outs.append(o)
-    fixture = {"cond": conds.numpy().ravel().tolist(), "controls": torch.stack(outs).numpy().ravel().tolist()}
+    # And the vibrato input on an f0 curve: 0.2 s of vibrato, a new note, silence, a slide.
+    t = np.arange(50) * FRAME_S
+    f0 = np.concatenate([392.0 * 2 ** (0.15 * np.sin(2 * np.pi * 6 * t) / 12), np.full(20, 440.0), np.zeros(5),
+                         300.0 * 2 ** (np.linspace(0, 0.8, 25) / 12)])
+    fixture = {"cond": conds.numpy().ravel().tolist(), "controls": torch.stack(outs).numpy().ravel().tolist(),
+               "vibrato_f0_hz": f0.tolist(), "vibrato": vibrato(f0).tolist()}
     json.dump(fixture, open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json"), "w"))
     manifest = os.path.join(HERE, "manifest.toml")
     text = open(manifest).read()
@@ -256,8 +349,8 @@ def export(_a):
         at = text.index(f'"{name}"')
         start = text.index('sha256 = "', at) + len('sha256 = "')
         text = text[:start] + digest + text[text.index('"', start):]
-    for name in ("state_in", "state_out"):  # the state's size is the GRU's
-        text = re.sub(rf'(name = "{name}"\nshape = )\[\d+\]', rf"\g<1>[{HIDDEN}]", text)
+    for name, size in (("cond", COND), ("state_in", HIDDEN), ("state_out", HIDDEN)):
+        text = re.sub(rf'(name = "{name}"\nshape = )\[\d+\]', rf"\g<1>[{size}]", text)
     open(manifest, "w").write(text)
     print(f"wrote {onnx_path} ({sum(p.numel() for p in net.parameters())} parameters); manifest sha256s updated")
 
@@ -268,6 +361,8 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--export", action="store_true")
+    ap.add_argument("--lr", type=float, default=LR, help="the peak learning rate of the cosine decay")
+    ap.add_argument("--warm", action="store_true", help="with no checkpoint, start from the shipped timbre.onnx")
     a = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
     export(a) if a.export else train(a)

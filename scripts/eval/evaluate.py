@@ -6,7 +6,8 @@ patches/melody.toml (single-line clips) with --events-out; offline Basic Pitch (
 package, ONNX Runtime backend, the same nmp.onnx) on the same file. Notes are scored with
 mir_eval: onset F1 at 50 and 100 ms, and with offsets (50 ms onsets, offset ratio 0.2).
 Note-on latency is when each correctly found note was emitted minus its true onset (engine
-timeline). Single lines also get raw pitch accuracy (50 cents) from notes plus pitch bends.
+timeline). Single lines also get raw pitch accuracy (50 cents) from notes plus pitch bends, and
+from the melody node's f0 output (MIREX's raw pitch accuracy: voicing ignored).
 
     .cache/eval-venv/bin/python scripts/eval/evaluate.py [SET] [STAGEBOX]  > results.md
 
@@ -34,10 +35,10 @@ def hz(m):
     return 440.0 * 2 ** ((np.asarray(m, dtype=float) - 69.0) / 12.0)
 
 
-def stagebox_notes(wav, patch, tmp):
+def stagebox_notes(wav, patch, tmp, extra=()):
     ev = os.path.join(tmp, "e.jsonl")
     t0 = time.time()
-    subprocess.run([BIN, "render", "--patch", patch, "--input", wav, "--output", os.path.join(tmp, "o.wav"), "--events-out", ev, "--tail", "1.0"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([BIN, "render", "--patch", patch, "--input", wav, "--output", os.path.join(tmp, "o.wav"), "--events-out", ev, "--tail", "1.0", *extra], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - t0
     notes, open_, bends = [], {}, []
     for line in open(ev):
@@ -113,6 +114,44 @@ def raw_pitch_accuracy(ref, est, bends):
     return ok / tot if tot else 0.0
 
 
+F0_RECORDER = """
+[[node]]
+id = "f0_take"
+type = "recorder"
+channels = 1
+format = "float32"
+path = "f0_take.wav"
+[[connect]]
+from = "line.f0"
+to = "f0_take"
+"""
+
+
+def with_f0_take(melody_patch, tmp):
+    """The melody patch with its node's f0 control output recorded (the node's id is `line`)."""
+    path = os.path.join(tmp, "melody-f0.toml")
+    open(path, "w").write(open(melody_patch).read() + F0_RECORDER)
+    return path
+
+
+def f0_raw_pitch_accuracy(ref, takes):
+    """MIREX raw pitch accuracy of the node's f0 curve: the share of reference-voiced 10 ms
+    frames where the f0 output (held through unvoiced hops, as the node gives it) is within 50
+    cents of the reference, voicing ignored."""
+    import soundfile as sf
+
+    f0, sr = sf.read(os.path.join(takes, "f0_take.wav"), dtype="float32")
+    ok = tot = 0
+    for x in np.arange(0, max(e for _, e, _ in ref), 0.01):
+        r = [p for s, e, p in ref if s <= x < e]
+        if not r:
+            continue
+        tot += 1
+        k = min(int(x * sr), len(f0) - 1)
+        ok += bool(f0[k] > 20.0 and abs(69 + 12 * np.log2(f0[k] / 440.0) - r[0]) <= 0.5)
+    return ok / tot if tot else 0.0
+
+
 def main():
     index = json.load(open(os.path.join(SET, "index.json")))
     rows = []
@@ -120,6 +159,8 @@ def main():
     patch = os.environ.get("EVAL_PATCH", "patches/transcribe.toml")
     melody_patch = os.environ.get("EVAL_MELODY_PATCH", "patches/melody.toml")
     with tempfile.TemporaryDirectory() as tmp:
+        melody_f0_patch = with_f0_take(melody_patch, tmp)
+        takes = os.path.join(tmp, "takes")
         for clip in index:
             ref = [tuple(n) for n in clip["notes"]]
             dur = max(e for _, e, _ in ref)
@@ -129,9 +170,10 @@ def main():
             if "offline" in systems:
                 rows.append(dict(clip, system="offline Basic Pitch", audio_s=dur, wall=None, **score(ref, basic_pitch_notes(clip["wav"]))))
             if "melody" in systems and clip["kind"] == "single":
-                est, bends, wall = stagebox_notes(clip["wav"], melody_patch, tmp)
+                est, bends, wall = stagebox_notes(clip["wav"], melody_f0_patch, tmp, ["--record-dir", takes])
                 r = dict(clip, system="stagebox melody", audio_s=dur, wall=wall, **score(ref, est))
                 r["rpa"] = raw_pitch_accuracy(ref, est, bends)
+                r["f0_rpa"] = f0_raw_pitch_accuracy(ref, takes)
                 rows.append(r)
             print(f"{os.path.basename(clip['wav'])}: " + ", ".join(f"{r['system']} F1@50 {r['f50']:.2f}" for r in rows[-3:] if r["wav"] == clip["wav"]), file=sys.stderr)
     json.dump([{k: v for k, v in r.items() if k != "notes"} for r in rows], open(os.path.join(SET, "results.json"), "w"))
@@ -151,6 +193,7 @@ def report(rows):
             med=np.median(lat) * 1e3 if lat else float("nan"),
             p90=np.percentile(lat, 90) * 1e3 if lat else float("nan"),
             rpa=np.mean([r["rpa"] for r in sel]) if all("rpa" in r for r in sel) else None,
+            f0_rpa=np.mean([r["f0_rpa"] for r in sel]) if all("f0_rpa" in r for r in sel) else None,
         )
 
     print("| clips | system | soundfont | attack | n | onset F1 @50 ms | onset F1 @100 ms | F1 with offsets | note-on latency median (ms) | p90 (ms) | raw pitch acc. |")
@@ -179,8 +222,8 @@ def report(rows):
 def report_families(rows, agg):
     """Per family (scripts/eval/make_families.py's sets; polyphonic clips apart), each system, each
     SoundFont."""
-    print("\n| family | system | soundfont | clips | onset F1 @50 ms | note-on latency median / p90 (ms) | raw pitch acc. |")
-    print("|---|---|---|---:|---:|---|---:|")
+    print("\n| family | system | soundfont | clips | onset F1 @50 ms | note-on latency median / p90 (ms) | raw pitch acc. (notes) | (f0 output) |")
+    print("|---|---|---|---:|---:|---|---:|---:|")
     group = lambda r: r.get("family", "?") + (" (poly)" if r["kind"] == "poly" else "")  # noqa: E731
     families = sorted({group(r) for r in rows if "family" in r}) + ["all single", "all poly"]
     for family in families:
@@ -193,7 +236,8 @@ def report_families(rows, agg):
                     continue
                 lat = "" if system == "offline Basic Pitch" else f"{a['med']:.0f} / {a['p90']:.0f}"
                 rpa = f"{a['rpa'] * 100:.1f}%" if a["rpa"] is not None else ""
-                print(f"| {family} | {system} | {sf} | {a['n']} | {a['f50']:.3f} | {lat} | {rpa} |")
+                f0_rpa = f"{a['f0_rpa'] * 100:.1f}%" if a["f0_rpa"] is not None else ""
+                print(f"| {family} | {system} | {sf} | {a['n']} | {a['f50']:.3f} | {lat} | {rpa} | {f0_rpa} |")
 
 
 if __name__ == "__main__":
