@@ -196,7 +196,7 @@ impl TimbreProc {
         let f0_0 = clean(f0, 0.0) * shift;
         let (ld0, v0) = (clean(loudness, SILENT_DB), clean(voiced, 0.0).clamp(0.0, 1.0));
         let offset = self.loudness_offset_db;
-        let vib0 = self.voices[0].vibrato.next(f0_0, 1.0 / FRAMES_PER_S);
+        let vib0 = self.voices[0].vibrato.input(f0_0, 1.0 / FRAMES_PER_S);
         condition(&mut self.cond[..stride], f0_0, ld0 + offset, v0, vib0, f0_0 > 20.0, &embedding);
         self.voices[0].hold_gate(f0_0 > 20.0, v0 > 0.5);
         self.voices[0].next_f0 = f0_0;
@@ -208,7 +208,7 @@ impl TimbreProc {
             let at = (i + 1) * stride;
             let vib = self.voices[i + 1]
                 .vibrato
-                .next(if c.active { c.f0_hz } else { 0.0 }, 1.0 / FRAMES_PER_S);
+                .input(if c.active { c.f0_hz } else { 0.0 }, 1.0 / FRAMES_PER_S);
             condition(
                 &mut self.cond[at..at + stride],
                 c.f0_hz,

@@ -27,7 +27,7 @@ pub struct Vibrato {
 impl Vibrato {
     /// This frame's vibrato input for a voice at `f0_hz` (0 or less: not sounding): the pitch
     /// against the centre in semitones, times 5, within +-2.
-    pub fn next(&mut self, f0_hz: f32, frame_s: f32) -> f32 {
+    pub fn input(&mut self, f0_hz: f32, frame_s: f32) -> f32 {
         let midi = 69.0 + 12.0 * (f0_hz.max(20.0) / 440.0).log2();
         let centre = match self.centre_midi {
             Some(c) if f0_hz > 20.0 && (midi - c).abs() <= VIBRATO_JUMP => c + (1.0 - (-frame_s / VIBRATO_TAU_S).exp()) * (midi - c),

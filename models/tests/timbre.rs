@@ -224,7 +224,7 @@ fn the_vibrato_input_is_the_one_the_model_was_trained_on() {
     assert!(want.iter().any(|v| v.abs() > 0.3), "the fixture has vibrato in it");
     let mut vib = stagebox_models::timbre_model::Vibrato::default();
     for (k, (hz, w)) in f0.iter().zip(&want).enumerate() {
-        let got = vib.next(*hz, 1.0 / 250.0);
+        let got = vib.input(*hz, 1.0 / 250.0);
         assert!((got - w).abs() < 1e-3, "frame {k} at {hz} Hz: {got}, train.py {w}");
     }
 }
