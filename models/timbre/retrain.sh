@@ -2,9 +2,14 @@
 # Re-trains the timbre decoder from nothing: the tools, the release binary (its `features` node
 # computes the conditioning), the renders, the training, the export (ONNX, instruments.json, the
 # test fixture, the manifest's sha256s), then the evaluation on the test split.
-#   models/timbre/retrain.sh [LEG_END_MINUTES ...]   (default 100 220 310, as the shipped model
-#   v4: 100 minutes on one cosine decay, then resumed on a second that ends at minute 220 and a
+#   models/timbre/retrain.sh [LEG_END_MINUTES ...]   (default 100 220 310, as v4 was trained:
+#   100 minutes on one cosine decay, then resumed on a second that ends at minute 220 and a
 #   third that ends at minute 310; a stopped leg resumes; `retrain.sh 100` trains one leg)
+# The shipped v5 is v4's weights (trained before the vibrato input and the frame alignment the
+# node reads) plus one 75-minute leg on the current conditioning, its vibrato weights starting
+# at zero: `TIMBRE_WORK=.cache/timbre_vib train.py --warm --resume --minutes 75 --threads 1
+# --lr 1.5e-4` from v4's timbre.onnx. From nothing, this script trains on the current
+# conditioning from the first step.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 legs=("$@")
