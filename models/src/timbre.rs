@@ -20,7 +20,9 @@ use stagebox_engine::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpe
 use stagebox_engine::param::{db_to_gain, EventKind, OnePole, ParamSpec};
 use stagebox_engine::voices::{NoteVoices, SILENT_DB};
 
-use crate::timbre_model::{Instruments, TimbreBackend, Vibrato, BANDS, COND, EMBED, HARMONICS, INSTRUMENT_NAMES, MODEL_NYQUIST_HZ};
+use crate::timbre_model::{
+    midi_of, Instruments, TimbreBackend, Vibrato, BANDS, COND, EMBED, HARMONICS, INSTRUMENT_NAMES, MODEL_NYQUIST_HZ,
+};
 
 const FRAMES_PER_S: f32 = 250.0;
 
@@ -180,9 +182,8 @@ struct TimbreProc {
 
 /// One voice's conditioning into `out` (`COND + 1` values: whether it sounds, then the model's).
 fn condition(out: &mut [f32], f0_hz: f32, loudness_db: f32, voiced: f32, vibrato: f32, active: bool, embedding: &[f32; EMBED]) {
-    let midi = 69.0 + 12.0 * (f0_hz.max(20.0) / 440.0).log2();
     out[0] = active as u8 as f32;
-    out[1] = midi / 127.0;
+    out[1] = midi_of(f0_hz) / 127.0;
     out[2] = (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0);
     out[3] = voiced;
     out[4] = vibrato;

@@ -18,6 +18,11 @@ const VIBRATO_TAU_S: f32 = 0.1;
 const VIBRATO_JUMP: f32 = 1.0;
 const VIBRATO_SCALE: f32 = 5.0;
 
+/// A voice's f0 as a (fractional) MIDI note, as the decoder reads it (below 20 Hz: 20 Hz).
+pub fn midi_of(f0_hz: f32) -> f32 {
+    69.0 + 12.0 * (f0_hz.max(20.0) / 440.0).log2()
+}
+
 /// One voice's pitch centre, frame by frame (250 a second). Audio thread.
 #[derive(Clone, Copy, Default)]
 pub struct Vibrato {
@@ -28,7 +33,7 @@ impl Vibrato {
     /// This frame's vibrato input for a voice at `f0_hz` (0 or less: not sounding): the pitch
     /// against the centre in semitones, times 5, within +-2.
     pub fn input(&mut self, f0_hz: f32, frame_s: f32) -> f32 {
-        let midi = 69.0 + 12.0 * (f0_hz.max(20.0) / 440.0).log2();
+        let midi = midi_of(f0_hz);
         let centre = match self.centre_midi {
             Some(c) if f0_hz > 20.0 && (midi - c).abs() <= VIBRATO_JUMP => c + (1.0 - (-frame_s / VIBRATO_TAU_S).exp()) * (midi - c),
             _ => midi,

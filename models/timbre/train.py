@@ -24,7 +24,8 @@ L1 of log magnitudes), summed over scales.
 
 Resumable (.cache/timbre/ckpt.pt every 2 minutes); the best on validation in best.pt; the
 curve in .cache/timbre/curve.tsv. `--warm` starts a run that has no checkpoint from the
-shipped timbre.onnx (its weights read back into PyTorch), so a fresh machine can train on. A GPU is used where one is present.
+shipped timbre.onnx (its weights read back into PyTorch), so a fresh machine can train on.
+A GPU is used where one is present.
 """
 import argparse
 import glob
@@ -118,6 +119,16 @@ class Step(nn.Module):
     def forward(self, cond, state_in):
         controls, state = self.net(cond.view(1, 1, COND), state_in.view(1, 1, HIDDEN))
         return controls.view(-1), state.view(HIDDEN)
+
+
+def replay(step, conds):
+    """Each frame's controls from `step` (a Step), the state carried frame to frame from zero."""
+    outs, state = [], torch.zeros(HIDDEN)
+    with torch.no_grad():
+        for c in conds:
+            o, state = step(c, state)
+            outs.append(o)
+    return torch.stack(outs)
 
 
 def upsample(x, n):
@@ -230,7 +241,9 @@ def warm_from_onnx(net, path):
     reorder = lambda t: torch.cat([t[HIDDEN:2 * HIDDEN], t[:HIDDEN], t[2 * HIDDEN:]])
     sd = net.state_dict()
     old = init[inp_w].shape[0]  # the shipped model's conditioning width
-    widen = (lambda w, at: torch.cat([w[:, :at], torch.zeros(w.shape[0], 1), w[:, at:]], dim=1)) if old == COND - 1 else (lambda w, at: w)
+    def widen(w, at):  # a zero column for the vibrato input, where the shipped model lacks it
+        return torch.cat([w[:, :at], torch.zeros(w.shape[0], 1), w[:, at:]], dim=1) if old == COND - 1 else w
+
     sd["inp.0.weight"], sd["inp.0.bias"] = widen(init[inp_w].T, 3), init["net.inp.0.bias"]
     sd["inp.1.weight"], sd["inp.1.bias"] = init["net.inp.1.weight"], init["net.inp.1.bias"]
     sd["gru.weight_ih_l0"], sd["gru.weight_hh_l0"] = reorder(init[gru[1]][0]), reorder(init[gru[2]][0])
@@ -244,14 +257,11 @@ def warm_from_onnx(net, path):
     net.load_state_dict(sd)
     # Read back right only if PyTorch now gives the committed fixture's controls.
     fixture = json.load(open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json")))
-    step, state, worst = Step(net).eval(), torch.zeros(HIDDEN), 0.0
-    with torch.no_grad():
-        conds = torch.tensor(fixture["cond"]).view(-1, old)
-        if old == COND - 1:
-            conds = torch.cat([conds[:, :3], torch.zeros(len(conds), 1), conds[:, 3:]], dim=1)
-        for c, want in zip(conds, torch.tensor(fixture["controls"]).view(-1, 126)):
-            got, state = step(c, state)
-            worst = max(worst, (got - want).abs().max().item())
+    conds = torch.tensor(fixture["cond"]).view(-1, old)
+    if old == COND - 1:
+        conds = torch.cat([conds[:, :3], torch.zeros(len(conds), 1), conds[:, 3:]], dim=1)
+    got = replay(Step(net).eval(), conds)
+    worst = (got - torch.tensor(fixture["controls"]).view(got.shape)).abs().max().item()
     net.train()
     if worst > 1e-4:
         raise SystemExit(f"warm start: the ONNX weights read back differ from the fixture by {worst}")
@@ -330,16 +340,11 @@ def export(_a):
     # Runtime gives the same (models/tests/timbre.rs).
     g = torch.Generator().manual_seed(7)
     conds = torch.rand(16, COND, generator=g)
-    outs, s = [], torch.zeros(HIDDEN)
-    with torch.no_grad():
-        for c in conds:
-            o, s = step(c, s)
-            outs.append(o)
     # And the vibrato input on an f0 curve: 0.2 s of vibrato, a new note, silence, a slide.
     t = np.arange(50) * FRAME_S
     f0 = np.concatenate([392.0 * 2 ** (0.15 * np.sin(2 * np.pi * 6 * t) / 12), np.full(20, 440.0), np.zeros(5),
                          300.0 * 2 ** (np.linspace(0, 0.8, 25) / 12)])
-    fixture = {"cond": conds.numpy().ravel().tolist(), "controls": torch.stack(outs).numpy().ravel().tolist(),
+    fixture = {"cond": conds.numpy().ravel().tolist(), "controls": replay(step, conds).numpy().ravel().tolist(),
                "vibrato_f0_hz": f0.tolist(), "vibrato": vibrato(f0).tolist()}
     json.dump(fixture, open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json"), "w"))
     manifest = os.path.join(HERE, "manifest.toml")
