@@ -104,20 +104,6 @@ def features(work, audio48):
     return f0, voiced
 
 
-def sawtooth(f0, audio16):
-    """A band-limited sawtooth at `f0` (frames), its level the real rendering's per frame."""
-    n = len(audio16)
-    f0s = np.interp(np.arange(n) / T.HOP, np.arange(len(f0)), f0)
-    phase = 2 * np.pi * np.cumsum(f0s / T.SR)
-    y = np.zeros(n)
-    for k in range(1, 61):
-        y += np.where(k * f0s < T.SR / 2, np.sin(k * phase) / k, 0.0)
-    frames = len(f0)
-    rms = lambda x: np.sqrt(np.mean(x[:frames * T.HOP].reshape(frames, T.HOP) ** 2, axis=1) + 1e-12)
-    gain = np.interp(np.arange(n) / T.HOP, np.arange(frames), rms(audio16) / rms(y))
-    return (y * gain).astype(np.float32)
-
-
 def loss(a, b):
     n = min(len(a), len(b))
     with torch.no_grad():
@@ -138,7 +124,7 @@ def score_line(path, work):
     both = (in_voiced[:n] > 0.5) & (out_voiced[:n] > 0.5)
     cents = np.abs(1200 * np.log2(out_f0[:n][both] / in_f0[:n][both])) if both.any() else np.array([np.nan])
     return {"file": os.path.basename(path), "instrument": instrument, "loss": loss(out16, real16),
-            "saw": loss(sawtooth(d["f0_hz"], real16), real16), "cents": cents.tolist()}
+            "saw": loss(T.sawtooth(d["f0_hz"], real16), real16), "cents": cents.tolist()}
 
 
 def latency(work):

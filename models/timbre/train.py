@@ -6,8 +6,11 @@ noise bands out; the engine's additive oscillators and filtered noise make the s
 Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, vibrato, embedding (8)] -> Linear 12->128,
 LayerNorm, LeakyReLU -> GRU 384 (the state) -> Linear (384 + 12 -> 256), LayerNorm, LeakyReLU
 -> Linear 256 -> 1 + 60 + 65 (0.73 M parameters): the overall amplitude, the harmonic distribution (each
-exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted down). The instruments'
-embeddings are a table the node reads from instruments.json (morph interpolates two of them).
+exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted down); and Linear 256 -> 65, a
+resonance envelope over frequency (log gain within +-3 at the noise bands' centres) that weights
+harmonic k by its value at k * f0 (`resonance`: computed inside the ONNX graph, so the node's
+controls are unchanged). The instruments' embeddings are a table the node reads from
+instruments.json (morph interpolates two of them).
 
 Synthesis (this file, and the engine's `ddsp` module, equal): harmonic k of f0 sounds while
 k * f0 is below 8 kHz (the model's Nyquist), the distribution renormalised over those, times
@@ -48,6 +51,8 @@ DATA = os.path.join(ROOT, ".cache", "timbre", "data")
 WORK = os.environ.get("TIMBRE_WORK", os.path.join(ROOT, ".cache", "timbre"))
 SR, HOP, HARMONICS, BANDS, EMBED = 16000, 64, 60, 65, 8
 HIDDEN = int(os.environ.get("TIMBRE_HIDDEN", "384"))
+BAND_HZ = 125.0
+ENV_RANGE = 3.0  # the resonance envelope's log gain, within +-3 (x 0.05 .. x 20)
 MID = max(192, HIDDEN * 2 // 3)
 COND = 4 + EMBED
 # The vibrato input: a voice's pitch against its own slow centre (VIBRATO_TAU_S; a jump of more
@@ -97,16 +102,40 @@ class Decoder(nn.Module):
         self.gru = nn.GRU(128, HIDDEN, batch_first=True)
         self.mid = nn.Sequential(nn.Linear(HIDDEN + COND, MID), nn.LayerNorm(MID), nn.LeakyReLU())
         self.out = nn.Linear(MID, 1 + HARMONICS + BANDS)
+        # A resonance envelope over frequency (the noise's 65 bands, 125 Hz apart): harmonic k
+        # is weighted by its value at k * f0. A body's resonances stay where they are while the
+        # pitch moves (vibrato sweeps the harmonics across them); per harmonic number the
+        # decoder would have to learn that map for every f0. Starts at zero: a flat envelope
+        # changes nothing (the synthesis renormalises the harmonics), so older weights load
+        # and play as before.
+        self.env = nn.Linear(MID, BANDS)
+        nn.init.zeros_(self.env.weight)
+        nn.init.zeros_(self.env.bias)
 
     def forward(self, cond, state=None):
         """cond [b, t, COND] -> controls [b, t, 1 + 60 + 65] (amplitude, harmonic weights,
         noise magnitudes), GRU state."""
         y, state = self.gru(self.inp(cond), state)
-        raw = self.out(self.mid(torch.cat([y, cond], dim=-1)))
+        h = self.mid(torch.cat([y, cond], dim=-1))
+        raw = self.out(h)
         amp = exp_sigmoid(raw[..., :1])
-        harm = exp_sigmoid(raw[..., 1:1 + HARMONICS])
+        harm = exp_sigmoid(raw[..., 1:1 + HARMONICS]) * resonance(ENV_RANGE * torch.tanh(self.env(h)), cond[..., :1])
         noise = exp_sigmoid(raw[..., 1 + HARMONICS:] - 5.0)
         return torch.cat([amp, harm, noise], dim=-1), state
+
+
+def resonance(log_gain, midi_127):
+    """The envelope's gain at each harmonic: log_gain [b, t, BANDS] over 0..8 kHz (band j at
+    j * 125 Hz), linear between bands, at k * f0 for k = 1..HARMONICS, f0 from the conditioning's
+    first value (midi / 127)."""
+    f0 = 440.0 * torch.pow(2.0, (midi_127 * 127.0 - 69.0) / 12.0)
+    k = torch.arange(1, HARMONICS + 1, dtype=f0.dtype, device=f0.device)
+    pos = (f0 * k / BAND_HZ).clamp(0.0, BANDS - 1.0)
+    lo = pos.floor().clamp(max=BANDS - 2.0)
+    frac = pos - lo
+    i = lo.long()
+    g = torch.gather(log_gain, -1, i) * (1.0 - frac) + torch.gather(log_gain, -1, i + 1) * frac
+    return torch.exp(g)
 
 
 class Step(nn.Module):
@@ -157,6 +186,21 @@ def synth(controls, f0_hz, n):
     return harmonic + filtered
 
 
+def sawtooth(f0, audio16):
+    """A band-limited sawtooth at `f0` (frames), its level the real rendering's per frame: the
+    baseline every spectral loss is set beside (evaluate.py, and `--select ratio`)."""
+    n = len(audio16)
+    f0s = np.interp(np.arange(n) / HOP, np.arange(len(f0)), f0)
+    phase = 2 * np.pi * np.cumsum(f0s / SR)
+    y = np.zeros(n)
+    for k in range(1, 61):
+        y += np.where(k * f0s < SR / 2, np.sin(k * phase) / k, 0.0)
+    frames = len(f0)
+    rms = lambda x: np.sqrt(np.mean(x[:frames * HOP].reshape(frames, HOP) ** 2, axis=1) + 1e-12)
+    gain = np.interp(np.arange(n) / HOP, np.arange(frames), rms(audio16) / rms(y))
+    return (y * gain).astype(np.float32)
+
+
 def spectral_loss(x, y):
     total = 0.0
     for n in FFTS:
@@ -187,10 +231,10 @@ def load_split(split):
     return out
 
 
-def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
+def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH, weights=None):
     f0, vib, loud, voiced, audio, ins = [], [], [], [], [], []
     for _ in range(size):
-        e = rng.choice(examples)
+        e = rng.choices(examples, weights)[0] if weights else rng.choice(examples)
         start = rng.randrange(0, max(1, len(e["f0"]) - frames))
         sl = slice(start, start + frames)
         pad = frames - len(e["f0"][sl])
@@ -222,6 +266,34 @@ def validation(net, examples, device):
         return float(np.mean([loss_of(net, *batch(examples, rng, device)).item() for _ in range(6)]))
 
 
+class RatioCheck:
+    """Each instrument's spectral loss over the sawtooth's on fixed validation segments (up to
+    six lines of 500 frames each, one noise draw): the target is every instrument's ratio at
+    most 0.5, so `--select ratio` keeps the checkpoint whose worst ratio is lowest."""
+
+    def __init__(self, examples, frames=500):
+        rng = random.Random(1)
+        self.segments = []
+        for i in range(len(INSTRUMENTS)):
+            for e in [e for e in examples if e["instrument"] == i][:6]:
+                start = rng.randrange(0, max(1, len(e["f0"]) - frames))
+                sl = slice(start, start + frames)
+                audio = e["audio"][start * HOP:(start + len(e["f0"][sl])) * HOP]
+                t = lambda v: torch.tensor(np.asarray(v[sl], dtype=np.float32))[None]
+                saw = spectral_loss(torch.tensor(sawtooth(e["f0"][sl], audio))[None], torch.tensor(audio)[None]).item()
+                self.segments.append((i, (t(e["f0"]), t(e["vib"]), t(e["loud"]), t(e["voiced"]),
+                                          torch.tensor(audio)[None], torch.tensor([i])), saw))
+
+    def ratios(self, net, device):
+        torch.manual_seed(5)
+        loss, saw = np.zeros(len(INSTRUMENTS)), np.zeros(len(INSTRUMENTS))
+        with torch.no_grad():
+            for i, seg, s in self.segments:
+                loss[i] += loss_of(net, *(x.to(device) for x in seg)).item()
+                saw[i] += s
+        return loss / np.maximum(saw, 1e-9)
+
+
 def warm_from_onnx(net, path):
     """The shipped model's weights into `net` (the checkpoints live in .cache and are gone on a
     fresh machine; the ONNX file and instruments.json are committed). ONNX's GRU keeps its gates
@@ -236,7 +308,8 @@ def warm_from_onnx(net, path):
     for node in m.graph.node:
         if node.op_type in ("MatMul", "GRU"):
             by_op.setdefault(node.op_type, []).append(node.input)
-    (inp_w,), (mid_w,), (out_w,) = ([i[1]] for i in by_op["MatMul"])
+    # inp, mid, out, and (from v6 on) the resonance envelope, in the graph's order.
+    (inp_w,), (mid_w,), (out_w,), *env_w = ([i[1]] for i in by_op["MatMul"])
     gru = by_op["GRU"][0]
     reorder = lambda t: torch.cat([t[HIDDEN:2 * HIDDEN], t[:HIDDEN], t[2 * HIDDEN:]])
     sd = net.state_dict()
@@ -252,6 +325,8 @@ def warm_from_onnx(net, path):
     sd["mid.0.weight"], sd["mid.0.bias"] = widen(init[mid_w].T, HIDDEN + 3), init["net.mid.0.bias"]
     sd["mid.1.weight"], sd["mid.1.bias"] = init["net.mid.1.weight"], init["net.mid.1.bias"]
     sd["out.weight"], sd["out.bias"] = init[out_w].T, init["net.out.bias"]
+    if env_w:  # an older model has none: its envelope stays flat (zero), as initialised
+        sd["env.weight"], sd["env.bias"] = init[env_w[0][0]].T, init["net.env.bias"]
     table = json.load(open(os.path.join(HERE, "instruments.json")))["instruments"]
     sd["embedding.weight"] = torch.tensor([r["embedding"] for r in table], dtype=torch.float32)
     net.load_state_dict(sd)
@@ -274,8 +349,13 @@ def train(a):
     rng = random.Random(0)
     train_set, val_set = load_split("train"), load_split("val")
     print(f"train {len(train_set)} lines, val {len(val_set)}, device {device}", flush=True)
+    focus = dict(w.split("=") for w in a.weight)
+    weights = [float(focus.get(INSTRUMENTS[e["instrument"]], 1.0)) for e in train_set] if focus else None
+    check = RatioCheck(val_set) if a.select == "ratio" else None
     net = Decoder().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    env = list(net.env.parameters())
+    rest = [p for n, p in net.named_parameters() if not n.startswith("env.")]
+    opt = torch.optim.Adam([{"params": rest, "scale": 1.0}, {"params": env, "scale": a.env_lr / a.lr}], lr=LR)
     step, best, spent, warmed = 0, float("inf"), 0.0, False
     ckpt = os.path.join(WORK, "ckpt.pt")
     if a.resume and os.path.exists(ckpt):
@@ -291,6 +371,10 @@ def train(a):
             warm_from_onnx(net, os.path.join(HERE, "timbre.onnx"))
             print("warm start: the shipped timbre.onnx", flush=True)
         open(os.path.join(WORK, "curve.tsv"), "w").write("step\tminutes\ttrain_loss\tval_loss\n")
+    if check and step == 0:  # what the start already scores: a checkpoint is kept only if better
+        ratios = check.ratios(net, device)
+        best = float(ratios.max())
+        print("ratios at the start " + " ".join(f"{n} {r:.3f}" for n, r in zip(INSTRUMENTS, ratios)), flush=True)
     t0, last_save, running = time.time(), time.time(), []
     while spent + (time.time() - t0) / 60 < a.minutes:
         minutes = spent + (time.time() - t0) / 60
@@ -298,8 +382,8 @@ def train(a):
         # steps first (its first steps move every weight by the full rate and undo the model).
         ramp = min(1.0, (step + 1) / 200) if warmed else 1.0
         for group in opt.param_groups:
-            group["lr"] = ramp * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
-        loss = loss_of(net, *batch(train_set, rng, device))
+            group["lr"] = group["scale"] * ramp * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+        loss = loss_of(net, *batch(train_set, rng, device, weights=weights))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 2.0)
@@ -313,7 +397,13 @@ def train(a):
                 f.write(f"{step}\t{minutes:.1f}\t{np.mean(running):.4f}\t{val:.4f}\n")
             print(f"step {step} {minutes:.1f} min train {np.mean(running):.4f} val {val:.4f}", flush=True)
             running = []
-            if val < best:
+            if check and step % 250 == 0:
+                ratios = check.ratios(net, device)
+                with open(os.path.join(WORK, "ratios.tsv"), "a") as f:
+                    f.write(f"{step}\t{minutes:.1f}\t" + "\t".join(f"{r:.4f}" for r in ratios) + "\n")
+                print("ratios " + " ".join(f"{n} {r:.3f}" for n, r in zip(INSTRUMENTS, ratios)), flush=True)
+                val = float(ratios.max())
+            if (check is None or step % 250 == 0) and val < best:
                 best = val
                 torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
         if time.time() - last_save > 120:
@@ -368,6 +458,12 @@ if __name__ == "__main__":
     ap.add_argument("--export", action="store_true")
     ap.add_argument("--lr", type=float, default=LR, help="the peak learning rate of the cosine decay")
     ap.add_argument("--warm", action="store_true", help="with no checkpoint, start from the shipped timbre.onnx")
+    ap.add_argument("--weight", action="append", default=[], metavar="INSTRUMENT=W",
+                    help="draw this instrument's training lines W times as often (repeatable)")
+    ap.add_argument("--select", choices=("loss", "ratio"), default="loss",
+                    help="keep the checkpoint with the lowest validation loss, or the lowest worst ratio to the sawtooth")
+    ap.add_argument("--env-lr", type=float, default=None, help="the resonance envelope's peak learning rate (default: --lr)")
     a = ap.parse_args()
+    a.env_lr = a.env_lr or a.lr
     os.makedirs(WORK, exist_ok=True)
     export(a) if a.export else train(a)
