@@ -6,11 +6,8 @@ noise bands out; the engine's additive oscillators and filtered noise make the s
 Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, vibrato, embedding (8)] -> Linear 12->128,
 LayerNorm, LeakyReLU -> GRU 384 (the state) -> Linear (384 + 12 -> 256), LayerNorm, LeakyReLU
 -> Linear 256 -> 1 + 60 + 65 (0.73 M parameters): the overall amplitude, the harmonic distribution (each
-exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted down); and Linear 256 -> 65, a
-resonance envelope over frequency (log gain within +-3 at the noise bands' centres) that weights
-harmonic k by its value at k * f0 (`resonance`: computed inside the ONNX graph, so the node's
-controls are unchanged). The instruments' embeddings are a table the node reads from
-instruments.json (morph interpolates two of them).
+exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted down). The instruments'
+embeddings are a table the node reads from instruments.json (morph interpolates two of them).
 
 Synthesis (this file, and the engine's `ddsp` module, equal): harmonic k of f0 sounds while
 k * f0 is below 8 kHz (the model's Nyquist), the distribution renormalised over those, times
@@ -51,8 +48,6 @@ DATA = os.path.join(ROOT, ".cache", "timbre", "data")
 WORK = os.environ.get("TIMBRE_WORK", os.path.join(ROOT, ".cache", "timbre"))
 SR, HOP, HARMONICS, BANDS, EMBED = 16000, 64, 60, 65, 8
 HIDDEN = int(os.environ.get("TIMBRE_HIDDEN", "384"))
-BAND_HZ = 125.0
-ENV_RANGE = 3.0  # the resonance envelope's log gain, within +-3 (x 0.05 .. x 20)
 MID = max(192, HIDDEN * 2 // 3)
 COND = 4 + EMBED
 # The vibrato input: a voice's pitch against its own slow centre (VIBRATO_TAU_S; a jump of more
@@ -102,40 +97,16 @@ class Decoder(nn.Module):
         self.gru = nn.GRU(128, HIDDEN, batch_first=True)
         self.mid = nn.Sequential(nn.Linear(HIDDEN + COND, MID), nn.LayerNorm(MID), nn.LeakyReLU())
         self.out = nn.Linear(MID, 1 + HARMONICS + BANDS)
-        # A resonance envelope over frequency (the noise's 65 bands, 125 Hz apart): harmonic k
-        # is weighted by its value at k * f0. A body's resonances stay where they are while the
-        # pitch moves (vibrato sweeps the harmonics across them); per harmonic number the
-        # decoder would have to learn that map for every f0. Starts at zero: a flat envelope
-        # changes nothing (the synthesis renormalises the harmonics), so older weights load
-        # and play as before.
-        self.env = nn.Linear(MID, BANDS)
-        nn.init.zeros_(self.env.weight)
-        nn.init.zeros_(self.env.bias)
 
     def forward(self, cond, state=None):
         """cond [b, t, COND] -> controls [b, t, 1 + 60 + 65] (amplitude, harmonic weights,
         noise magnitudes), GRU state."""
         y, state = self.gru(self.inp(cond), state)
-        h = self.mid(torch.cat([y, cond], dim=-1))
-        raw = self.out(h)
+        raw = self.out(self.mid(torch.cat([y, cond], dim=-1)))
         amp = exp_sigmoid(raw[..., :1])
-        harm = exp_sigmoid(raw[..., 1:1 + HARMONICS]) * resonance(ENV_RANGE * torch.tanh(self.env(h)), cond[..., :1])
+        harm = exp_sigmoid(raw[..., 1:1 + HARMONICS])
         noise = exp_sigmoid(raw[..., 1 + HARMONICS:] - 5.0)
         return torch.cat([amp, harm, noise], dim=-1), state
-
-
-def resonance(log_gain, midi_127):
-    """The envelope's gain at each harmonic: log_gain [b, t, BANDS] over 0..8 kHz (band j at
-    j * 125 Hz), linear between bands, at k * f0 for k = 1..HARMONICS, f0 from the conditioning's
-    first value (midi / 127)."""
-    f0 = 440.0 * torch.pow(2.0, (midi_127 * 127.0 - 69.0) / 12.0)
-    k = torch.arange(1, HARMONICS + 1, dtype=f0.dtype, device=f0.device)
-    pos = (f0 * k / BAND_HZ).clamp(0.0, BANDS - 1.0)
-    lo = pos.floor().clamp(max=BANDS - 2.0)
-    frac = pos - lo
-    i = lo.long()
-    g = torch.gather(log_gain, -1, i) * (1.0 - frac) + torch.gather(log_gain, -1, i + 1) * frac
-    return torch.exp(g)
 
 
 class Step(nn.Module):
@@ -308,8 +279,7 @@ def warm_from_onnx(net, path):
     for node in m.graph.node:
         if node.op_type in ("MatMul", "GRU"):
             by_op.setdefault(node.op_type, []).append(node.input)
-    # inp, mid, out, and (from v6 on) the resonance envelope, in the graph's order.
-    (inp_w,), (mid_w,), (out_w,), *env_w = ([i[1]] for i in by_op["MatMul"])
+    (inp_w,), (mid_w,), (out_w,) = ([i[1]] for i in by_op["MatMul"])
     gru = by_op["GRU"][0]
     reorder = lambda t: torch.cat([t[HIDDEN:2 * HIDDEN], t[:HIDDEN], t[2 * HIDDEN:]])
     sd = net.state_dict()
@@ -325,8 +295,6 @@ def warm_from_onnx(net, path):
     sd["mid.0.weight"], sd["mid.0.bias"] = widen(init[mid_w].T, HIDDEN + 3), init["net.mid.0.bias"]
     sd["mid.1.weight"], sd["mid.1.bias"] = init["net.mid.1.weight"], init["net.mid.1.bias"]
     sd["out.weight"], sd["out.bias"] = init[out_w].T, init["net.out.bias"]
-    if env_w:  # an older model has none: its envelope stays flat (zero), as initialised
-        sd["env.weight"], sd["env.bias"] = init[env_w[0][0]].T, init["net.env.bias"]
     table = json.load(open(os.path.join(HERE, "instruments.json")))["instruments"]
     sd["embedding.weight"] = torch.tensor([r["embedding"] for r in table], dtype=torch.float32)
     net.load_state_dict(sd)
@@ -353,9 +321,7 @@ def train(a):
     weights = [float(focus.get(INSTRUMENTS[e["instrument"]], 1.0)) for e in train_set] if focus else None
     check = RatioCheck(val_set) if a.select == "ratio" else None
     net = Decoder().to(device)
-    env = list(net.env.parameters())
-    rest = [p for n, p in net.named_parameters() if not n.startswith("env.")]
-    opt = torch.optim.Adam([{"params": rest, "scale": 1.0}, {"params": env, "scale": a.env_lr / a.lr}], lr=LR)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
     step, best, spent, warmed = 0, float("inf"), 0.0, False
     ckpt = os.path.join(WORK, "ckpt.pt")
     if a.resume and os.path.exists(ckpt):
@@ -382,7 +348,7 @@ def train(a):
         # steps first (its first steps move every weight by the full rate and undo the model).
         ramp = min(1.0, (step + 1) / 200) if warmed else 1.0
         for group in opt.param_groups:
-            group["lr"] = group["scale"] * ramp * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+            group["lr"] = ramp * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
         loss = loss_of(net, *batch(train_set, rng, device, weights=weights))
         opt.zero_grad()
         loss.backward()
@@ -462,8 +428,6 @@ if __name__ == "__main__":
                     help="draw this instrument's training lines W times as often (repeatable)")
     ap.add_argument("--select", choices=("loss", "ratio"), default="loss",
                     help="keep the checkpoint with the lowest validation loss, or the lowest worst ratio to the sawtooth")
-    ap.add_argument("--env-lr", type=float, default=None, help="the resonance envelope's peak learning rate (default: --lr)")
     a = ap.parse_args()
-    a.env_lr = a.env_lr or a.lr
     os.makedirs(WORK, exist_ok=True)
     export(a) if a.export else train(a)
