@@ -15,6 +15,8 @@ from its inputs: on validation lines (never the test split), each instrument's s
 
     .cache/eval-venv/bin/python models/timbre/oracle.py [CHECKPOINT] [--instruments violin,cello] [--lines 4]
 
+(no CHECKPOINT: the shipped timbre.onnx, its weights read back into PyTorch)
+
 Runs on one core (about a minute a line).
 """
 import argparse
@@ -109,13 +111,16 @@ def fluctuation(net, e):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("checkpoint", nargs="?", default=os.path.join(T.WORK, "best.pt"))
+    ap.add_argument("checkpoint", nargs="?", help="a train.py checkpoint (default: the shipped timbre.onnx)")
     ap.add_argument("--instruments", default="violin,cello")
     ap.add_argument("--lines", type=int, default=4)
     a = ap.parse_args()
     torch.set_num_threads(1)
     net = T.Decoder()
-    net.load_state_dict(torch.load(a.checkpoint, map_location="cpu"), strict=False)  # an older one: flat envelope
+    if a.checkpoint:
+        net.load_state_dict(torch.load(a.checkpoint, map_location="cpu"))
+    else:
+        T.warm_from_onnx(net, os.path.join(T.HERE, "timbre.onnx"))
     net.eval()
     val = T.load_split("val")
     names = a.instruments.split(",")
