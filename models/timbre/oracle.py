@@ -49,6 +49,7 @@ def smoothed(log_controls, frames):
 
 def fit(controls, f0, audio):
     """Free per-frame controls from `controls`, fitted to `audio` (log domain, Adam)."""
+    torch.manual_seed(SEED)  # the fit's own noise draws: a rerun fits the same
     log_c = torch.log(controls.clamp(min=1e-7)).clone().requires_grad_(True)
     opt = torch.optim.Adam([log_c], lr=0.05)
     for _ in range(FIT_STEPS):
@@ -60,19 +61,16 @@ def fit(controls, f0, audio):
 
 
 def score_segment(net, e, rng):
-    start = rng.randrange(0, max(1, len(e["f0"]) - SEGMENT_FRAMES))
-    sl = slice(start, start + SEGMENT_FRAMES)
-    t = lambda v: torch.tensor(np.asarray(v[sl], dtype=np.float32))[None]
-    f0 = t(e["f0"])
-    audio = torch.tensor(e["audio"][start * T.HOP:(start + f0.shape[1]) * T.HOP])[None]
+    seg = T.segment(e, rng, SEGMENT_FRAMES)
+    f0, audio = seg[0], seg[4]
     n = audio.shape[1]
     with torch.no_grad():
-        controls, _ = net(T.cond_of(net, f0, t(e["vib"]), t(e["loud"]), t(e["voiced"]), torch.tensor([e["instrument"]])))
+        controls, _ = net(T.cond_of(net, *seg[:4], seg[5]))
     log_c = fit(controls, f0, audio)
     play = lambda log: loss(T.synth(torch.exp(log), f0, n), audio)
     its_noise = torch.cat([log_c[..., :1 + T.HARMONICS], torch.log(controls[..., 1 + T.HARMONICS:].clamp(min=1e-7))], -1)
     return {"decoder": loss(T.synth(controls, f0, n), audio),
-            "sawtooth": loss(torch.tensor(T.sawtooth(e["f0"][sl], audio[0].numpy()))[None, :n], audio),
+            "sawtooth": T.sawtooth_loss(seg),
             "oracle": play(log_c), "oracle, decoder's noise": play(its_noise),
             "oracle 36 ms": play(smoothed(log_c, 9)), "oracle 150 ms": play(smoothed(log_c, 37))}
 

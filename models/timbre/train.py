@@ -237,6 +237,22 @@ def validation(net, examples, device):
         return float(np.mean([loss_of(net, *batch(examples, rng, device)).item() for _ in range(6)]))
 
 
+def segment(e, rng, frames):
+    """A random stretch of `frames` frames of line `e`, as loss_of takes it (a batch of one)."""
+    start = rng.randrange(0, max(1, len(e["f0"]) - frames))
+    sl = slice(start, start + frames)
+    t = lambda v: torch.tensor(np.asarray(v[sl], dtype=np.float32))[None]
+    f0 = t(e["f0"])
+    audio = torch.tensor(e["audio"][start * HOP:(start + f0.shape[1]) * HOP])[None]
+    return f0, t(e["vib"]), t(e["loud"]), t(e["voiced"]), audio, torch.tensor([e["instrument"]])
+
+
+def sawtooth_loss(seg):
+    """The sawtooth's spectral loss on a `segment`: the baseline its ratios are taken against."""
+    f0, audio = seg[0][0].numpy(), seg[4]
+    return spectral_loss(torch.tensor(sawtooth(f0, audio[0].numpy()))[None], audio).item()
+
+
 class RatioCheck:
     """Each instrument's spectral loss over the sawtooth's on fixed validation segments (up to
     six lines of 500 frames each, one noise draw): the target is every instrument's ratio at
@@ -247,13 +263,8 @@ class RatioCheck:
         self.segments = []
         for i in range(len(INSTRUMENTS)):
             for e in [e for e in examples if e["instrument"] == i][:6]:
-                start = rng.randrange(0, max(1, len(e["f0"]) - frames))
-                sl = slice(start, start + frames)
-                audio = e["audio"][start * HOP:(start + len(e["f0"][sl])) * HOP]
-                t = lambda v: torch.tensor(np.asarray(v[sl], dtype=np.float32))[None]
-                saw = spectral_loss(torch.tensor(sawtooth(e["f0"][sl], audio))[None], torch.tensor(audio)[None]).item()
-                self.segments.append((i, (t(e["f0"]), t(e["vib"]), t(e["loud"]), t(e["voiced"]),
-                                          torch.tensor(audio)[None], torch.tensor([i])), saw))
+                seg = segment(e, rng, frames)
+                self.segments.append((i, seg, sawtooth_loss(seg)))
 
     def ratios(self, net, device):
         torch.manual_seed(5)
