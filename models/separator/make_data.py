@@ -14,7 +14,7 @@ its name (1/10, 1/10, 8/10); test examples draw their programs and drum kits fro
 training never uses, so a test mix shares no piece, no drum pattern and no instrument with
 training. Training remixes stems across examples at random levels (train.py).
 
-    .cache/eval-venv/bin/python models/separator/make_data.py [--pieces N] [--out DIR]
+    .cache/eval-venv/bin/python models/separator/make_data.py [--pieces N] [--variants K] [--out DIR]
 
 Writes DIR/{train,val,test}/<id>/{drums,bass,lead,other}.wav (48 kHz mono int16) and
 DIR/index.json. Default DIR: .cache/separator/data.
@@ -51,6 +51,14 @@ POOLS = {
         "bass": [34, 39, 43, 58],
         "kit": [8, 24, 32],
     },
+}
+# Variants after the first (training pieces only, `--variants`) also draw from these, which
+# neither the first variant nor the test pools use: more timbres for the same pieces.
+MORE_TRAIN = {
+    "lead": [74, 69, 60, 66, 82, 84, 13, 75],
+    "other": [2, 5, 21, 26, 27, 46, 50, 88],
+    "bass": [35, 36, 37],
+    "kit": [],
 }
 COMPOSERS = {"bach": 120, "palestrina": 80, "monteverdi": 50, "trecento": 40, "haydn": 9, "mozart": 16, "beethoven": 26}
 EXCERPT_SECS = 30.0
@@ -173,11 +181,16 @@ def render(notes, program, is_drum, sf2, reverb, path, secs, rng):
 
 
 def example(job):
-    (piece, path), out = job
+    """One example: variant 0 of a piece is what every split has; a training piece's variant k
+    (k > 0) is another excerpt, tempo, key, SoundFont and set of programs of the same piece."""
+    (piece, path), variant, out = job
     split = split_of(piece)
-    rng = random.Random(piece)
+    seed = piece if variant == 0 else f"{piece}#{variant}"
+    rng = random.Random(seed)
     pool = POOLS["test" if split == "test" else "train"]
-    ident = hashlib.sha1(piece.encode()).hexdigest()[:12]
+    if variant > 0:
+        pool = {role: programs + MORE_TRAIN[role] for role, programs in pool.items()}
+    ident = hashlib.sha1(seed.encode()).hexdigest()[:12]
     folder = os.path.join(out, split, ident)
     if os.path.exists(os.path.join(folder, "meta.json")):
         return json.load(open(os.path.join(folder, "meta.json")))
@@ -198,7 +211,7 @@ def example(job):
     shift = rng.randint(-5, 5)
     stems = {"lead": [parts[0]], "other": parts[1:-1], "bass": [parts[-1]]}
     os.makedirs(folder, exist_ok=True)
-    meta = {"piece": piece, "split": split, "bpm": bpm, "secs": secs, "shift": shift, "stems": {}}
+    meta = {"piece": piece, "variant": variant, "split": split, "bpm": bpm, "secs": secs, "shift": shift, "stems": {}}
     sf_name = rng.choice(sorted(SOUNDFONTS))
     for role, ps in stems.items():
         notes = [n for p in ps for n in part_notes(p, spq, t0, secs)]
@@ -225,8 +238,10 @@ def main():
     ap.add_argument("--pieces", type=int, default=340)
     ap.add_argument("--out", default=".cache/separator/data")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--variants", type=int, default=1, help="renders of each training piece")
     a = ap.parse_args()
-    todo = [(p, a.out) for p in pieces(a.pieces)]
+    todo = [(p, 0, a.out) for p in pieces(a.pieces)]
+    todo += [(p, k, a.out) for k in range(1, a.variants) for p in pieces(a.pieces) if split_of(p[0]) == "train"]
     with Pool(a.jobs) as pool:
         metas = [m for m in pool.imap_unordered(example, todo) if m]
     metas.sort(key=lambda m: m["id"])

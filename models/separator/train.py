@@ -50,6 +50,7 @@ BINS = N_FFT // 2 + 1
 STEMS = ["drums", "bass", "lead", "other"]
 HIDDEN = 160
 LOCAL = 12  # channels of the local path
+WIDE = 16  # channels of the wide path
 HISTORY = 2  # past frames the local path sees (kept in the state)
 STATE = 2 * HIDDEN + HISTORY * BINS
 SEG_FRAMES = 128  # about 0.7 s a training sequence
@@ -74,8 +75,12 @@ class Separator(nn.Module):
         self.out = nn.Linear(2 * HIDDEN, len(STEMS) * BINS)
         self.local1 = nn.Conv2d(1, LOCAL, (HISTORY + 1, 9), padding=(0, 4))
         self.local2 = nn.Conv2d(LOCAL, len(STEMS), (1, 9), padding=(0, 4))
-        nn.init.zeros_(self.local2.weight)  # starts as the global path alone (a warm start)
-        nn.init.zeros_(self.local2.bias)
+        self.wide1 = nn.Conv2d(1, WIDE, (HISTORY + 1, 9), padding=(0, 4))
+        self.wide2 = nn.Conv2d(WIDE, WIDE, (1, 9), padding=(0, 12), dilation=(1, 3))
+        self.wide3 = nn.Conv2d(WIDE, len(STEMS), (1, 9), padding=(0, 36), dilation=(1, 9))
+        for last in (self.local2, self.wide3):  # a new path starts at zero (a warm start)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def standardise(self, mag):
         return (torch.log1p(mag) - self.mean) / self.std
@@ -89,6 +94,8 @@ class Separator(nn.Module):
             history = torch.zeros(b, HISTORY, BINS, device=x.device)
         ctx = torch.cat([history, x], dim=1)
         local = self.local2(torch.tanh(self.local1(ctx.unsqueeze(1))))  # [b, 4, t, bins]
+        wide = torch.tanh(self.wide2(torch.tanh(self.wide1(ctx.unsqueeze(1)))))
+        local = local + self.wide3(wide)
         h = torch.tanh(self.inp(x))
         y, state = self.gru(h, state)
         logits = self.out(torch.cat([h, y], dim=-1)).view(b, t, len(STEMS), BINS)
@@ -157,6 +164,45 @@ def validation(net, examples, device):
     return float(np.mean(losses))
 
 
+def warm_from_onnx(net, path):
+    """The shipped model's weights into `net`: the checkpoints live in .cache and are gone on a
+    fresh machine, the ONNX file is committed. ONNX's GRU keeps its gates as z, r, h, PyTorch's
+    as r, z, n. Checked against the committed fixture (which has calibration.json's mask powers
+    folded in); the powers are then set back to one for training."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(path)
+    init = {i.name: torch.tensor(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
+    ops = [(n.op_type, list(n.input)) for n in m.graph.node if n.op_type in ("MatMul", "GRU")]
+    (inp_w, out_w), grus = [i[1] for t, i in ops if t == "MatMul"], [i for t, i in ops if t == "GRU"]
+    reorder = lambda t: torch.cat([t[HIDDEN:2 * HIDDEN], t[:HIDDEN], t[2 * HIDDEN:]])
+    sd = net.state_dict()
+    for name in ("mean", "std", "inp.bias", "out.bias", "local1.weight", "local1.bias", "local2.weight", "local2.bias"):
+        sd[name] = init["net." + name]
+    sd["inp.weight"], sd["out.weight"] = init[inp_w].T, init[out_w].T
+    for layer, g in enumerate(grus):
+        sd[f"gru.weight_ih_l{layer}"], sd[f"gru.weight_hh_l{layer}"] = reorder(init[g[1]][0]), reorder(init[g[2]][0])
+        bias = init[g[3]][0]
+        sd[f"gru.bias_ih_l{layer}"], sd[f"gru.bias_hh_l{layer}"] = reorder(bias[:3 * HIDDEN]), reorder(bias[3 * HIDDEN:])
+    net.load_state_dict(sd)  # a path the ONNX model lacks keeps its zero start
+    fixture = json.load(open(os.path.join(ROOT, "models", "tests", "data", "separator_ref.json")))
+    calibration = os.path.join(HERE, "calibration.json")
+    if os.path.exists(calibration):
+        net.power.copy_(torch.tensor(json.load(open(calibration))["powers"]))
+    step, state, outs = Step(net).eval(), torch.zeros(STATE), []
+    with torch.no_grad():
+        for f in torch.tensor(fixture["mag"]).view(-1, BINS):
+            masks, state = step(f, state)
+            outs.append(masks)
+    worst = (torch.stack(outs).view(-1) - torch.tensor(fixture["masks"])).abs().max().item()
+    net.power.fill_(1.0)
+    net.train()
+    if worst > 1e-4:
+        raise SystemExit(f"warm start: the ONNX weights read back differ from the fixture by {worst}")
+    print(f"warm start from {path} (fixture within {worst:.1e})", flush=True)
+
+
 def train(a):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(a.threads or max(1, os.cpu_count() or 1))
@@ -167,10 +213,12 @@ def train(a):
     net = Separator().to(device)
     warm, ckpt = os.path.join(WORK, "warm.pt"), os.path.join(WORK, "ckpt.pt")
     resuming = a.resume and os.path.exists(ckpt)
-    if not resuming and os.path.exists(warm):
+    if not resuming and a.warm_onnx:
+        warm_from_onnx(net, os.path.join(HERE, "separator.onnx"))
+    elif not resuming and os.path.exists(warm):
         missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
         print(f"warm start from {warm}; new: {missing}", flush=True)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     step, best, spent = 0, float("inf"), 0.0
     if resuming:
         c = torch.load(ckpt, map_location=device, weights_only=False)  # our own checkpoint
@@ -179,18 +227,22 @@ def train(a):
         step, best, spent = c["step"], c["best"], c["minutes"]
         rng.setstate(c["rng"])
         print(f"resumed at step {step}, {spent:.1f} min", flush=True)
-    elif not os.path.exists(warm):
+    elif not os.path.exists(warm) and not a.warm_onnx:
         with torch.no_grad():
             mags = torch.cat([torch.log1p(batch(train_set, rng, device)[0].abs()).reshape(-1, BINS) for _ in range(8)])
             net.mean.copy_(mags.mean(0))
             net.std.copy_(mags.std(0) + 1e-3)
+    if not resuming and a.warm_onnx:  # the start is the bar a checkpoint must beat
+        best = validation(net, val_set, device)
+        torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
+        print(f"start: val {best:.4f}", flush=True)
     if not resuming:
         open(os.path.join(WORK, "curve.tsv"), "w").write("step\tminutes\ttrain_loss\tval_loss\n")
     t0, last_save, running = time.time(), time.time(), []
     while spent + (time.time() - t0) / 60 < a.minutes:
         minutes = spent + (time.time() - t0) / 60
         for group in opt.param_groups:  # cosine decay to a tenth over the run
-            group["lr"] = LR * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+            group["lr"] = a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
         mix, target = batch(train_set, rng, device)
         loss = loss_fn(net, mix, target)
         opt.zero_grad()
@@ -255,6 +307,8 @@ if __name__ == "__main__":
     ap.add_argument("--minutes", type=float, default=45.0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--export", action="store_true")
+    ap.add_argument("--warm-onnx", action="store_true", help="start from the shipped separator.onnx")
+    ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine decay to a tenth)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     a = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
