@@ -58,8 +58,7 @@ def main():
     ap.add_argument("--limit", type=int, default=16)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    net = T.Separator()
-    net.load_state_dict(torch.load(os.path.join(T.WORK, "best.pt"), map_location="cpu"))
+    net = T.load_best()
     net.eval()
     root = os.path.join(T.DATA, "val")
     tracks = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))[: a.limit]

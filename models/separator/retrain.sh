@@ -9,7 +9,7 @@ minutes=${1:-40}
 scripts/eval/setup.sh
 py=.cache/eval-venv/bin/python
 $py -c "import torch, onnx, museval" 2>/dev/null || .cache/eval-venv/bin/pip install -q torch onnx museval "setuptools<80"
-$py models/separator/make_data.py --pieces 300
+$py models/separator/make_data.py --pieces 300 --variants 3
 $py models/separator/train.py --minutes "$minutes" --resume
 $py models/separator/calibrate.py
 $py models/separator/train.py --export

@@ -8,7 +8,10 @@ training data. Two paths add up to each stem's logits in each bin:
   global: Linear 513->160 -> tanh -> GRU 160 x 2 layers -> Linear (160 + 160 -> 4 x 513);
   local:  a causal convolution over the last 3 frames and 9 bins (12 channels, tanh), then one
           over 9 bins (12 -> 4): what a bin's neighbourhood looks like (a peak that holds is
-          harmonic, a broadband step is a hit), which the global path's bottleneck cannot see.
+          harmonic, a broadband step is a hit), which the global path's bottleneck cannot see;
+  wide (`--wide C`, default 16 channels; 0: none): the same first convolution, then two over
+          bins dilated by 3 and 9 (C -> C -> 4): +-52 bins (2.4 kHz), several harmonics of a
+          note at once. Its last layer starts at zero, so a warm start plays as before.
 A softmax over the four stems in each bin makes the masks sum to one, so the stems sum to the
 input. The state passed in and out is one flat vector: the GRU's state (2 x 160) and the last
 two frames' standardised log magnitudes (2 x 513). About 1.05 M parameters.
@@ -20,14 +23,16 @@ crop comes from its own example half of the time, from another the rest.
 Loss: L1 between estimated and true stem magnitudes compressed by a power of 0.3, plus L1
 between the complex spectra (normalised per example), both over all four stems.
 
-    .cache/eval-venv/bin/python models/separator/train.py [--minutes M] [--resume]
+    .cache/eval-venv/bin/python models/separator/train.py [--minutes M] [--resume] [--lr LR] [--wide C]
+    .cache/eval-venv/bin/python models/separator/train.py --warm-onnx ...  # from the shipped model
     .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX, fixture, manifest sha256
     .cache/eval-venv/bin/python models/separator/calibrate.py   # mask powers, on validation
     models/separator/retrain.sh [MINUTES]   # everything from nothing, then the evaluation
 
-Resumable: a checkpoint every 2 minutes in .cache/separator/ckpt.pt (`--resume` goes on from
-it); the best on validation in .cache/separator/best.pt. A GPU is used where one is present.
-The training curve goes to .cache/separator/curve.tsv (step, minutes, train loss, val loss).
+Resumable: a checkpoint every 2 minutes in WORK/ckpt.pt (`--resume` goes on from it); the best
+on validation in WORK/best.pt (WORK: $SEPARATOR_WORK, default .cache/separator). A GPU is used
+where one is present. The training curve goes to WORK/curve.tsv (step, minutes, train loss,
+val loss).
 """
 import argparse
 import hashlib
@@ -43,8 +48,8 @@ import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-WORK = os.path.join(ROOT, ".cache", "separator")
-DATA = os.path.join(WORK, "data")
+DATA = os.path.join(ROOT, ".cache", "separator", "data")
+WORK = os.environ.get("SEPARATOR_WORK", os.path.dirname(DATA))  # checkpoints, curve
 SR, N_FFT, HOP = 48000, 1024, 256
 BINS = N_FFT // 2 + 1
 STEMS = ["drums", "bass", "lead", "other"]
@@ -63,7 +68,7 @@ def window():
 
 
 class Separator(nn.Module):
-    def __init__(self):
+    def __init__(self, wide=WIDE):
         super().__init__()
         self.register_buffer("mean", torch.zeros(BINS))
         self.register_buffer("std", torch.ones(BINS))
@@ -75,10 +80,12 @@ class Separator(nn.Module):
         self.out = nn.Linear(2 * HIDDEN, len(STEMS) * BINS)
         self.local1 = nn.Conv2d(1, LOCAL, (HISTORY + 1, 9), padding=(0, 4))
         self.local2 = nn.Conv2d(LOCAL, len(STEMS), (1, 9), padding=(0, 4))
-        self.wide1 = nn.Conv2d(1, WIDE, (HISTORY + 1, 9), padding=(0, 4))
-        self.wide2 = nn.Conv2d(WIDE, WIDE, (1, 9), padding=(0, 12), dilation=(1, 3))
-        self.wide3 = nn.Conv2d(WIDE, len(STEMS), (1, 9), padding=(0, 36), dilation=(1, 9))
-        for last in (self.local2, self.wide3):  # a new path starts at zero (a warm start)
+        self.wide = wide > 0
+        if self.wide:
+            self.wide1 = nn.Conv2d(1, wide, (HISTORY + 1, 9), padding=(0, 4))
+            self.wide2 = nn.Conv2d(wide, wide, (1, 9), padding=(0, 12), dilation=(1, 3))
+            self.wide3 = nn.Conv2d(wide, len(STEMS), (1, 9), padding=(0, 36), dilation=(1, 9))
+        for last in (self.local2, self.wide3) if self.wide else (self.local2,):  # a new path starts at zero
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
@@ -94,8 +101,9 @@ class Separator(nn.Module):
             history = torch.zeros(b, HISTORY, BINS, device=x.device)
         ctx = torch.cat([history, x], dim=1)
         local = self.local2(torch.tanh(self.local1(ctx.unsqueeze(1))))  # [b, 4, t, bins]
-        wide = torch.tanh(self.wide2(torch.tanh(self.wide1(ctx.unsqueeze(1)))))
-        local = local + self.wide3(wide)
+        if self.wide:
+            wide = torch.tanh(self.wide2(torch.tanh(self.wide1(ctx.unsqueeze(1)))))
+            local = local + self.wide3(wide)
         h = torch.tanh(self.inp(x))
         y, state = self.gru(h, state)
         logits = self.out(torch.cat([h, y], dim=-1)).view(b, t, len(STEMS), BINS)
@@ -210,7 +218,7 @@ def train(a):
     rng = random.Random(0)
     train_set, val_set = load_split("train"), load_split("val")
     print(f"train {len(train_set)} examples, val {len(val_set)}, device {device}", flush=True)
-    net = Separator().to(device)
+    net = Separator(a.wide).to(device)
     warm, ckpt = os.path.join(WORK, "warm.pt"), os.path.join(WORK, "ckpt.pt")
     resuming = a.resume and os.path.exists(ckpt)
     if not resuming and a.warm_onnx:
@@ -268,9 +276,16 @@ def train(a):
             last_save = time.time()
 
 
+def load_best():
+    """The best checkpoint on validation, with or without the wide path (as it was trained)."""
+    sd = torch.load(os.path.join(WORK, "best.pt"), map_location="cpu")
+    net = Separator(sd["wide1.weight"].shape[0] if "wide1.weight" in sd else 0)
+    net.load_state_dict(sd)
+    return net
+
+
 def export(_a):
-    net = Separator()
-    net.load_state_dict(torch.load(os.path.join(WORK, "best.pt"), map_location="cpu"))
+    net = load_best()
     calibration = os.path.join(HERE, "calibration.json")
     if os.path.exists(calibration):  # made by calibrate.py on the validation split
         net.power.copy_(torch.tensor(json.load(open(calibration))["powers"]))
@@ -308,6 +323,7 @@ if __name__ == "__main__":
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--export", action="store_true")
     ap.add_argument("--warm-onnx", action="store_true", help="start from the shipped separator.onnx")
+    ap.add_argument("--wide", type=int, default=WIDE, help="channels of the wide path (0: none)")
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine decay to a tenth)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     a = ap.parse_args()
