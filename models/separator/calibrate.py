@@ -56,6 +56,7 @@ def with_powers(powers, masks):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=16)
+    ap.add_argument("--out", default=OUT, help="where the chosen powers go (export reads calibration.json)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     net = T.load_best()
@@ -76,8 +77,8 @@ def main():
     result = {"stems": T.STEMS, "powers": CANDIDATES[best], "validation_tracks": len(tracks),
               "validation_median_sdr_db": [round(float(v), 3) for v in medians[best]],
               "as_trained_median_sdr_db": [round(float(v), 3) for v in medians[0]]}
-    json.dump(result, open(OUT, "w"), indent=1)
-    print(f"chose {CANDIDATES[best]} -> {OUT}")
+    json.dump(result, open(a.out, "w"), indent=1)
+    print(f"chose {CANDIDATES[best]} -> {a.out}")
 
 
 if __name__ == "__main__":
