@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 
 import numpy as np
@@ -57,7 +58,11 @@ HIDDEN = 160
 LOCAL = 12  # channels of the local path
 WIDE = 16  # channels of the wide path
 HISTORY = 2  # past frames the local path sees (kept in the state)
-STATE = 2 * HIDDEN + HISTORY * BINS
+
+
+def state_size(hidden):
+    return 2 * hidden + HISTORY * BINS
+
 SEG_FRAMES = 128  # about 0.7 s a training sequence
 BATCH = 8
 LR = 1e-3
@@ -68,16 +73,17 @@ def window():
 
 
 class Separator(nn.Module):
-    def __init__(self, wide=WIDE):
+    def __init__(self, wide=WIDE, hidden=HIDDEN):
         super().__init__()
+        self.hidden = hidden
         self.register_buffer("mean", torch.zeros(BINS))
         self.register_buffer("std", torch.ones(BINS))
         # Per-stem mask powers (calibrate.py; ones while training): each mask to its power p,
         # renormalised (p times the log-softmax, softmax again). Not in the checkpoints.
         self.register_buffer("power", torch.ones(len(STEMS)), persistent=False)
-        self.inp = nn.Linear(BINS, HIDDEN)
-        self.gru = nn.GRU(HIDDEN, HIDDEN, num_layers=2, batch_first=True)
-        self.out = nn.Linear(2 * HIDDEN, len(STEMS) * BINS)
+        self.inp = nn.Linear(BINS, hidden)
+        self.gru = nn.GRU(hidden, hidden, num_layers=2, batch_first=True)
+        self.out = nn.Linear(2 * hidden, len(STEMS) * BINS)
         self.local1 = nn.Conv2d(1, LOCAL, (HISTORY + 1, 9), padding=(0, 4))
         self.local2 = nn.Conv2d(LOCAL, len(STEMS), (1, 9), padding=(0, 4))
         self.wide = wide > 0
@@ -120,8 +126,9 @@ class Step(nn.Module):
         self.net = net
 
     def forward(self, mag, state_in):
-        gru = state_in[:2 * HIDDEN].view(2, 1, HIDDEN)
-        history = state_in[2 * HIDDEN:].view(1, HISTORY, BINS)
+        hidden = self.net.hidden
+        gru = state_in[:2 * hidden].view(2, 1, hidden)
+        history = state_in[2 * hidden:].view(1, HISTORY, BINS)
         masks, gru, history = self.net(mag.view(1, 1, BINS), gru, history)
         return masks.view(len(STEMS), BINS), torch.cat([gru.reshape(-1), history.reshape(-1)])
 
@@ -198,7 +205,7 @@ def warm_from_onnx(net, path):
     calibration = os.path.join(HERE, "calibration.json")
     if os.path.exists(calibration):
         net.power.copy_(torch.tensor(json.load(open(calibration))["powers"]))
-    step, state, outs = Step(net).eval(), torch.zeros(STATE), []
+    step, state, outs = Step(net).eval(), torch.zeros(state_size(net.hidden)), []
     with torch.no_grad():
         for f in torch.tensor(fixture["mag"]).view(-1, BINS):
             masks, state = step(f, state)
@@ -211,6 +218,31 @@ def warm_from_onnx(net, path):
     print(f"warm start from {path} (fixture within {worst:.1e})", flush=True)
 
 
+def widen_into(small, big):
+    """`small`'s function into `big`, whose GRU is as wide or wider: every old weight copied, the
+    new units keep their random start, and every weight from a new unit into an old unit or
+    into the output is zero, so `big` gives `small`'s masks until training uses the new units."""
+    h0, h1 = small.hidden, big.hidden
+    sd, old = big.state_dict(), small.state_dict()
+    for name, w in old.items():
+        if name.startswith("inp."):
+            sd[name][:h0] = w
+        elif name.startswith("gru.bias"):
+            for g in range(3):
+                sd[name][g * h1:g * h1 + h0] = w[g * h0:(g + 1) * h0]
+        elif name.startswith("gru.weight"):
+            for g in range(3):
+                rows = sd[name][g * h1:g * h1 + h0]
+                rows.zero_()
+                rows[:, :h0] = w[g * h0:(g + 1) * h0]
+        elif name == "out.weight":
+            sd[name].zero_()
+            sd[name][:, :h0], sd[name][:, h1:h1 + h0] = w[:, :h0], w[:, h0:]
+        else:
+            sd[name] = w
+    big.load_state_dict(sd)
+
+
 def train(a):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(a.threads or max(1, os.cpu_count() or 1))
@@ -218,11 +250,13 @@ def train(a):
     rng = random.Random(0)
     train_set, val_set = load_split("train"), load_split("val")
     print(f"train {len(train_set)} examples, val {len(val_set)}, device {device}", flush=True)
-    net = Separator(a.wide).to(device)
+    net = Separator(a.wide, a.hidden).to(device)
     warm, ckpt = os.path.join(WORK, "warm.pt"), os.path.join(WORK, "ckpt.pt")
     resuming = a.resume and os.path.exists(ckpt)
     if not resuming and a.warm_onnx:
-        warm_from_onnx(net, os.path.join(HERE, "separator.onnx"))
+        shipped = Separator(a.wide)
+        warm_from_onnx(shipped, os.path.join(HERE, "separator.onnx"))
+        widen_into(shipped, net)
     elif not resuming and os.path.exists(warm):
         missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
         print(f"warm start from {warm}; new: {missing}", flush=True)
@@ -279,7 +313,7 @@ def train(a):
 def load_best():
     """The best checkpoint on validation, with or without the wide path (as it was trained)."""
     sd = torch.load(os.path.join(WORK, "best.pt"), map_location="cpu")
-    net = Separator(sd["wide1.weight"].shape[0] if "wide1.weight" in sd else 0)
+    net = Separator(sd["wide1.weight"].shape[0] if "wide1.weight" in sd else 0, sd["inp.weight"].shape[0])
     net.load_state_dict(sd)
     return net
 
@@ -293,7 +327,7 @@ def export(_a):
     net.eval()
     step = Step(net)
     onnx_path = os.path.join(HERE, "separator.onnx")
-    mag, state = torch.rand(BINS), torch.zeros(STATE)
+    mag, state = torch.rand(BINS), torch.zeros(state_size(net.hidden))
     torch.onnx.export(step, (mag, state), onnx_path, input_names=["mag", "state_in"],
                       output_names=["masks", "state_out"], opset_version=17, dynamo=False)
     # Fixture: 12 frames of a test signal's magnitudes and PyTorch's masks, for the Rust test
@@ -312,7 +346,11 @@ def export(_a):
     manifest = os.path.join(HERE, "manifest.toml")
     text = open(manifest).read()
     start = text.index('sha256 = "') + len('sha256 = "')
-    open(manifest, "w").write(text[:start] + digest + text[text.index('"', start):])
+    text = text[:start] + digest + text[text.index('"', start):]
+    # The state's length follows the GRU's width: the shape under state_in and state_out.
+    text = re.sub(r'(name = "state_(?:in|out)"\n(?:role = "state"\n)?shape = )\[\d+\]',
+                  lambda m: f"{m.group(1)}[{state_size(net.hidden)}]", text)
+    open(manifest, "w").write(text)
     params = sum(p.numel() for p in net.parameters())
     print(f"wrote {onnx_path} ({params} parameters), sha256 {digest} (in manifest.toml)")
 
@@ -323,6 +361,7 @@ if __name__ == "__main__":
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--export", action="store_true")
     ap.add_argument("--warm-onnx", action="store_true", help="start from the shipped separator.onnx")
+    ap.add_argument("--hidden", type=int, default=HIDDEN, help="GRU width (a warm start widens the shipped one)")
     ap.add_argument("--wide", type=int, default=WIDE, help="channels of the wide path (0: none)")
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine decay to a tenth)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
