@@ -5,16 +5,16 @@
 Model (mono, 48 kHz, STFT 1024 / hop 256, sqrt-Hann on both sides: the engine's
 `spectral::Stft`): the frame's log magnitudes (513 bins), standardised by statistics of the
 training data. Two paths add up to each stem's logits in each bin:
-  global: Linear 513->160 -> tanh -> GRU 160 x 2 layers -> Linear (160 + 160 -> 4 x 513);
+  global: Linear 513->H -> tanh -> GRU H x 2 layers -> Linear (H + H -> 4 x 513), H = 256 (v1: 160);
   local:  a causal convolution over the last 3 frames and 9 bins (12 channels, tanh), then one
           over 9 bins (12 -> 4): what a bin's neighbourhood looks like (a peak that holds is
           harmonic, a broadband step is a hit), which the global path's bottleneck cannot see;
-  wide (`--wide C`, default 16 channels; 0: none): the same first convolution, then two over
+  wide (`--wide C`, C channels; tried, not in v2): the same first convolution, then two over
           bins dilated by 3 and 9 (C -> C -> 4): +-52 bins (2.4 kHz), several harmonics of a
           note at once. Its last layer starts at zero, so a warm start plays as before.
 A softmax over the four stems in each bin makes the masks sum to one, so the stems sum to the
-input. The state passed in and out is one flat vector: the GRU's state (2 x 160) and the last
-two frames' standardised log magnitudes (2 x 513). About 1.05 M parameters.
+input. The state passed in and out is one flat vector: the GRU's state (2 x H) and the last
+two frames' standardised log magnitudes (2 x 513). About 1.97 M parameters (v1 1.05 M).
 
 Data: models/separator/make_data.py (its train split only; the validation split picks the
 checkpoint). Each training example remixes stems across examples at random levels: a stem's
@@ -54,9 +54,9 @@ WORK = os.environ.get("SEPARATOR_WORK", os.path.dirname(DATA))  # checkpoints, c
 SR, N_FFT, HOP = 48000, 1024, 256
 BINS = N_FFT // 2 + 1
 STEMS = ["drums", "bass", "lead", "other"]
-HIDDEN = 160
+HIDDEN = 256  # v2; v1 had 160
 LOCAL = 12  # channels of the local path
-WIDE = 16  # channels of the wide path
+WIDE = 0  # channels of the wide path (tried at 16; not in v2)
 HISTORY = 2  # past frames the local path sees (kept in the state)
 
 
@@ -179,8 +179,8 @@ def validation(net, examples, device):
     return float(np.mean(losses))
 
 
-def warm_from_onnx(net, path):
-    """The shipped model's weights into `net`: the checkpoints live in .cache and are gone on a
+def warm_from_onnx(path, wide):
+    """The shipped model, read back into a Separator of its own GRU width: the checkpoints live in .cache and are gone on a
     fresh machine, the ONNX file is committed. ONNX's GRU keeps its gates as z, r, h, PyTorch's
     as r, z, n. Checked against the committed fixture (which has calibration.json's mask powers
     folded in); the powers are then set back to one for training."""
@@ -191,7 +191,9 @@ def warm_from_onnx(net, path):
     init = {i.name: torch.tensor(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
     ops = [(n.op_type, list(n.input)) for n in m.graph.node if n.op_type in ("MatMul", "GRU")]
     (inp_w, out_w), grus = [i[1] for t, i in ops if t == "MatMul"], [i for t, i in ops if t == "GRU"]
-    reorder = lambda t: torch.cat([t[HIDDEN:2 * HIDDEN], t[:HIDDEN], t[2 * HIDDEN:]])
+    h = init[inp_w].shape[1]
+    net = Separator(wide, h)
+    reorder = lambda t: torch.cat([t[h:2 * h], t[:h], t[2 * h:]])
     sd = net.state_dict()
     for name in ("mean", "std", "inp.bias", "out.bias", "local1.weight", "local1.bias", "local2.weight", "local2.bias"):
         sd[name] = init["net." + name]
@@ -199,7 +201,7 @@ def warm_from_onnx(net, path):
     for layer, g in enumerate(grus):
         sd[f"gru.weight_ih_l{layer}"], sd[f"gru.weight_hh_l{layer}"] = reorder(init[g[1]][0]), reorder(init[g[2]][0])
         bias = init[g[3]][0]
-        sd[f"gru.bias_ih_l{layer}"], sd[f"gru.bias_hh_l{layer}"] = reorder(bias[:3 * HIDDEN]), reorder(bias[3 * HIDDEN:])
+        sd[f"gru.bias_ih_l{layer}"], sd[f"gru.bias_hh_l{layer}"] = reorder(bias[:3 * h]), reorder(bias[3 * h:])
     net.load_state_dict(sd)  # a path the ONNX model lacks keeps its zero start
     fixture = json.load(open(os.path.join(ROOT, "models", "tests", "data", "separator_ref.json")))
     calibration = os.path.join(HERE, "calibration.json")
@@ -215,7 +217,8 @@ def warm_from_onnx(net, path):
     net.train()
     if worst > 1e-4:
         raise SystemExit(f"warm start: the ONNX weights read back differ from the fixture by {worst}")
-    print(f"warm start from {path} (fixture within {worst:.1e})", flush=True)
+    print(f"warm start from {path} (GRU {h}; fixture within {worst:.1e})", flush=True)
+    return net
 
 
 def widen_into(small, big):
@@ -223,6 +226,7 @@ def widen_into(small, big):
     new units keep their random start, and every weight from a new unit into an old unit or
     into the output is zero, so `big` gives `small`'s masks until training uses the new units."""
     h0, h1 = small.hidden, big.hidden
+    assert h1 >= h0, f"--hidden {h1} is narrower than the shipped model's {h0}"
     sd, old = big.state_dict(), small.state_dict()
     for name, w in old.items():
         if name.startswith("inp."):
@@ -254,9 +258,7 @@ def train(a):
     warm, ckpt = os.path.join(WORK, "warm.pt"), os.path.join(WORK, "ckpt.pt")
     resuming = a.resume and os.path.exists(ckpt)
     if not resuming and a.warm_onnx:
-        shipped = Separator(a.wide)
-        warm_from_onnx(shipped, os.path.join(HERE, "separator.onnx"))
-        widen_into(shipped, net)
+        widen_into(warm_from_onnx(os.path.join(HERE, "separator.onnx"), a.wide), net)
     elif not resuming and os.path.exists(warm):
         missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
         print(f"warm start from {warm}; new: {missing}", flush=True)
