@@ -277,7 +277,9 @@ mod tests {
         let worst = worst_against_analytic(220.0, &[0.5, 0.25, 0.0, 0.125, 0.05]);
         assert!(worst < 1e-4, "largest difference {worst}");
         // 60 harmonics (every one of the four recurrences 15 steps long), all below 20 kHz.
-        let amps: Vec<f32> = (0..60).map(|k| 0.3 / (k + 1) as f32 * if k % 3 == 1 { -1.0 } else { 1.0 }).collect();
+        let amps: Vec<f32> = (0..60)
+            .map(|k| 0.3 / (k + 1) as f32 * if k % 3 == 1 { -1.0 } else { 1.0 })
+            .collect();
         let worst = worst_against_analytic(110.0, &amps);
         assert!(worst < 1e-4, "largest difference over 60 harmonics {worst}");
     }
