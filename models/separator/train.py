@@ -8,10 +8,7 @@ training data. Two paths add up to each stem's logits in each bin:
   global: Linear 513->H -> tanh -> GRU H x 2 layers -> Linear (H + H -> 4 x 513), H = 256 (v1: 160);
   local:  a causal convolution over the last 3 frames and 9 bins (12 channels, tanh), then one
           over 9 bins (12 -> 4): what a bin's neighbourhood looks like (a peak that holds is
-          harmonic, a broadband step is a hit), which the global path's bottleneck cannot see;
-  wide (`--wide C`, C channels; tried, not in v2): the same first convolution, then two over
-          bins dilated by 3 and 9 (C -> C -> 4): +-52 bins (2.4 kHz), several harmonics of a
-          note at once. Its last layer starts at zero, so a warm start plays as before.
+          harmonic, a broadband step is a hit), which the global path's bottleneck cannot see.
 A softmax over the four stems in each bin makes the masks sum to one, so the stems sum to the
 input. The state passed in and out is one flat vector: the GRU's state (2 x H) and the last
 two frames' standardised log magnitudes (2 x 513). About 1.97 M parameters (v1 1.05 M).
@@ -23,7 +20,7 @@ crop comes from its own example half of the time, from another the rest.
 Loss: L1 between estimated and true stem magnitudes compressed by a power of 0.3, plus L1
 between the complex spectra (normalised per example), both over all four stems.
 
-    .cache/eval-venv/bin/python models/separator/train.py [--minutes M] [--resume] [--lr LR] [--wide C]
+    .cache/eval-venv/bin/python models/separator/train.py [--minutes M] [--resume] [--lr LR] [--hidden H]
     .cache/eval-venv/bin/python models/separator/train.py --warm-onnx ...  # from the shipped model
     .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX, fixture, manifest sha256
     .cache/eval-venv/bin/python models/separator/calibrate.py   # mask powers, on validation
@@ -56,7 +53,6 @@ BINS = N_FFT // 2 + 1
 STEMS = ["drums", "bass", "lead", "other"]
 HIDDEN = 256  # v2; v1 had 160
 LOCAL = 12  # channels of the local path
-WIDE = 0  # channels of the wide path (tried at 16; not in v2)
 HISTORY = 2  # past frames the local path sees (kept in the state)
 
 
@@ -73,7 +69,7 @@ def window():
 
 
 class Separator(nn.Module):
-    def __init__(self, wide=WIDE, hidden=HIDDEN):
+    def __init__(self, hidden=HIDDEN):
         super().__init__()
         self.hidden = hidden
         self.register_buffer("mean", torch.zeros(BINS))
@@ -86,14 +82,8 @@ class Separator(nn.Module):
         self.out = nn.Linear(2 * hidden, len(STEMS) * BINS)
         self.local1 = nn.Conv2d(1, LOCAL, (HISTORY + 1, 9), padding=(0, 4))
         self.local2 = nn.Conv2d(LOCAL, len(STEMS), (1, 9), padding=(0, 4))
-        self.wide = wide > 0
-        if self.wide:
-            self.wide1 = nn.Conv2d(1, wide, (HISTORY + 1, 9), padding=(0, 4))
-            self.wide2 = nn.Conv2d(wide, wide, (1, 9), padding=(0, 12), dilation=(1, 3))
-            self.wide3 = nn.Conv2d(wide, len(STEMS), (1, 9), padding=(0, 36), dilation=(1, 9))
-        for last in (self.local2, self.wide3) if self.wide else (self.local2,):  # a new path starts at zero
-            nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+        nn.init.zeros_(self.local2.weight)  # starts as the global path alone (a warm start)
+        nn.init.zeros_(self.local2.bias)
 
     def standardise(self, mag):
         return (torch.log1p(mag) - self.mean) / self.std
@@ -107,9 +97,6 @@ class Separator(nn.Module):
             history = torch.zeros(b, HISTORY, BINS, device=x.device)
         ctx = torch.cat([history, x], dim=1)
         local = self.local2(torch.tanh(self.local1(ctx.unsqueeze(1))))  # [b, 4, t, bins]
-        if self.wide:
-            wide = torch.tanh(self.wide2(torch.tanh(self.wide1(ctx.unsqueeze(1)))))
-            local = local + self.wide3(wide)
         h = torch.tanh(self.inp(x))
         y, state = self.gru(h, state)
         logits = self.out(torch.cat([h, y], dim=-1)).view(b, t, len(STEMS), BINS)
@@ -179,7 +166,7 @@ def validation(net, examples, device):
     return float(np.mean(losses))
 
 
-def warm_from_onnx(path, wide):
+def warm_from_onnx(path):
     """The shipped model, read back into a Separator of its own GRU width: the checkpoints live in .cache and are gone on a
     fresh machine, the ONNX file is committed. ONNX's GRU keeps its gates as z, r, h, PyTorch's
     as r, z, n. Checked against the committed fixture (which has calibration.json's mask powers
@@ -192,7 +179,7 @@ def warm_from_onnx(path, wide):
     ops = [(n.op_type, list(n.input)) for n in m.graph.node if n.op_type in ("MatMul", "GRU")]
     (inp_w, out_w), grus = [i[1] for t, i in ops if t == "MatMul"], [i for t, i in ops if t == "GRU"]
     h = init[inp_w].shape[1]
-    net = Separator(wide, h)
+    net = Separator(h)
     reorder = lambda t: torch.cat([t[h:2 * h], t[:h], t[2 * h:]])
     sd = net.state_dict()
     for name in ("mean", "std", "inp.bias", "out.bias", "local1.weight", "local1.bias", "local2.weight", "local2.bias"):
@@ -254,11 +241,11 @@ def train(a):
     rng = random.Random(0)
     train_set, val_set = load_split("train"), load_split("val")
     print(f"train {len(train_set)} examples, val {len(val_set)}, device {device}", flush=True)
-    net = Separator(a.wide, a.hidden).to(device)
+    net = Separator(a.hidden).to(device)
     warm, ckpt = os.path.join(WORK, "warm.pt"), os.path.join(WORK, "ckpt.pt")
     resuming = a.resume and os.path.exists(ckpt)
     if not resuming and a.warm_onnx:
-        widen_into(warm_from_onnx(os.path.join(HERE, "separator.onnx"), a.wide), net)
+        widen_into(warm_from_onnx(os.path.join(HERE, "separator.onnx")), net)
     elif not resuming and os.path.exists(warm):
         missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
         print(f"warm start from {warm}; new: {missing}", flush=True)
@@ -313,9 +300,9 @@ def train(a):
 
 
 def load_best():
-    """The best checkpoint on validation, with or without the wide path (as it was trained)."""
+    """The best checkpoint on validation, at the GRU width it was trained at."""
     sd = torch.load(os.path.join(WORK, "best.pt"), map_location="cpu")
-    net = Separator(sd["wide1.weight"].shape[0] if "wide1.weight" in sd else 0, sd["inp.weight"].shape[0])
+    net = Separator(sd["inp.weight"].shape[0])
     net.load_state_dict(sd)
     return net
 
@@ -364,7 +351,6 @@ if __name__ == "__main__":
     ap.add_argument("--export", action="store_true")
     ap.add_argument("--warm-onnx", action="store_true", help="start from the shipped separator.onnx")
     ap.add_argument("--hidden", type=int, default=HIDDEN, help="GRU width (a warm start widens the shipped one)")
-    ap.add_argument("--wide", type=int, default=WIDE, help="channels of the wide path (0: none)")
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine decay to a tenth)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     a = ap.parse_args()
