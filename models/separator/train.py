@@ -54,14 +54,13 @@ STEMS = ["drums", "bass", "lead", "other"]
 HIDDEN = 256  # v2; v1 had 160
 LOCAL = 12  # channels of the local path
 HISTORY = 2  # past frames the local path sees (kept in the state)
+SEG_FRAMES = 128  # about 0.7 s a training sequence
+BATCH = 8
+LR = 1e-3
 
 
 def state_size(hidden):
     return 2 * hidden + HISTORY * BINS
-
-SEG_FRAMES = 128  # about 0.7 s a training sequence
-BATCH = 8
-LR = 1e-3
 
 
 def window():
@@ -166,9 +165,30 @@ def validation(net, examples, device):
     return float(np.mean(losses))
 
 
+FIXTURE = os.path.join(ROOT, "models", "tests", "data", "separator_ref.json")
+
+
+def apply_calibration(net):
+    """calibration.json's mask powers (calibrate.py, on the validation split) into `net`."""
+    calibration = os.path.join(HERE, "calibration.json")
+    if os.path.exists(calibration):
+        net.power.copy_(torch.tensor(json.load(open(calibration))["powers"]))
+        print(f"mask powers {net.power.tolist()} from {calibration}")
+
+
+def replay(step, frames):
+    """`step` (a Step) frame by frame over `frames` [n, bins] from a zero state: masks [n, 4, bins]."""
+    outs, state = [], torch.zeros(state_size(step.net.hidden))
+    with torch.no_grad():
+        for f in frames:
+            masks, state = step(f, state)
+            outs.append(masks)
+    return torch.stack(outs)
+
+
 def warm_from_onnx(path):
-    """The shipped model, read back into a Separator of its own GRU width: the checkpoints live in .cache and are gone on a
-    fresh machine, the ONNX file is committed. ONNX's GRU keeps its gates as z, r, h, PyTorch's
+    """The shipped model, read back into a Separator of its own GRU width: the checkpoints live
+    in .cache and are gone on a fresh machine, the ONNX file is committed. ONNX's GRU keeps its gates as z, r, h, PyTorch's
     as r, z, n. Checked against the committed fixture (which has calibration.json's mask powers
     folded in); the powers are then set back to one for training."""
     import onnx
@@ -189,17 +209,11 @@ def warm_from_onnx(path):
         sd[f"gru.weight_ih_l{layer}"], sd[f"gru.weight_hh_l{layer}"] = reorder(init[g[1]][0]), reorder(init[g[2]][0])
         bias = init[g[3]][0]
         sd[f"gru.bias_ih_l{layer}"], sd[f"gru.bias_hh_l{layer}"] = reorder(bias[:3 * h]), reorder(bias[3 * h:])
-    net.load_state_dict(sd)  # a path the ONNX model lacks keeps its zero start
-    fixture = json.load(open(os.path.join(ROOT, "models", "tests", "data", "separator_ref.json")))
-    calibration = os.path.join(HERE, "calibration.json")
-    if os.path.exists(calibration):
-        net.power.copy_(torch.tensor(json.load(open(calibration))["powers"]))
-    step, state, outs = Step(net).eval(), torch.zeros(state_size(net.hidden)), []
-    with torch.no_grad():
-        for f in torch.tensor(fixture["mag"]).view(-1, BINS):
-            masks, state = step(f, state)
-            outs.append(masks)
-    worst = (torch.stack(outs).view(-1) - torch.tensor(fixture["masks"])).abs().max().item()
+    net.load_state_dict(sd)
+    fixture = json.load(open(FIXTURE))
+    apply_calibration(net)
+    got = replay(Step(net).eval(), torch.tensor(fixture["mag"]).view(-1, BINS))
+    worst = (got.view(-1) - torch.tensor(fixture["masks"])).abs().max().item()
     net.power.fill_(1.0)
     net.train()
     if worst > 1e-4:
@@ -309,10 +323,7 @@ def load_best():
 
 def export(_a):
     net = load_best()
-    calibration = os.path.join(HERE, "calibration.json")
-    if os.path.exists(calibration):  # made by calibrate.py on the validation split
-        net.power.copy_(torch.tensor(json.load(open(calibration))["powers"]))
-        print(f"mask powers {net.power.tolist()} from {calibration}")
+    apply_calibration(net)
     net.eval()
     step = Step(net)
     onnx_path = os.path.join(HERE, "separator.onnx")
@@ -323,14 +334,9 @@ def export(_a):
     # that ONNX Runtime gives the same (models/tests/separator.rs).
     g = torch.Generator().manual_seed(5)
     frames = torch.rand(12, BINS, generator=g) * 3.0
-    outs, s = [], state
-    with torch.no_grad():
-        for f in frames:
-            m, s = step(f, s)
-            outs.append(m)
-    fixture = {"mag": frames.numpy().ravel().tolist(), "masks": torch.stack(outs).numpy().ravel().tolist()}
-    os.makedirs(os.path.join(ROOT, "models", "tests", "data"), exist_ok=True)
-    json.dump(fixture, open(os.path.join(ROOT, "models", "tests", "data", "separator_ref.json"), "w"))
+    fixture = {"mag": frames.numpy().ravel().tolist(), "masks": replay(step, frames).numpy().ravel().tolist()}
+    os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
+    json.dump(fixture, open(FIXTURE, "w"))
     digest = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
     manifest = os.path.join(HERE, "manifest.toml")
     text = open(manifest).read()
