@@ -378,3 +378,33 @@ fn a_legato_note_begins_no_earlier_than_the_last_clear_hop_of_the_one_before() {
         "B4 placed at {onset_ms:.1} ms, began at 400 ms: {ons:?}"
     );
 }
+
+#[test]
+fn a_slur_whose_blend_reads_as_no_pitch_is_placed_where_the_old_note_was_last_heard_clearly() {
+    // A2 fades out (60 ms) as C#3 fades in (60 ms) at 0.40 s: the blend of the two has no period
+    // in range, so A2 ends and C#3 is heard only once it dominates; their partials lie too close
+    // for a 32 ms window to tell them apart. C#3's onset goes back to where A2 was last heard
+    // clearly, not to where the blend ended.
+    let sr = 48000u64;
+    let g = graph(
+        vec![
+            triangle_voice("a", -12.0, 2.0, 60.0),
+            triangle_voice("b", -12.0, 60.0, 2.0),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
+    );
+    let change = sr * 2 / 5;
+    let events = vec![
+        (sr / 20, "a".to_string(), ScheduledEvent::Midi([0x90, 45, 100])),
+        (change, "a".to_string(), ScheduledEvent::Midi([0x80, 45, 0])),
+        (change, "b".to_string(), ScheduledEvent::Midi([0x90, 49, 100])),
+    ];
+    let r = render_guarded(&g, 1.0, events);
+    let ons = onsets(&r);
+    let &(onset, _) = ons.iter().find(|o| o.1 == 49).unwrap_or_else(|| panic!("C#3 played: {ons:?}"));
+    let ms = (onset as f64 - change as f64) * 1e3 / sr as f64;
+    eprintln!("{ons:?} C#3 at {ms:.1} ms");
+    assert!(ms.abs() <= 35.0, "C#3 placed {ms:.1} ms from where it began: {ons:?}");
+}

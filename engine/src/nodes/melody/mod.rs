@@ -141,6 +141,8 @@ struct MelodyProc {
     last_off16: u64,
     /// Last hop (16 kHz time) that still heard the sounding note clearly, or silence.
     last_held16: u64,
+    /// Last hop (16 kHz time) that heard the sounding note clearly (silence does not count).
+    last_clear16: u64,
     /// The last note started (0 before any).
     last_note: u8,
     /// The sounding note's onset (16 kHz time) and the note it took over from (legato).
@@ -382,6 +384,7 @@ impl MelodyProc {
         if self.active == Some(k) && aperiodicity < 0.5 * self.threshold {
             // Still clearly the sounding note.
             self.last_held16 = now16;
+            self.last_clear16 = now16;
         }
         // Only hops near the centre of a semitone count towards a new note (a blend of
         // two notes in a transition reads in between), and only while the pitch is
@@ -450,7 +453,10 @@ impl MelodyProc {
                 let glide = first.min(self.glide_start(first, old, k));
                 self.rise_start(old, note, now16).map_or(glide, |r| r.min(glide))
             }
-            None => self.after_gap(note, now16).map_or(first, |r| r.min(first)),
+            None => {
+                let first = self.after_blend(note, now16).map_or(first, |b| b.min(first));
+                self.after_gap(note, now16).map_or(first, |r| r.min(first))
+            }
         }
     }
 
@@ -601,6 +607,7 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
             hops_done: 0,
             active_hops: 0,
             last_held16: 0,
+            last_clear16: 0,
             last_off16: 0,
             last_note: 0,
             active_onset: 0,
