@@ -386,13 +386,13 @@ fn a_slur_whose_blend_reads_as_no_pitch_is_placed_where_the_old_note_was_last_he
     // A2 fades out (60 ms) as C#3 fades in (60 ms) at 0.40 s: the blend of the two has no period
     // in range, so A2 ends and C#3 is heard only once it dominates; their partials lie too close
     // for a 32 ms window to tell them apart. C#3's onset goes back to where A2 was last heard
-    // clearly, not to where the blend ended.
+    // clearly, not to where the blend ended. (The blend ends A2 when 4 unvoiced hops do.)
     let sr = 48000u64;
     let g = graph(
         vec![
             triangle_voice("a", -12.0, 2.0, 60.0),
             triangle_voice("b", -12.0, 60.0, 2.0),
-            node("mel", "melody", &[]),
+            node("mel", "melody", &[("off_hops", i(4))]),
             node("out", "output", &[("channels", i(1))]),
         ],
         vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
