@@ -298,11 +298,9 @@ fn a_flicker_in_the_rest_before_a_note_is_not_its_attack() {
     assert!(ms.abs() <= 15.0, "A4 placed {ms:.1} ms from where it began");
 }
 
-#[test]
-fn a_dip_inside_the_last_note_is_not_the_next_notes_attack() {
-    // A4 stops for 20 ms twice (at 0.23 and 0.31 s: a tremolo's or an articulation's dips),
-    // then B4 takes over from it at 0.40 s. B4's onset is placed no earlier than where A4 came
-    // back after its last dip: never at the first, 170 ms before B4.
+/// Where B4 (which takes over from A4 at 400 ms with no gap) is placed, in ms, when A4 sounds
+/// from each (on, off) pair of times in `a4_ms`; every note-on it played, for messages.
+fn b4_onset_after_a4(a4_ms: &[(u64, u64)]) -> (f64, Vec<(u64, u8)>) {
     let sr = 48000u64;
     let g = graph(
         vec![
@@ -314,26 +312,24 @@ fn a_dip_inside_the_last_note_is_not_the_next_notes_attack() {
         vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
     );
     let ms = |m: u64| sr * m / 1000;
-    let a = |t: u64, on: bool| {
-        (
-            ms(t),
-            "a".to_string(),
-            ScheduledEvent::Midi(if on { [0x90, 69, 100] } else { [0x80, 69, 0] }),
-        )
-    };
-    let events = vec![
-        a(50, true),
-        a(230, false),
-        a(250, true),
-        a(310, false),
-        a(330, true),
-        a(400, false),
-        (ms(400), "b".to_string(), ScheduledEvent::Midi([0x90, 71, 100])),
-    ];
+    let mut events = Vec::new();
+    for &(on, off) in a4_ms {
+        events.push((ms(on), "a".to_string(), ScheduledEvent::Midi([0x90, 69, 100])));
+        events.push((ms(off), "a".to_string(), ScheduledEvent::Midi([0x80, 69, 0])));
+    }
+    events.push((ms(400), "b".to_string(), ScheduledEvent::Midi([0x90, 71, 100])));
     let r = render_guarded(&g, 0.9, events);
     let ons = onsets(&r);
     let &(onset, _) = ons.iter().find(|o| o.1 == 71).unwrap_or_else(|| panic!("B4 played: {ons:?}"));
-    let onset_ms = onset as f64 * 1e3 / sr as f64;
+    (onset as f64 * 1e3 / sr as f64, ons)
+}
+
+#[test]
+fn a_dip_inside_the_last_note_is_not_the_next_notes_attack() {
+    // A4 stops for 20 ms twice (at 0.23 and 0.31 s: a tremolo's or an articulation's dips),
+    // then B4 takes over from it at 0.40 s. B4's onset is placed no earlier than where A4 came
+    // back after its last dip: never at the first, 170 ms before B4.
+    let (onset_ms, ons) = b4_onset_after_a4(&[(50, 230), (250, 310), (330, 400)]);
     assert!(
         onset_ms >= 320.0,
         "B4 placed at {onset_ms:.1} ms, before A4's last dip ended (330 ms): {ons:?}"
@@ -346,35 +342,7 @@ fn a_legato_note_begins_no_earlier_than_the_last_clear_hop_of_the_one_before() {
     // A4 stops for 20 ms at 0.30 s (a tremolo's dip) and sounds on until B4 takes over from it
     // at 0.40 s with no gap and no rise in level. B4 began at 0.40 s: not where A4 came back
     // after its dip (0.32 s), 80 ms before, which is where the last rise out of the quiet is.
-    let sr = 48000u64;
-    let g = graph(
-        vec![
-            triangle_voice("a", -12.0, 1.0, 1.0),
-            triangle_voice("b", -12.0, 1.0, 1.0),
-            node("mel", "melody", &[]),
-            node("out", "output", &[("channels", i(1))]),
-        ],
-        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
-    );
-    let ms = |m: u64| sr * m / 1000;
-    let a = |t: u64, on: bool| {
-        (
-            ms(t),
-            "a".to_string(),
-            ScheduledEvent::Midi(if on { [0x90, 69, 100] } else { [0x80, 69, 0] }),
-        )
-    };
-    let events = vec![
-        a(50, true),
-        a(300, false),
-        a(320, true),
-        a(400, false),
-        (ms(400), "b".to_string(), ScheduledEvent::Midi([0x90, 71, 100])),
-    ];
-    let r = render_guarded(&g, 0.9, events);
-    let ons = onsets(&r);
-    let &(onset, _) = ons.iter().find(|o| o.1 == 71).unwrap_or_else(|| panic!("B4 played: {ons:?}"));
-    let onset_ms = onset as f64 * 1e3 / sr as f64;
+    let (onset_ms, ons) = b4_onset_after_a4(&[(50, 300), (320, 400)]);
     assert!(
         (370.0..=420.0).contains(&onset_ms),
         "B4 placed at {onset_ms:.1} ms, began at 400 ms: {ons:?}"
