@@ -21,6 +21,7 @@ Loss: L1 between estimated and true stem magnitudes compressed by a power of 0.3
 between the complex spectra (normalised per example), both over all four stems.
 
     .cache/eval-venv/bin/python models/separator/train.py [--minutes M] [--resume] [--lr LR] [--hidden H]
+        [--seg-frames F] [--batch B]   # sequences of F frames (128: 0.7 s), B a step
     .cache/eval-venv/bin/python models/separator/train.py --warm-onnx ...  # from the shipped model
     .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX, fixture, manifest sha256
     .cache/eval-venv/bin/python models/separator/calibrate.py   # mask powers, on validation
@@ -134,10 +135,11 @@ def load_split(split):
     return out
 
 
-def batch(examples, rng, device):
-    n = (SEG_FRAMES - 1) * HOP + N_FFT
-    stems = np.zeros((BATCH, len(STEMS), n), np.float32)
-    for b in range(BATCH):
+def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
+    """`size` random remixes of `frames` STFT frames each: the mixture's STFT and the stems'."""
+    n = (frames - 1) * HOP + N_FFT
+    stems = np.zeros((size, len(STEMS), n), np.float32)
+    for b in range(size):
         own = rng.choice(examples)
         for k, s in enumerate(STEMS):
             src = own if rng.random() < 0.5 else rng.choice(examples)
@@ -147,7 +149,7 @@ def batch(examples, rng, device):
             gain = 10 ** (rng.uniform(-10, 2) / 20)
             stems[b, k, :len(seg)] = seg * gain
     stems = torch.from_numpy(stems).to(device)
-    return stft(stems.sum(1)), stft(stems.view(-1, n)).view(BATCH, len(STEMS), SEG_FRAMES, BINS)
+    return stft(stems.sum(1)), stft(stems.view(-1, n)).view(size, len(STEMS), frames, BINS)
 
 
 def loss_fn(net, mix, target):
@@ -158,10 +160,12 @@ def loss_fn(net, mix, target):
     return mag.abs().mean() + 0.5 * ((est - target).abs() / scale).mean()
 
 
-def validation(net, examples, device):
+def validation(net, examples, device, frames=SEG_FRAMES, size=BATCH):
+    """The loss on six fixed batches of the validation split, with the run's sequence length
+    (the state carried over a longer sequence is worth more; calibrate.py compares runs)."""
     rng = random.Random(1234)
     with torch.no_grad():
-        losses = [loss_fn(net, *batch(examples, rng, device)).item() for _ in range(6)]
+        losses = [loss_fn(net, *batch(examples, rng, device, frames, size)).item() for _ in range(6)]
     return float(np.mean(losses))
 
 
@@ -278,7 +282,7 @@ def train(a):
             net.mean.copy_(mags.mean(0))
             net.std.copy_(mags.std(0) + 1e-3)
     if not resuming and a.warm_onnx:  # the start is the bar a checkpoint must beat
-        best = validation(net, val_set, device)
+        best = validation(net, val_set, device, a.seg_frames, a.batch)
         torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
         print(f"start: val {best:.4f}", flush=True)
     if not resuming:
@@ -288,7 +292,7 @@ def train(a):
         minutes = spent + (time.time() - t0) / 60
         for group in opt.param_groups:  # cosine decay to a tenth over the run
             group["lr"] = a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
-        mix, target = batch(train_set, rng, device)
+        mix, target = batch(train_set, rng, device, a.seg_frames, a.batch)
         loss = loss_fn(net, mix, target)
         opt.zero_grad()
         loss.backward()
@@ -297,7 +301,7 @@ def train(a):
         running.append(loss.item())
         step += 1
         if step % 50 == 0:
-            val = validation(net, val_set, device)
+            val = validation(net, val_set, device, a.seg_frames, a.batch)
             minutes = spent + (time.time() - t0) / 60
             with open(os.path.join(WORK, "curve.tsv"), "a") as f:
                 f.write(f"{step}\t{minutes:.1f}\t{np.mean(running):.4f}\t{val:.4f}\n")
@@ -358,6 +362,8 @@ if __name__ == "__main__":
     ap.add_argument("--warm-onnx", action="store_true", help="start from the shipped separator.onnx")
     ap.add_argument("--hidden", type=int, default=HIDDEN, help="GRU width (a warm start widens the shipped one)")
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine decay to a tenth)")
+    ap.add_argument("--seg-frames", type=int, default=SEG_FRAMES, help="frames a training sequence")
+    ap.add_argument("--batch", type=int, default=BATCH, help="sequences a step")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     a = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
