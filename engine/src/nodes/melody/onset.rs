@@ -123,6 +123,15 @@ impl MelodyProc {
         if self.last_note == 0 || self.last_note == new || gap > GAP_LEGATO || self.last_clear16 == 0 {
             return None;
         }
+        // A rest (the level fell 12 dB or more since the old note was heard) is no blend: the new
+        // note's own attack places it.
+        let level = |h: u64| self.levels[(h % LEVELS as u64) as usize];
+        let newest = self.hops_done.saturating_sub(1);
+        let from = (self.last_clear16 / HOP as u64).max(newest.saturating_sub(LEVELS as u64 - 1));
+        let quietest = (from..=newest).map(level).fold(f32::INFINITY, f32::min);
+        if quietest < 0.25 * level(newest) {
+            return None;
+        }
         Some(self.last_clear16.saturating_sub(LEGATO_BACK))
     }
 
