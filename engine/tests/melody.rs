@@ -5,9 +5,10 @@
 mod common;
 use common::*;
 use stagebox_engine::alloc_check::CheckedAlloc;
+use stagebox_engine::audio_file::{self, Audio, WavFormat};
 use stagebox_engine::backend::offline::{render, RenderOptions, ScheduledEvent};
 use stagebox_engine::msg::FromRt;
-use stagebox_engine::{GraphDesc, NodeDesc};
+use stagebox_engine::{GraphDesc, NodeDesc, ParamValue};
 
 #[global_allocator]
 static ALLOC: CheckedAlloc = CheckedAlloc;
@@ -377,4 +378,64 @@ fn a_slur_whose_blend_reads_as_no_pitch_is_placed_where_the_old_note_was_last_he
     let ms = (onset as f64 - change as f64) * 1e3 / sr as f64;
     eprintln!("{ons:?} C#3 at {ms:.1} ms");
     assert!(ms.abs() <= 35.0, "C#3 placed {ms:.1} ms from where it began: {ons:?}");
+}
+
+/// The notes `melody` (with `params`) starts on a line of harmonic tones played from a file: A4
+/// for 0.5 s, C5 for `burst_ms` (under white noise `noise_db` below it, if any), A4 again.
+fn notes_around_a_burst(burst_ms: f64, noise_db: Option<f64>, params: &[(&str, ParamValue)]) -> Vec<u8> {
+    let sr = 48000.0;
+    let (burst_from, burst_to) = (0.5, 0.5 + burst_ms / 1e3);
+    let mut seed = 1u32;
+    let mut white = || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0 // uniform in [-1, 1): power 1/3
+    };
+    let samples: Vec<f32> = (0..48000)
+        .map(|n| {
+            let t = n as f64 / sr;
+            let burst = (burst_from..burst_to).contains(&t);
+            let hz = if burst { 523.25 } else { 440.0 };
+            let tone = (1..=3)
+                .map(|k| (2.0 * std::f64::consts::PI * hz * k as f64 * t).sin() / k as f64)
+                .sum::<f64>() as f32
+                * 0.2;
+            match noise_db {
+                // The tone's power is 0.02 * (1 + 1/4 + 1/9); the noise's scaled to `db` under it.
+                Some(db) if burst => tone + white() * (3.0 * 0.0272 * 10f64.powf(-db / 10.0)).sqrt() as f32,
+                _ => tone,
+            }
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("stagebox-test-burst-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("line-{burst_ms}-{noise_db:?}.wav"));
+    let audio = Audio {
+        sample_rate: 48000,
+        channels: 1,
+        samples,
+        wav_format: None,
+    };
+    audio_file::write_wav(&path, &audio, WavFormat::Float32).unwrap();
+    let g = graph(
+        vec![
+            node("line", "player", &[("path", s(path.to_str().unwrap()))]),
+            node("mel", "melody", params),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("line", "mel"), conn("line", "out")],
+    );
+    let notes = notes_started(&render_guarded(&g, 1.0, vec![]));
+    let _ = std::fs::remove_file(&path);
+    notes
+}
+
+#[test]
+fn a_short_rough_pitch_is_not_a_note_and_a_short_clear_one_is() {
+    // 32 ms of C5 under noise 4 dB below it (a breath, a bow's scrape, a blend between notes):
+    // YIN reads C5 roughly, so it must hold `rough_hops` more hops, and does not.
+    assert_eq!(notes_around_a_burst(32.0, Some(4.0), &[]), vec![69]);
+    assert_eq!(notes_around_a_burst(32.0, Some(4.0), &[("rough_hops", i(0))]), vec![69, 72, 69]);
+    // The same 32 ms played clearly is a note, and so is a rough one that holds 60 ms.
+    assert_eq!(notes_around_a_burst(32.0, None, &[]), vec![69, 72, 69]);
+    assert_eq!(notes_around_a_burst(60.0, Some(4.0), &[]), vec![69, 72, 69]);
 }
