@@ -439,3 +439,35 @@ fn a_short_rough_pitch_is_not_a_note_and_a_short_clear_one_is() {
     assert_eq!(notes_around_a_burst(32.0, None, &[]), vec![69, 72, 69]);
     assert_eq!(notes_around_a_burst(60.0, Some(4.0), &[]), vec![69, 72, 69]);
 }
+
+/// The notes `melody` starts when triangle voice `a` plays `from` (a 150 ms release) and voice
+/// `b` comes in on `to` over 40 ms as `a` lets go at 0.5 s: a legato change.
+fn legato_change(from: u8, to: u8) -> Vec<u8> {
+    let sr = 48000u64;
+    let g = graph(
+        vec![
+            triangle_voice("a", -6.0, 2.0, 150.0),
+            triangle_voice("b", -6.0, 40.0, 20.0),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
+    );
+    let change = sr / 2;
+    let events = vec![
+        (4800, "a".to_string(), ScheduledEvent::Midi([0x90, from, 100])),
+        (change, "a".to_string(), ScheduledEvent::Midi([0x80, from, 0])),
+        (change, "b".to_string(), ScheduledEvent::Midi([0x90, to, 100])),
+    ];
+    notes_started(&render_guarded(&g, 1.2, events))
+}
+
+#[test]
+fn a_legato_fourth_does_not_play_the_common_period_below_and_a_real_leap_down_still_plays() {
+    // D4 -> G4 and A4 -> D5 slurred: while the two sound together the waveform repeats at their
+    // common period (G2, D3: an octave and a fifth or two octaves under them), which is no note.
+    assert_eq!(legato_change(62, 67), vec![62, 67]);
+    assert_eq!(legato_change(69, 74), vec![69, 74]);
+    // A real slurred leap of two octaves down is played, only later.
+    assert_eq!(legato_change(69, 45), vec![69, 45]);
+}
