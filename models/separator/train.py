@@ -152,12 +152,30 @@ def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
     return stft(stems.sum(1)), stft(stems.view(-1, n)).view(size, len(STEMS), frames, BINS)
 
 
+SDR_WEIGHT = 0.0  # --sdr-weight
+
+
+def sdr_db(est, target):
+    """Each stem's SDR (dB) over each sequence, from the spectra (the sqrt-Hann STFT at a quarter
+    hop is a tight frame: energies in it are the waveform's times a constant), and which of them
+    count: a stem under -30 dB of its mix in that sequence has no SDR (museval skips silent
+    references too)."""
+    energy = target.abs().pow(2).sum(dim=(2, 3))
+    error = (target - est).abs().pow(2).sum(dim=(2, 3))
+    sdr = 10 * torch.log10((energy + 1e-8) / (error + 1e-8))
+    return sdr, energy > 1e-3 * energy.sum(1, keepdim=True)
+
+
 def loss_fn(net, mix, target):
     masks, _, _ = net(mix.abs())
     est = masks.permute(0, 2, 1, 3) * mix.unsqueeze(1)
     mag = (est.abs() + 1e-8) ** 0.3 - (target.abs() + 1e-8) ** 0.3
     scale = target.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-4
-    return mag.abs().mean() + 0.5 * ((est - target).abs() / scale).mean()
+    loss = mag.abs().mean() + 0.5 * ((est - target).abs() / scale).mean()
+    if SDR_WEIGHT > 0:  # minus the mean SDR over stems that sound, in tens of dB
+        sdr, sounding = sdr_db(est, target)
+        loss = loss - SDR_WEIGHT * (sdr * sounding).sum() / sounding.sum().clamp(min=1) / 10
+    return loss
 
 
 def validation(net, examples, device, frames=SEG_FRAMES, size=BATCH):
@@ -364,7 +382,9 @@ if __name__ == "__main__":
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine decay to a tenth)")
     ap.add_argument("--seg-frames", type=int, default=SEG_FRAMES, help="frames a training sequence")
     ap.add_argument("--batch", type=int, default=BATCH, help="sequences a step")
+    ap.add_argument("--sdr-weight", type=float, default=0.0, help="add minus the stems' mean SDR / 10 dB, this much")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     a = ap.parse_args()
+    SDR_WEIGHT = a.sdr_weight
     os.makedirs(WORK, exist_ok=True)
     export(a) if a.export else train(a)
