@@ -107,6 +107,22 @@ impl PartialRise {
         let swell = (rose..=steps.min(rose + SWELL_STEPS)).find(|&j| self.energy(&x[..x.len() - j * STEP], n) < now * SWELL_RATIO);
         Some((swell.unwrap_or(rose) - 1) * STEP + ONSET_IN_WINDOW)
     }
+
+    /// The energy of note `note`'s odd partials (1, 3, 5) over its even ones (2, 4, 6) in the
+    /// newest window of `x` (16 kHz, at least `WINDOW` long). A note an octave above it has only
+    /// the even ones: while the odd ones sound, `note` is still what plays.
+    pub(crate) fn odd_over_even(&mut self, x: &[f32], note: u8) -> f32 {
+        let f = hz_of(note);
+        let mut energy = [0.0f32; 2];
+        for h in 1..=PARTIALS {
+            if f * h as f32 > TOP_HZ {
+                break;
+            }
+            self.coefs[0] = 2.0 * (2.0 * std::f32::consts::PI * f * h as f32 / RATE).cos();
+            energy[h % 2] += self.energy(x, 1);
+        }
+        energy[1] / energy[0].max(1e-12)
+    }
 }
 
 #[cfg(test)]
