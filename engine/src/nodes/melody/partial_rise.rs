@@ -1,12 +1,14 @@
-//! Where a legato note began, from its own partials (`melody`). Runs on the audio thread, inside
-//! the `melody` processor, once per legato note change: fixed tables, bounded work (at most
-//! `LOOK_STEPS` windows of `WINDOW` samples for each partial), no allocation.
+//! Where a legato note began, and whether a note still sounds, from partials (`melody`). Runs on
+//! the audio thread, inside the `melody` processor: `onset_back` once per legato note change (at
+//! most `LOOK_STEPS` windows of `WINDOW` samples for each partial), `odd_over_even` on the hops
+//! an octave-up candidate waits (one window for each of six partials); fixed tables, no
+//! allocation.
 //!
 //! In a slurred line (bowed strings, voices, winds) the next note fades in under the last one,
 //! and YIN hears it as the pitch only once it dominates, 50-150 ms after it began. Its partials
 //! that are not the old note's, though, rise from nothing the moment it sounds. This walks back
 //! from now over windows of the recent audio and finds where their energy was still 9 dB under
-//! what it is now.
+//! what it is now (15 dB for a slow swell).
 
 /// Sample rate of the audio it reads (the tracker's 16 kHz).
 const RATE: f32 = 16000.0;
