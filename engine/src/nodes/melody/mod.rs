@@ -107,7 +107,7 @@ const PARAMS: &[ParamSpec] = &[
         0,
         10,
         3,
-        "more hops a pitch must hold when YIN read it roughly (a noisy or blended period) on any of them",
+        "more hops a pitch must hold while YIN reads it roughly (a noisy or blended period)",
     ),
     // 8 (32 ms): mean onset F1 on the validation part, FluidR3_GM / TimGM6mb: 4 hops 0.745 /
     // 0.823, 6 0.757 / 0.830, 8 0.764 / 0.832, 12 0.766 / 0.835, 16 0.767 / 0.836 (a breath, a
