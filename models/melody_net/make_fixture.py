@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Renders the test clips for models/tests/melody_net.rs (reproducible), FluidR3_GM through
 FluidSynth, mono 16-bit at 22050 Hz, and their notes: a nylon-guitar line (plucked: the attack
-network's first use) and a slurred cello line (cello is never in the network's training
-material: a validation instrument of scripts/eval/make_families.py), neither line in the
-evaluation set.
+network's first use), a slurred cello line (cello is never in the network's training
+material: a validation instrument of scripts/eval/make_families.py) and the guitar's line on
+FluidR3_GM's percussive organ (its 16-foot stop sounds an octave under each key: YIN alone
+reads that octave), no line in the evaluation set.
 
     .cache/eval-venv/bin/python models/melody_net/make_fixture.py
 """
@@ -47,3 +48,4 @@ def render(name, program, notes):
 
 render("guitar_line", 24, NOTES)
 render("cello_slur", 42, SLUR)
+render("organ_line", 17, NOTES)

@@ -1,5 +1,6 @@
 //! `melody`: the pitch network's two uses. During an attack it names the note before YIN hears
-//! a clean period (`attack_note`); before YIN starts a note it may hold it back (`net_verdict`).
+//! a clean period (`attack_note`); before YIN starts a note it may hold it back, or name the
+//! octave above it (`net_verdict`).
 //! Runs on the audio thread, inside the processor's hop (at most two network runs a hop, no
 //! allocation).
 
@@ -14,6 +15,13 @@ const NET_PERIODIC: f32 = 0.6;
 const ATTACK_RISE: f32 = 1.4;
 /// Hops after an attack during which the network may name its note (48 ms).
 const ATTACK_HOPS: u32 = 12;
+/// Calls in a row (4 ms apart while a note waits; the count runs on over notes) on which the network must name the octave above YIN's new note
+/// for that octave to play. Mean onset F1 on the training part's lines (which hold the organs:
+/// the validation part has none), FluidR3_GM / TimGM6mb, and on the validation part: never
+/// 0.847 / 0.847 and 0.801 / 0.861; 1 call 0.865 / 0.872 and 0.796 / 0.856 (the network names
+/// the octave above a bassoon's or a voice's low note now and then); 3 calls 0.865 / 0.874 and
+/// 0.801 / 0.858; 5 calls 0.865 / 0.873 and 0.801 / 0.861 (keys 0.773 / 0.729 -> 0.876 / 0.882).
+const OCTAVE_UP_HOPS: u32 = 5;
 
 impl MelodyProc {
     /// The attack detector and the pitch network, at hop `h` (level `rms`; `strict`: what YIN
@@ -85,14 +93,21 @@ impl MelodyProc {
     /// The note to start where YIN would start `k`: `k`, unless the pitch network, on the newest
     /// audio, surely names another (the blend of two notes in a legato change reads as a pitch
     /// between them for a while, a breathy or bowed attack as a stray period: the network hears
-    /// the whole spectrum): none yet. At most two network runs a hop (this and `attack_note`).
-    /// (Taking the network's note instead when it is an octave from YIN's scored lower on the
-    /// validation part: 0.717 / 0.754 up an octave only, 0.702 / 0.734 either way.)
+    /// the whole spectrum): none yet; or the octave above `k` when the network has named it
+    /// surely on `OCTAVE_UP_HOPS` calls in a row (an organ's 16-foot stop sounds an octave
+    /// under the key, and is the sound's true period: YIN reads it; the network, trained on
+    /// organs labelled by their keys, names the key). At most two network runs a hop (this and
+    /// `attack_note`). (Taking the network's note at once when it is an octave from YIN's scored
+    /// lower on the validation part: 0.717 / 0.754 up an octave only, 0.702 / 0.734 either way.)
     pub(super) fn net_verdict(&mut self, k: u8) -> Option<u8> {
         let Some(net) = self.net.as_mut() else {
             return Some(k);
         };
-        match net.run(&self.buf[self.pos..self.pos + self.span]) {
+        let named = net.run(&self.buf[self.pos..self.pos + self.span]);
+        let up = matches!(named, (Some(n), p) if n == k + 12 && p >= NET_VETO);
+        self.up_count = if up { self.up_count + 1 } else { 0 };
+        match named {
+            (Some(n), _) if up && self.up_count >= OCTAVE_UP_HOPS => Some(n),
             (Some(n), p) if n != k && p >= NET_VETO => None,
             _ => Some(k),
         }

@@ -194,6 +194,12 @@ struct MelodyProc {
     regap: bool,
     /// The last note started (0 before any).
     last_note: u8,
+    /// YIN hears the sounding note an octave below it, and the network names the note itself
+    /// (`attack::net_verdict`): an organ's 16-foot stop under its key.
+    octave_up: bool,
+    /// Calls in a row on which the network named the octave above YIN's new note (over notes:
+    /// an organ keeps its stop; any other answer starts the count again).
+    up_count: u32,
     /// The sounding note's onset (16 kHz time) and the note it took over from (legato).
     active_onset: u64,
     active_from: Option<u8>,
@@ -254,6 +260,7 @@ impl MelodyProc {
         }
         self.push_event([0x90 | ch, k, vel], onset);
         self.active = Some(k);
+        self.octave_up = false;
         self.active_onset = onset;
         self.active_from = old;
         self.last_note = k;
@@ -272,12 +279,13 @@ impl MelodyProc {
         } else {
             None
         };
+        let below = if self.octave_up { 12.0 } else { 0.0 };
         let pitch = match (strict, self.active) {
             // A sounding note is followed further down its decay and through rougher periods,
             // as long as the pitch stays its own.
             (None, Some(a)) if voiced => self
                 .pick(self.threshold * HOLD_THRESHOLD)
-                .filter(|&(f, _)| (f - a as f32).abs() < 0.8),
+                .filter(|&(f, _)| (f - a as f32).abs() < 0.8 || (f + below - a as f32).abs() < 0.8),
             (p, _) => p,
         };
         // Hop number h is the hop at 16 kHz time h * HOP.
@@ -357,6 +365,11 @@ impl MelodyProc {
     /// new note, starts it when it has held long enough, strikes the sounding one again on a
     /// jump in level (`rms` against `prev_rms`, 16 ms before), and bends the sounding one.
     fn voiced_hop(&mut self, p: f32, aperiodicity: f32, h: u64, rms: f32, prev_rms: f32, now16: u64) {
+        // The sounding note heard an octave below (`octave_up`) is the sounding note.
+        let p = match self.active {
+            Some(a) if self.octave_up && (p + 12.0 - a as f32).abs() < 0.8 => p + 12.0,
+            _ => p,
+        };
         let gap = self.unvoiced;
         self.unvoiced = 0;
         // Hysteresis: a sounding note holds through bends of up to 0.8 semitone.
@@ -424,9 +437,15 @@ impl MelodyProc {
             (true, true) => self.net_verdict(k),
             (true, false) => Some(k),
         };
-        if let Some(note) = play {
+        let up = play.is_some_and(|note| note == k + 12);
+        if up && self.active == play {
+            // YIN reads the sounding note an octave below: it goes on.
+            self.octave_up = true;
+            self.candidate = play;
+        } else if let Some(note) = play {
             let onset = if restrike { now16 } else { self.onset_of(k, note, rms, now16) };
             self.start_note(note, rms, onset, now16);
+            self.octave_up = up;
             if restrike {
                 self.cand_count = 0;
             }
@@ -614,6 +633,8 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
             regap: false,
             last_off16: 0,
             last_note: 0,
+            octave_up: false,
+            up_count: 0,
             active_onset: 0,
             active_from: None,
             out: [([0; 3], 0); 8],
