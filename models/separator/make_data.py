@@ -60,6 +60,15 @@ MORE_TRAIN = {
     "bass": [35, 36, 37],
     "kit": [],
 }
+# Variants from the fourth on (`--variants 5`) draw from these as well: more basses and
+# accompaniments (the test split's basses include a contrabass and a tuba, its harmony a choir
+# and a drawbar organ, which no training program resembled closely), none in a test pool.
+EXTRA_TRAIN = {
+    "lead": [23, 59, 78, 79, 85, 62],
+    "other": [3, 7, 17, 28, 51, 53, 91, 92, 94],
+    "bass": [44, 45, 62, 67, 87, 20],
+    "kit": [],
+}
 COMPOSERS = {"bach": 120, "palestrina": 80, "monteverdi": 50, "trecento": 40, "haydn": 9, "mozart": 16, "beethoven": 26}
 EXCERPT_SECS = 30.0
 # GM drum keys
@@ -190,6 +199,8 @@ def example(job):
     pool = POOLS["test" if split == "test" else "train"]
     if variant > 0:
         pool = {role: programs + MORE_TRAIN[role] for role, programs in pool.items()}
+    if variant > 2:
+        pool = {role: programs + EXTRA_TRAIN[role] for role, programs in pool.items()}
     ident = hashlib.sha1(seed.encode()).hexdigest()[:12]
     folder = os.path.join(out, split, ident)
     if os.path.exists(os.path.join(folder, "meta.json")):

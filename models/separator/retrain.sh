@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# Re-trains the separator from nothing: the tools, the renders, the training, the mask powers
-# chosen on the validation split (calibrate.py), the export (ONNX, the test fixture, the
+# Re-trains the separator from nothing: the tools, the renders, three legs of training, the mask
+# powers chosen on the validation split (calibrate.py), the export (ONNX, the test fixture, the
 # manifest's sha256), then the evaluation on the test split.
-#   models/separator/retrain.sh [TRAIN_MINUTES]     (default 40; resumes a stopped run)
+#   models/separator/retrain.sh [LEG1_MIN] [LEG2_MIN] [LEG3_MIN]    (default 75 100 85)
+# The legs are the stages the shipped model went through (BENCHMARKS.md, v1 to v5):
+#   1. from nothing, 0.7 s sequences, 8 a step, peak rate 1e-3;
+#   2. from leg 1's best, 2.7 s sequences (512 frames), 4 a step, peak rate 3e-4;
+#   3. from leg 2's best, the stems' SDR in the loss (--sdr-weight 1), peak rate 2e-4.
+# (The shipped model's first stage was trained at GRU width 160 and widened to 256; here the
+# first leg trains at 256 from the start.) Each leg resumes from its checkpoint when it is run
+# again, and a finished leg is skipped, so a stopped run goes on where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-minutes=${1:-40}
+leg1=${1:-75}
+leg2=${2:-100}
+leg3=${3:-85}
 scripts/eval/setup.sh
 py=.cache/eval-venv/bin/python
 $py -c "import torch, onnx, museval" 2>/dev/null || .cache/eval-venv/bin/pip install -q torch onnx museval "setuptools<80"
-$py models/separator/make_data.py --pieces 300 --variants 3
-$py models/separator/train.py --minutes "$minutes" --resume
-$py models/separator/calibrate.py
-$py models/separator/train.py --export
+$py models/separator/make_data.py --pieces 300 --variants 5
+work=.cache/separator_retrain
+mkdir -p $work/1 $work/2 $work/3
+SEPARATOR_WORK=$work/1 $py models/separator/train.py --minutes "$leg1" --resume
+[ -e $work/2/warm.pt ] || cp $work/1/best.pt $work/2/warm.pt
+SEPARATOR_WORK=$work/2 $py models/separator/train.py --minutes "$leg2" --resume --lr 3e-4 --seg-frames 512 --batch 4
+[ -e $work/3/warm.pt ] || cp $work/2/best.pt $work/3/warm.pt
+SEPARATOR_WORK=$work/3 $py models/separator/train.py --minutes "$leg3" --resume --lr 2e-4 --seg-frames 512 --batch 4 --sdr-weight 1
+SEPARATOR_WORK=$work/3 $py models/separator/calibrate.py --out $work/3/calibration.json
+cp $work/3/calibration.json models/separator/calibration.json
+SEPARATOR_WORK=$work/3 $py models/separator/train.py --export
 cargo build --release -p stagebox
 $py models/separator/evaluate.py
