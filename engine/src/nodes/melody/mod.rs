@@ -295,6 +295,9 @@ impl MelodyProc {
         self.hops_done = h + 1;
         self.voiced = pitch.is_some() as u8 as f32;
         if let Some((p, _)) = pitch {
+            // The sounding note heard an octave below (`octave_up`) is the note's f0 too.
+            let up = self.active.is_some_and(|a| (p + below - a as f32).abs() < 0.8);
+            let p = if up { p + below } else { p };
             self.f0_hz = 440.0 * 2f32.powf((p - 69.0) / 12.0);
         }
 
