@@ -6,9 +6,13 @@
 # The legs are the stages the shipped model went through (BENCHMARKS.md, v1 to v5):
 #   1. from nothing, 0.7 s sequences, 8 a step, peak rate 1e-3;
 #   2. from leg 1's best, 2.7 s sequences (512 frames), 4 a step, peak rate 3e-4;
-#   3. from leg 2's best, the stems' SDR in the loss (--sdr-weight 1), peak rate 2e-4.
-# (The shipped model's first stage was trained at GRU width 160 and widened to 256; here the
-# first leg trains at 256 from the start.) Each leg resumes from its checkpoint when it is run
+#   3. from leg 2's best, the stems' SDR in the loss (--sdr-weight 1), peak rate 2e-4; its last
+#      checkpoint is kept (v5: the validation loss in training did not predict the validation
+#      mixes' SDR).
+# (The shipped model's first stage was trained at GRU width 160 and widened to 256, its first
+# stages saw three renders of each training piece, and its third stage was two runs of 85 min:
+# v4, the best validation loss, then v5 from v4 on all five renders, the last checkpoint; here
+# every leg sees the five renders and the first trains at 256 from the start.) Each leg resumes from its checkpoint when it is run
 # again, and a finished leg is skipped, so a stopped run goes on where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +30,7 @@ SEPARATOR_WORK=$work/1 $py models/separator/train.py --minutes "$leg1" --resume
 SEPARATOR_WORK=$work/2 $py models/separator/train.py --minutes "$leg2" --resume --lr 3e-4 --seg-frames 512 --batch 4
 [ -e $work/3/warm.pt ] || cp $work/2/best.pt $work/3/warm.pt
 SEPARATOR_WORK=$work/3 $py models/separator/train.py --minutes "$leg3" --resume --lr 2e-4 --seg-frames 512 --batch 4 --sdr-weight 1
+SEPARATOR_WORK=$work/3 $py models/separator/train.py --take-last
 SEPARATOR_WORK=$work/3 $py models/separator/calibrate.py --out $work/3/calibration.json
 cp $work/3/calibration.json models/separator/calibration.json
 SEPARATOR_WORK=$work/3 $py models/separator/train.py --export
