@@ -15,8 +15,8 @@ const NET_PERIODIC: f32 = 0.6;
 const ATTACK_RISE: f32 = 1.4;
 /// Hops after an attack during which the network may name its note (48 ms).
 const ATTACK_HOPS: u32 = 12;
-/// Calls in a row (4 ms apart while a note waits; the count runs on over notes) on which the network must name the octave above YIN's new note
-/// for that octave to play. Mean onset F1 on the training part's lines (which hold the organs:
+/// Calls in a row (4 ms apart while a note waits; the count runs on over notes) on which the
+/// network must name the octave above YIN's new note for that octave to play. Mean onset F1 on the training part's lines (which hold the organs:
 /// the validation part has none), FluidR3_GM / TimGM6mb, and on the validation part: never
 /// 0.847 / 0.847 and 0.801 / 0.861; 1 call 0.865 / 0.872 and 0.796 / 0.856 (the network names
 /// the octave above a bassoon's or a voice's low note now and then); 3 calls 0.865 / 0.874 and

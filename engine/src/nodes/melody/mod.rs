@@ -279,15 +279,15 @@ impl MelodyProc {
         } else {
             None
         };
-        let below = if self.octave_up { 12.0 } else { 0.0 };
         let pitch = match (strict, self.active) {
             // A sounding note is followed further down its decay and through rougher periods,
             // as long as the pitch stays its own.
             (None, Some(a)) if voiced => self
                 .pick(self.threshold * HOLD_THRESHOLD)
-                .filter(|&(f, _)| (f - a as f32).abs() < 0.8 || (f + below - a as f32).abs() < 0.8),
+                .filter(|&(f, _)| (self.as_sounding(f) - a as f32).abs() < 0.8),
             (p, _) => p,
-        };
+        }
+        .map(|(f, aperiodicity)| (self.as_sounding(f), aperiodicity));
         // Hop number h is the hop at 16 kHz time h * HOP.
         let h = self.n16 / HOP as u64;
         self.levels[(h % LEVELS as u64) as usize] = rms;
@@ -295,9 +295,6 @@ impl MelodyProc {
         self.hops_done = h + 1;
         self.voiced = pitch.is_some() as u8 as f32;
         if let Some((p, _)) = pitch {
-            // The sounding note heard an octave below (`octave_up`) is the note's f0 too.
-            let up = self.active.is_some_and(|a| (p + below - a as f32).abs() < 0.8);
-            let p = if up { p + below } else { p };
             self.f0_hz = 440.0 * 2f32.powf((p - 69.0) / 12.0);
         }
 
@@ -368,11 +365,6 @@ impl MelodyProc {
     /// new note, starts it when it has held long enough, strikes the sounding one again on a
     /// jump in level (`rms` against `prev_rms`, 16 ms before), and bends the sounding one.
     fn voiced_hop(&mut self, p: f32, aperiodicity: f32, h: u64, rms: f32, prev_rms: f32, now16: u64) {
-        // The sounding note heard an octave below (`octave_up`) is the sounding note.
-        let p = match self.active {
-            Some(a) if self.octave_up && (p + 12.0 - a as f32).abs() < 0.8 => p + 12.0,
-            _ => p,
-        };
         let gap = self.unvoiced;
         self.unvoiced = 0;
         // Hysteresis: a sounding note holds through bends of up to 0.8 semitone.
@@ -455,6 +447,15 @@ impl MelodyProc {
             self.regap = false;
         }
         self.send_bend(p, now16);
+    }
+
+    /// Pitch `f` (fractional MIDI) as the sounding note's: YIN's reading an octave under the
+    /// sounding note while `octave_up` is that note (and its f0, and its bends).
+    fn as_sounding(&self, f: f32) -> f32 {
+        match self.active {
+            Some(a) if self.octave_up && (f + 12.0 - a as f32).abs() < 0.8 => f + 12.0,
+            _ => f,
+        }
     }
 
     /// Whether note `a`'s odd partials still sound within `ODD_EVEN` of its even ones.
