@@ -180,6 +180,12 @@ def main():
     report(rows)
 
 
+def soundfonts(rows):
+    """The SoundFonts (or `recording`, scripts/eval/make_real.py) the rows were rendered with."""
+    order = ["fluidr3", "timgm6mb"]
+    return order + sorted({r["soundfont"] for r in rows} - set(order))
+
+
 def report(rows):
     def agg(sel):
         if not sel:
@@ -200,7 +206,7 @@ def report(rows):
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind in ("poly", "single"):
         for system in ("stagebox basic_pitch", "offline Basic Pitch", "stagebox melody"):
-            for sf in ("fluidr3", "timgm6mb"):
+            for sf in soundfonts(rows):
                 for attack in ("fast", "slow", "all"):
                     sel = [r for r in rows if r["kind"] == kind and r["system"] == system and r["soundfont"] == sf and (attack == "all" or r["attack"] == attack)]
                     a = agg(sel)
@@ -228,7 +234,7 @@ def report_families(rows, agg):
     families = sorted({group(r) for r in rows if "family" in r}) + ["all single", "all poly"]
     for family in families:
         for system in ("stagebox melody", "stagebox basic_pitch", "offline Basic Pitch"):
-            for sf in ("fluidr3", "timgm6mb"):
+            for sf in soundfonts(rows):
                 every = {"all single": "single", "all poly": "poly"}.get(family)
                 sel = [r for r in rows if r["system"] == system and r["soundfont"] == sf and (r["kind"] == every if every else group(r) == family)]
                 a = agg(sel)
