@@ -53,6 +53,28 @@ def with_powers(powers, masks):
     return m / m.sum(0, keepdims=True)
 
 
+def validation_tracks(limit):
+    """The first `limit` finished validation examples (sorted by id: the same every run)."""
+    root = os.path.join(T.DATA, "val")
+    names = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))[:limit]
+    return [os.path.join(root, d) for d in names]
+
+
+def score(net, limit=16):
+    """The network as it is (no powers) on the validation mixes: the median over examples of
+    each stem's median SDR (dB, museval), as main() scores its first candidate. train.py
+    --select-sdr keeps the checkpoint that scores best here."""
+    was_training = net.training
+    net.eval()
+    sdrs = []
+    for folder in validation_tracks(limit):
+        stems, mix = ev.load_example(folder, SECONDS)
+        masks, x = masks_of(net, mix)
+        sdrs.append(ev.sdr(stems, ev.masked(masks, x, len(mix))))
+    net.train(was_training)
+    return [float(v) for v in np.nanmedian(np.array(sdrs), axis=0)]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=16)
@@ -61,15 +83,14 @@ def main():
     torch.set_num_threads(1)
     net = T.load_best()
     net.eval()
-    root = os.path.join(T.DATA, "val")
-    tracks = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))[: a.limit]
+    tracks = validation_tracks(a.limit)
     scores = [[] for _ in CANDIDATES]
     for t in tracks:
-        stems, mix = ev.load_example(os.path.join(root, t), SECONDS)
+        stems, mix = ev.load_example(t, SECONDS)
         masks, x = masks_of(net, mix)
         for k, powers in enumerate(CANDIDATES):
             scores[k].append(ev.sdr(stems, ev.masked(with_powers(powers, masks), x, len(mix))))
-        print(t, [[round(v, 1) for v in s[-1]] for s in scores], flush=True)
+        print(os.path.basename(t), [[round(v, 1) for v in s[-1]] for s in scores], flush=True)
     medians = [np.nanmedian(np.array(s), axis=0) for s in scores]
     for powers, med in zip(CANDIDATES, medians):
         print(f"powers {powers}: median SDR {[round(float(v), 2) for v in med]}, mean {np.mean(med):.3f}")

@@ -23,6 +23,9 @@ between the complex spectra (normalised per example), both over all four stems.
     .cache/eval-venv/bin/python models/separator/train.py [--minutes M] [--resume] [--lr LR] [--hidden H]
         [--seg-frames F] [--batch B]   # sequences of F frames (128: 0.7 s), B a step
     .cache/eval-venv/bin/python models/separator/train.py --warm-onnx ...  # from the shipped model
+    .cache/eval-venv/bin/python models/separator/train.py ... --select-sdr 400  # keep the best validation-mix SDR
+    .cache/eval-venv/bin/python models/separator/train.py ... --snapshots  # each 2-min checkpoint's network kept
+    .cache/eval-venv/bin/python models/separator/train.py --average MIN  # the mean of the last MIN minutes' snapshots
     .cache/eval-venv/bin/python models/separator/train.py --take-last  # the last checkpoint, not the best loss
     .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX, fixture, manifest sha256
     .cache/eval-venv/bin/python models/separator/calibrate.py   # mask powers, on validation
@@ -300,8 +303,8 @@ def train(a):
             mags = torch.cat([torch.log1p(batch(train_set, rng, device)[0].abs()).reshape(-1, BINS) for _ in range(8)])
             net.mean.copy_(mags.mean(0))
             net.std.copy_(mags.std(0) + 1e-3)
-    if not resuming and a.warm_onnx:  # the start is the bar a checkpoint must beat
-        best = validation(net, val_set, device, a.seg_frames, a.batch)
+    if not resuming and (a.warm_onnx or a.select_sdr):  # the start is the bar a checkpoint must beat
+        best = -select_sdr(net, 0, 0.0) if a.select_sdr else validation(net, val_set, device, a.seg_frames, a.batch)
         torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
         print(f"start: val {best:.4f}", flush=True)
     if not resuming:
@@ -326,14 +329,54 @@ def train(a):
                 f.write(f"{step}\t{minutes:.1f}\t{np.mean(running):.4f}\t{val:.4f}\n")
             print(f"step {step} {minutes:.1f} min train {np.mean(running):.4f} val {val:.4f}", flush=True)
             running = []
-            if val < best:
+            if not a.select_sdr and val < best:
                 best = val
+                torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
+        if a.select_sdr and step % a.select_sdr == 0:
+            score = -select_sdr(net, step, spent + (time.time() - t0) / 60)
+            if score < best:
+                best = score
                 torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
         if time.time() - last_save > 120:
             minutes = spent + (time.time() - t0) / 60
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                         "minutes": minutes, "rng": rng.getstate()}, ckpt)
+            if a.snapshots:  # the network alone, for --average
+                os.makedirs(os.path.join(WORK, "snaps"), exist_ok=True)
+                torch.save({"net": net.state_dict(), "step": step, "minutes": minutes},
+                           os.path.join(WORK, "snaps", f"step_{step:06d}.pt"))
             last_save = time.time()
+
+
+def select_sdr(net, step, minutes):
+    """The mean over stems of the validation mixes' median SDR (calibrate.py's score: 16
+    examples, 20 s each, museval), appended to WORK/sdr.tsv. v5 showed the validation loss
+    (random remixes of 2.7 s crops) and this disagree; this is what evaluate.py reports."""
+    import calibrate
+
+    medians = calibrate.score(net)
+    mean = float(np.mean(medians))
+    path = os.path.join(WORK, "sdr.tsv")
+    if not os.path.exists(path):
+        open(path, "w").write("step\tminutes\t" + "\t".join(STEMS) + "\tmean\n")
+    with open(path, "a") as f:
+        f.write(f"{step}\t{minutes:.1f}\t" + "\t".join(f"{v:.3f}" for v in medians) + f"\t{mean:.3f}\n")
+    print(f"step {step}: validation mixes' SDR {[round(v, 2) for v in medians]}, mean {mean:.3f}", flush=True)
+    return mean
+
+
+def average(minutes_back):
+    """The mean of the snapshots' weights (WORK/snaps, from --snapshots) over the run's last
+    `minutes_back` minutes, as WORK/best.pt (the one calibrate.py and --export read): late in a
+    run the weights wander around a point that scores better than any one of them."""
+    snaps = [torch.load(os.path.join(WORK, "snaps", f), map_location="cpu", weights_only=False)  # our own
+             for f in sorted(os.listdir(os.path.join(WORK, "snaps"))) if f.endswith(".pt")]
+    end = max(c["minutes"] for c in snaps)
+    chosen = [c["net"] for c in snaps if c["minutes"] >= end - minutes_back]
+    mean = {k: sum(sd[k].double() for sd in chosen).div(len(chosen)).to(v.dtype) if v.is_floating_point() else v
+            for k, v in chosen[-1].items()}
+    torch.save(mean, os.path.join(WORK, "best.pt"))
+    print(f"best.pt <- the mean of {len(chosen)} snapshots from minute {end - minutes_back:.1f} to {end:.1f}")
 
 
 def take_last():
@@ -395,11 +438,18 @@ if __name__ == "__main__":
     ap.add_argument("--batch", type=int, default=BATCH, help="sequences a step")
     ap.add_argument("--sdr-weight", type=float, default=0.0, help="add minus the stems' mean SDR / 10 dB, this much")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
+    ap.add_argument("--select-sdr", type=int, default=0, metavar="N",
+                    help="every N steps score the validation mixes' SDR (calibrate.py) and keep the best by it")
+    ap.add_argument("--snapshots", action="store_true", help="keep each 2-minute checkpoint's network in WORK/snaps")
+    ap.add_argument("--average", type=float, default=0.0, metavar="MIN",
+                    help="make the mean of the snapshots of the run's last MIN minutes the one calibrate.py and --export use")
     ap.add_argument("--take-last", action="store_true", help="make the last checkpoint the one calibrate.py and --export use")
     a = ap.parse_args()
     SDR_WEIGHT = a.sdr_weight
     os.makedirs(WORK, exist_ok=True)
     if a.take_last:
         take_last()
+    elif a.average:
+        average(a.average)
     else:
         export(a) if a.export else train(a)
