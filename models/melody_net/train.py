@@ -18,7 +18,7 @@ labelled with the note sounding 6 ms before the window's end (the synths' attack
 below -50 dBFS.
 
 Then a fine-tune (`--fine-tune`, from net.bin as it is: run it once, after the first command):
-FT_EPOCHS passes at a tenth of the rate over FT_SHARE of those frames and, twice over, 24 lines
+FT_EPOCHS passes at a fifth of the rate over FT_SHARE of those frames and, twice over, 24 lines
 on tonewheel organs synthesised here with random drawbar registrations (`organ_line`: an organ
 whose 16-foot bar is out sounds an octave under its key; the label is the key). A network
 trained again from nothing with the organs moved every decision the node was tuned around
@@ -330,6 +330,8 @@ def fine_tuned(X, Y, epochs, lr):
 
 
 def held_out_accuracy(net, held, label):
+    if not held:  # no organ lines outside the fine-tune
+        return
     for name, sel in (("all frames", None), ("attack frames (first 60 ms)", True)):
         hx = np.concatenate([a if sel is None else a[c] for a, _, c, _ in held])
         hy = np.concatenate([b if sel is None else b[c] for _, b, c, _ in held])
