@@ -28,6 +28,7 @@ pub mod param;
 pub mod pitchnet;
 pub mod processor;
 pub mod rate_change;
+pub mod sliding_spectrum;
 pub mod spectral;
 pub mod stats;
 pub mod voices;

@@ -126,6 +126,17 @@ impl Stft {
     where
         F: FnMut(&[Spectrum], &mut [Spectrum]),
     {
+        self.process_with_history(inputs, outputs, frames, |i, _, o| spectral(i, o));
+    }
+
+    /// As `process`, the callback also given each input channel's last `fft_size` samples, the
+    /// newest last (the samples the frame's spectra were taken from, before the window): for a
+    /// node that analyses the same signal another way too (a longer window ending at the same
+    /// sample). Audio thread: no allocation.
+    pub fn process_with_history<F>(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]], frames: usize, mut spectral: F)
+    where
+        F: FnMut(&[Spectrum], &[Vec<f32>], &mut [Spectrum]),
+    {
         let mut done = 0;
         while done < frames {
             let take = (self.hop - self.filled).min(frames - done);
@@ -146,7 +157,7 @@ impl Stft {
     }
 
     /// One hop: analyse, call back, synthesise, advance the buffers.
-    fn frame_step<F: FnMut(&[Spectrum], &mut [Spectrum])>(&mut self, spectral: &mut F) {
+    fn frame_step<F: FnMut(&[Spectrum], &[Vec<f32>], &mut [Spectrum])>(&mut self, spectral: &mut F) {
         for (h, s) in self.history.iter().zip(self.spec_in.iter_mut()) {
             for ((f, x), w) in self.frame.iter_mut().zip(h).zip(&self.analysis) {
                 *f = x * w;
@@ -157,7 +168,7 @@ impl Stft {
         for s in self.spec_out.iter_mut() {
             s.fill(Complex::default());
         }
-        spectral(&self.spec_in, &mut self.spec_out);
+        spectral(&self.spec_in, &self.history, &mut self.spec_out);
         let (n, hop) = (self.n, self.hop);
         for (a, s) in self.acc.iter_mut().zip(self.spec_out.iter_mut()) {
             // A real signal's DC and Nyquist bins are real; a callback may have left them not.

@@ -43,7 +43,8 @@ def masks_of(net, mix):
     x = ev.spectrum(mix)
     mag = np.abs(x) * ev.WINDOW.sum()  # scipy scales by 1/sum(window); the network saw torch's unscaled STFT
     with torch.no_grad():
-        m, _, _ = net(torch.from_numpy(mag.T.astype(np.float32))[None])
+        long = T.long_stft(torch.from_numpy(mix.astype(np.float32)))[None] if net.long else None
+        m, _, _ = net(torch.from_numpy(mag.T.astype(np.float32))[None], long=long)
     return m[0].numpy().transpose(1, 2, 0), x
 
 

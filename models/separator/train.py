@@ -55,6 +55,10 @@ DATA = os.path.join(ROOT, ".cache", "separator", "data")
 WORK = os.environ.get("SEPARATOR_WORK", os.path.dirname(DATA))  # checkpoints, curve
 SR, N_FFT, HOP = 48000, 1024, 256
 BINS = N_FFT // 2 + 1
+# The long window (v7): a 4096-sample Hann frame ending at the same sample as the short frame
+# (no added latency), its lowest LONG_BINS bins (11.7 Hz apart, to 3 kHz) as a second input,
+# where the short frame's bins (47 Hz apart) cannot tell a bass note from the harmony's.
+LONG_FFT, LONG_BINS, LONG_HIDDEN = 4096, 256, 128
 STEMS = ["drums", "bass", "lead", "other"]
 HIDDEN = 256  # v2; v1 had 160
 LOCAL = 12  # channels of the local path
@@ -72,10 +76,23 @@ def window():
     return torch.hann_window(N_FFT, periodic=True).sqrt()
 
 
+def long_window():
+    return torch.hann_window(LONG_FFT, periodic=True)
+
+
+def long_stft(x):
+    """The long frames' low magnitudes, one per short frame: [.., frames, LONG_BINS]. A long
+    frame ends where its short frame ends (the signal is zero before its start)."""
+    padded = torch.nn.functional.pad(x, (LONG_FFT - N_FFT, 0))
+    spec = torch.stft(padded, LONG_FFT, HOP, window=long_window().to(x.device), center=False, return_complex=True)
+    return spec[..., :LONG_BINS, :].abs().transpose(-1, -2)
+
+
 class Separator(nn.Module):
-    def __init__(self, hidden=HIDDEN):
+    def __init__(self, hidden=HIDDEN, long=True):
         super().__init__()
         self.hidden = hidden
+        self.long = long
         self.register_buffer("mean", torch.zeros(BINS))
         self.register_buffer("std", torch.ones(BINS))
         # Per-stem mask powers (calibrate.py; ones while training): each mask to its power p,
@@ -88,23 +105,40 @@ class Separator(nn.Module):
         self.local2 = nn.Conv2d(LOCAL, len(STEMS), (1, 9), padding=(0, 4))
         nn.init.zeros_(self.local2.weight)  # starts as the global path alone (a warm start)
         nn.init.zeros_(self.local2.bias)
+        if long:  # the long window's branch: into the GRU's input and straight to the logits
+            self.register_buffer("long_mean", torch.zeros(LONG_BINS))
+            self.register_buffer("long_std", torch.ones(LONG_BINS))
+            self.long_a = nn.Linear(LONG_BINS, LONG_HIDDEN)
+            self.long_inp = nn.Linear(LONG_HIDDEN, hidden)
+            self.long_out = nn.Linear(LONG_HIDDEN, len(STEMS) * BINS)
+            for layer in (self.long_inp, self.long_out):  # starts as the network without it
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def standardise(self, mag):
         return (torch.log1p(mag) - self.mean) / self.std
 
-    def forward(self, mag, state=None, history=None):
-        """mag: [batch, frames, bins] magnitudes -> masks [batch, frames, 4, bins], GRU state,
-        the last HISTORY standardised frames. `history` [batch, HISTORY, bins] (zeros if None)."""
+    def forward(self, mag, state=None, history=None, long=None):
+        """mag: [batch, frames, bins] magnitudes (and `long`: [batch, frames, LONG_BINS], the
+        long frames' low magnitudes, where the network has the branch) -> masks [batch, frames,
+        4, bins], GRU state, the last HISTORY standardised frames. `history` [batch, HISTORY,
+        bins] (zeros if None)."""
         x = self.standardise(mag)
         b, t, _ = x.shape
         if history is None:
             history = torch.zeros(b, HISTORY, BINS, device=x.device)
         ctx = torch.cat([history, x], dim=1)
         local = self.local2(torch.tanh(self.local1(ctx.unsqueeze(1))))  # [b, 4, t, bins]
-        h = torch.tanh(self.inp(x))
+        pre = self.inp(x)
+        if self.long:
+            g = torch.tanh(self.long_a((torch.log1p(long) - self.long_mean) / self.long_std))
+            pre = pre + self.long_inp(g)
+        h = torch.tanh(pre)
         y, state = self.gru(h, state)
         logits = self.out(torch.cat([h, y], dim=-1)).view(b, t, len(STEMS), BINS)
         logits = logits + local.permute(0, 2, 1, 3)
+        if self.long:
+            logits = logits + self.long_out(g).view(b, t, len(STEMS), BINS)
         masks = torch.softmax(self.power.view(1, 1, -1, 1) * torch.log_softmax(logits, dim=2), dim=2)
         return masks, state, ctx[:, -HISTORY:]
 
@@ -116,12 +150,24 @@ class Step(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, mag, state_in):
+    def forward(self, mag, state_in, long=None):
         hidden = self.net.hidden
         gru = state_in[:2 * hidden].view(2, 1, hidden)
         history = state_in[2 * hidden:].view(1, HISTORY, BINS)
-        masks, gru, history = self.net(mag.view(1, 1, BINS), gru, history)
+        long = None if long is None else long.view(1, 1, LONG_BINS)
+        masks, gru, history = self.net(mag.view(1, 1, BINS), gru, history, long)
         return masks.view(len(STEMS), BINS), torch.cat([gru.reshape(-1), history.reshape(-1)])
+
+
+class LongStep(nn.Module):
+    """A Step whose inputs are in the engine's order: mag, mag_long, state_in."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def forward(self, mag, long, state_in):
+        return self.step(mag, state_in, long)
 
 
 def stft(x):
@@ -153,7 +199,8 @@ def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
             gain = 10 ** (rng.uniform(-10, 2) / 20)
             stems[b, k, :len(seg)] = seg * gain
     stems = torch.from_numpy(stems).to(device)
-    return stft(stems.sum(1)), stft(stems.view(-1, n)).view(size, len(STEMS), frames, BINS)
+    mix = stems.sum(1)
+    return stft(mix), stft(stems.view(-1, n)).view(size, len(STEMS), frames, BINS), long_stft(mix)
 
 
 SDR_WEIGHT = 0.0  # --sdr-weight
@@ -170,8 +217,8 @@ def sdr_db(est, target):
     return sdr, energy > 1e-3 * energy.sum(1, keepdim=True)
 
 
-def loss_fn(net, mix, target):
-    masks, _, _ = net(mix.abs())
+def loss_fn(net, mix, target, long):
+    masks, _, _ = net(mix.abs(), long=long)
     est = masks.permute(0, 2, 1, 3) * mix.unsqueeze(1)
     mag = (est.abs() + 1e-8) ** 0.3 - (target.abs() + 1e-8) ** 0.3
     scale = target.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-4
@@ -202,12 +249,13 @@ def apply_calibration(net):
         print(f"mask powers {net.power.tolist()} from {calibration}")
 
 
-def replay(step, frames):
-    """`step` (a Step) frame by frame over `frames` [n, bins] from a zero state: masks [n, 4, bins]."""
+def replay(step, frames, longs=None):
+    """`step` (a Step) frame by frame over `frames` [n, bins] (and `longs` [n, LONG_BINS]) from a
+    zero state: masks [n, 4, bins]."""
     outs, state = [], torch.zeros(state_size(step.net.hidden))
     with torch.no_grad():
-        for f in frames:
-            masks, state = step(f, state)
+        for i, f in enumerate(frames):
+            masks, state = step(f, state, None if longs is None else longs[i])
             outs.append(masks)
     return torch.stack(outs)
 
@@ -225,7 +273,9 @@ def warm_from_onnx(path):
     ops = [(n.op_type, list(n.input)) for n in m.graph.node if n.op_type in ("MatMul", "GRU")]
     (inp_w, out_w), grus = [i[1] for t, i in ops if t == "MatMul"], [i for t, i in ops if t == "GRU"]
     h = init[inp_w].shape[1]
-    net = Separator(h)
+    if "net.long_mean" in init:
+        raise SystemExit("--warm-onnx reads a model without the long window's branch (v6 and before)")
+    net = Separator(h, long=False)
     reorder = lambda t: torch.cat([t[h:2 * h], t[:h], t[2 * h:]])
     sd = net.state_dict()
     for name in ("mean", "std", "inp.bias", "out.bias", "local1.weight", "local1.bias", "local2.weight", "local2.bias"):
@@ -289,7 +339,10 @@ def train(a):
     elif not resuming and os.path.exists(warm):
         missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
         print(f"warm start from {warm}; new: {missing}", flush=True)
-    opt = torch.optim.Adam(net.parameters(), lr=a.lr)
+    # The long window's branch (new in v7) learns at --long-lr-scale times the rate of the rest.
+    branch = [p for n, p in net.named_parameters() if n.startswith("long_")]
+    rest = [p for n, p in net.named_parameters() if not n.startswith("long_")]
+    opt = torch.optim.Adam([{"params": rest, "scale": 1.0}, {"params": branch, "scale": a.long_lr_scale}], lr=a.lr)
     step, best, spent = 0, float("inf"), 0.0
     if resuming:
         c = torch.load(ckpt, map_location=device, weights_only=False)  # our own checkpoint
@@ -303,6 +356,11 @@ def train(a):
             mags = torch.cat([torch.log1p(batch(train_set, rng, device)[0].abs()).reshape(-1, BINS) for _ in range(8)])
             net.mean.copy_(mags.mean(0))
             net.std.copy_(mags.std(0) + 1e-3)
+    if not resuming and net.long and bool((net.long_std == 1).all()):  # a new branch's input statistics
+        with torch.no_grad():
+            longs = torch.cat([torch.log1p(batch(train_set, rng, device)[2]).reshape(-1, LONG_BINS) for _ in range(8)])
+            net.long_mean.copy_(longs.mean(0))
+            net.long_std.copy_(longs.std(0) + 1e-3)
     if not resuming and (a.warm_onnx or a.select_sdr):  # the start is the bar a checkpoint must beat
         best = -select_sdr(net, 0, 0.0) if a.select_sdr else validation(net, val_set, device, a.seg_frames, a.batch)
         torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
@@ -313,9 +371,8 @@ def train(a):
     while spent + (time.time() - t0) / 60 < a.minutes:
         minutes = spent + (time.time() - t0) / 60
         for group in opt.param_groups:  # cosine decay to a tenth over the run
-            group["lr"] = a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
-        mix, target = batch(train_set, rng, device, a.seg_frames, a.batch)
-        loss = loss_fn(net, mix, target)
+            group["lr"] = group["scale"] * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+        loss = loss_fn(net, *batch(train_set, rng, device, a.seg_frames, a.batch))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -392,7 +449,7 @@ def take_last():
 def load_best():
     """The best checkpoint on validation, at the GRU width it was trained at."""
     sd = torch.load(os.path.join(WORK, "best.pt"), map_location="cpu")
-    net = Separator(sd["inp.weight"].shape[0])
+    net = Separator(sd["inp.weight"].shape[0], long="long_mean" in sd)
     net.load_state_dict(sd)
     return net
 
@@ -404,13 +461,28 @@ def export(_a):
     step = Step(net)
     onnx_path = os.path.join(HERE, "separator.onnx")
     mag, state = torch.rand(BINS), torch.zeros(state_size(net.hidden))
-    torch.onnx.export(step, (mag, state), onnx_path, input_names=["mag", "state_in"],
-                      output_names=["masks", "state_out"], opset_version=17, dynamo=False)
+    if net.long:  # inputs mag, mag_long, state_in (the state last, as the engine reads it)
+        step_long = LongStep(step)
+        torch.onnx.export(step_long, (mag, torch.rand(LONG_BINS), state), onnx_path,
+                          input_names=["mag", "mag_long", "state_in"], output_names=["masks", "state_out"],
+                          opset_version=17, dynamo=False)
+    else:
+        torch.onnx.export(step, (mag, state), onnx_path, input_names=["mag", "state_in"],
+                          output_names=["masks", "state_out"], opset_version=17, dynamo=False)
     # Fixture: 12 frames of a test signal's magnitudes and PyTorch's masks, for the Rust test
     # that ONNX Runtime gives the same (models/tests/separator.rs).
     g = torch.Generator().manual_seed(5)
     frames = torch.rand(12, BINS, generator=g) * 3.0
-    fixture = {"mag": frames.numpy().ravel().tolist(), "masks": replay(step, frames).numpy().ravel().tolist()}
+    longs = torch.rand(12, LONG_BINS, generator=g) * 6.0 if net.long else None
+    fixture = {"mag": frames.numpy().ravel().tolist(), "masks": replay(step, frames, longs).numpy().ravel().tolist()}
+    if longs is not None:
+        fixture["mag_long"] = longs.numpy().ravel().tolist()
+        # The long window's features of a test signal, for the test that the engine computes
+        # them as long_stft does: frame t ends at sample 1024 + 256 t.
+        t = torch.arange(6000) / SR
+        signal = 0.5 * torch.sin(2 * np.pi * 61.0 * t) + 0.1 * torch.rand(6000, generator=g) - 0.05
+        fixture["long_signal"] = signal.numpy().tolist()
+        fixture["long_frames"] = long_stft(signal).numpy().ravel().tolist()
     os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
     json.dump(fixture, open(FIXTURE, "w"))
     digest = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
@@ -421,6 +493,9 @@ def export(_a):
     # The state's length follows the GRU's width: the shape under state_in and state_out.
     text = re.sub(r'(name = "state_(?:in|out)"\n(?:role = "state"\n)?shape = )\[\d+\]',
                   lambda m: f"{m.group(1)}[{state_size(net.hidden)}]", text)
+    long_input = '[[input]]\nname = "mag_long"\nshape = [%d]' % LONG_BINS
+    if net.long and '"mag_long"' not in text:  # between the frame and the state, as the engine feeds them
+        text = text.replace('[[input]]\nname = "state_in"', long_input + "          # the low bins of a 4096-sample Hann window ending with the frame\n\n[[input]]\nname = \"state_in\"")
     open(manifest, "w").write(text)
     params = sum(p.numel() for p in net.parameters())
     print(f"wrote {onnx_path} ({params} parameters), sha256 {digest} (in manifest.toml)")
@@ -437,6 +512,7 @@ if __name__ == "__main__":
     ap.add_argument("--seg-frames", type=int, default=SEG_FRAMES, help="frames a training sequence")
     ap.add_argument("--batch", type=int, default=BATCH, help="sequences a step")
     ap.add_argument("--sdr-weight", type=float, default=0.0, help="add minus the stems' mean SDR / 10 dB, this much")
+    ap.add_argument("--long-lr-scale", type=float, default=1.0, help="the long window's branch learns this much faster")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     ap.add_argument("--select-sdr", type=int, default=0, metavar="N",
                     help="every N steps score the validation mixes' SDR (calibrate.py) and keep the best by it")

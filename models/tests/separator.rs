@@ -136,18 +136,34 @@ fn the_onnx_model_gives_pytorchs_masks_and_its_stems_sum_to_the_input() {
     let floats = |k: &str| -> Vec<f32> { f[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
     let (mag, want) = (floats("mag"), floats("masks"));
     let mut model = stagebox_models::OrtModel::load(stagebox_models::find_model("separator").unwrap()).unwrap();
-    let state_shape: Vec<i64> = model.manifest.input[1].shape.clone();
+    let state_shape: Vec<i64> = model.manifest.input.last().unwrap().shape.clone();
     let mut state = vec![0.0f32; state_shape.iter().product::<i64>() as usize];
     let mut outs = Vec::new();
     let bins = 513;
+    // A model with the long window's input (v7 on) takes it between the frame and the state.
+    let long = f.get("mag_long").map(|_| floats("mag_long"));
+    let long_bins = long.as_ref().map_or(0, |l| l.len() / (mag.len() / bins));
     for (k, frame) in mag.chunks(bins).enumerate() {
-        model
-            .run_many(&[(&[bins as i64], frame), (&state_shape, &state)], &mut outs)
-            .unwrap();
+        let state_in = (&state_shape[..], &state[..]);
+        match &long {
+            Some(l) => model.run_many(
+                &[
+                    (&[bins as i64], frame),
+                    (&[long_bins as i64], &l[k * long_bins..(k + 1) * long_bins]),
+                    state_in,
+                ],
+                &mut outs,
+            ),
+            None => model.run_many(&[(&[bins as i64], frame), state_in], &mut outs),
+        }
+        .unwrap();
         let expect = &want[k * 4 * bins..(k + 1) * 4 * bins];
         let worst = outs[0].iter().zip(expect).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-4, "frame {k}: ONNX differs from PyTorch by {worst}");
         state.copy_from_slice(&outs[1]);
+    }
+    if long.is_some() {
+        the_long_window_is_what_training_computed(&floats("long_signal"), &floats("long_frames"), long_bins);
     }
     // Through the node: the four stems sum to the input, delayed (the render removes it).
     let (sep, v, _) = stems("separate", "separator");
@@ -180,4 +196,27 @@ fn at_44_1_khz_the_model_runs_resampled_and_its_stems_still_sum_to_the_input() {
     let (floor, _, _) = stems_at("hpss", "", 44100);
     assert_ne!(sep.len(), 0);
     assert_ne!(sep, floor, "at 44.1 kHz the model's stems are the floor's: it did not run");
+}
+
+/// The engine's long window (`SlidingSpectrum` fed a hop at a time, as the node feeds it) gives
+/// the magnitudes train.py's `long_stft` gave the network in training: its frame t ends at
+/// sample 1024 + 256 t, the engine's after each hop.
+fn the_long_window_is_what_training_computed(signal: &[f32], want: &[f32], bins: usize) {
+    let mut long = stagebox_engine::sliding_spectrum::SlidingSpectrum::new(4096, bins).unwrap();
+    let mut compared = 0;
+    for (hop_index, hop) in signal.chunks_exact(256).enumerate() {
+        long.push_hop(hop);
+        let Some(t) = (hop_index + 1).checked_sub(4) else { continue };
+        let expect = &want[t * bins..(t + 1) * bins];
+        let scale = expect.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = long
+            .magnitudes()
+            .iter()
+            .zip(expect)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4 * scale, "long frame {t}: off by {worst} of {scale}");
+        compared += 1;
+    }
+    assert_eq!(compared, want.len() / bins, "every training frame compared");
 }
