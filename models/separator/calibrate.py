@@ -44,7 +44,7 @@ def masks_of(net, mix):
     mag = np.abs(x) * ev.WINDOW.sum()  # scipy scales by 1/sum(window); the network saw torch's unscaled STFT
     with torch.no_grad():
         long = T.long_stft(torch.from_numpy(mix.astype(np.float32)))[None] if net.long else None
-        m, _, _ = net(torch.from_numpy(mag.T.astype(np.float32))[None], long=long)
+        m = net(torch.from_numpy(mag.T.astype(np.float32))[None], long=long)[0]
     return m[0].numpy().transpose(1, 2, 0), x
 
 
@@ -80,27 +80,29 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=16)
     ap.add_argument("--out", default=OUT, help="where the chosen powers go (export reads calibration.json)")
+    ap.add_argument("--candidates", help="the sets of powers to try, as JSON (the first should be ones)")
     a = ap.parse_args()
+    candidates = json.loads(a.candidates) if a.candidates else CANDIDATES
     torch.set_num_threads(1)
     net = T.load_best()
     net.eval()
     tracks = validation_tracks(a.limit)
-    scores = [[] for _ in CANDIDATES]
+    scores = [[] for _ in candidates]
     for t in tracks:
         stems, mix = ev.load_example(t, SECONDS)
         masks, x = masks_of(net, mix)
-        for k, powers in enumerate(CANDIDATES):
+        for k, powers in enumerate(candidates):
             scores[k].append(ev.sdr(stems, ev.masked(with_powers(powers, masks), x, len(mix))))
         print(os.path.basename(t), [[round(v, 1) for v in s[-1]] for s in scores], flush=True)
     medians = [np.nanmedian(np.array(s), axis=0) for s in scores]
-    for powers, med in zip(CANDIDATES, medians):
+    for powers, med in zip(candidates, medians):
         print(f"powers {powers}: median SDR {[round(float(v), 2) for v in med]}, mean {np.mean(med):.3f}")
     best = int(np.argmax([np.mean(m) for m in medians]))
-    result = {"stems": T.STEMS, "powers": CANDIDATES[best], "validation_tracks": len(tracks),
+    result = {"stems": T.STEMS, "powers": candidates[best], "validation_tracks": len(tracks),
               "validation_median_sdr_db": [round(float(v), 3) for v in medians[best]],
               "as_trained_median_sdr_db": [round(float(v), 3) for v in medians[0]]}
     json.dump(result, open(a.out, "w"), indent=1)
-    print(f"chose {CANDIDATES[best]} -> {a.out}")
+    print(f"chose {candidates[best]} -> {a.out}")
 
 
 if __name__ == "__main__":
