@@ -312,8 +312,9 @@ def warm_from_onnx(path):
     from onnx import numpy_helper
 
     m = onnx.load(path)
-    init = {i.name: torch.tensor(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
-    ops = [(n.op_type, list(n.input)) for n in m.graph.node if n.op_type in ("MatMul", "GRU")]
+    # A model with the long window's input was exported through LongStep: its names start "step.".
+    init = {i.name.removeprefix("step."): torch.tensor(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
+    ops = [(n.op_type, [i.removeprefix("step.") for i in n.input]) for n in m.graph.node if n.op_type in ("MatMul", "GRU")]
     matmuls, grus = [init[i[1]] for t, i in ops if t == "MatMul"], [i for t, i in ops if t == "GRU"]
     h = next(w.shape[1] for w in matmuls if w.shape[0] == BINS)
     long = "net.long_mean" in init  # v7 on
