@@ -38,13 +38,19 @@ CANDIDATES = [
 SECONDS = 20
 
 
-def masks_of(net, mix):
-    """The network's masks for a mono mix: [4, bins, frames], and the mix's scipy STFT."""
+def masks_of(net, mix, scale=1.0, level_target=0.0):
+    """The network's masks for a mono mix: [4, bins, frames], and the mix's scipy STFT. The
+    network reads the mix times `scale` (the masks apply to the mix as it is); `level_target`
+    (> 0) scales its frames by train.py's `level_gains` to that level first."""
     x = ev.spectrum(mix)
-    mag = np.abs(x) * ev.WINDOW.sum()  # scipy scales by 1/sum(window); the network saw torch's unscaled STFT
+    mag = np.abs(x) * ev.WINDOW.sum() * scale  # scipy scales by 1/sum(window); the network saw torch's unscaled STFT
     with torch.no_grad():
-        long = T.long_stft(torch.from_numpy(mix.astype(np.float32)))[None] if net.long else None
-        m = net(torch.from_numpy(mag.T.astype(np.float32))[None], long=long)[0]
+        mag = torch.from_numpy(mag.T.astype(np.float32))[None]
+        long = T.long_stft(torch.from_numpy(mix.astype(np.float32)) * scale)[None] if net.long else None
+        if level_target > 0:
+            gain = T.level_gains(mag)[0] * level_target / T.LEVEL_TARGET
+            mag, long = mag * gain, None if long is None else long * gain
+        m = net(mag, long=long)[0]
     return m[0].numpy().transpose(1, 2, 0), x
 
 
@@ -61,7 +67,7 @@ def validation_tracks(limit):
     return [os.path.join(root, d) for d in names]
 
 
-def score(net, limit=16):
+def score(net, limit=16, scale=1.0, level_target=0.0):
     """The network as it is (no powers) on the validation mixes: the median over examples of
     each stem's median SDR (dB, museval), as main() scores its first candidate. train.py
     --select-sdr keeps the checkpoint that scores best here."""
@@ -70,7 +76,7 @@ def score(net, limit=16):
     sdrs = []
     for folder in validation_tracks(limit):
         stems, mix = ev.load_example(folder, SECONDS)
-        masks, x = masks_of(net, mix)
+        masks, x = masks_of(net, mix, scale, level_target)
         sdrs.append(ev.sdr(stems, ev.masked(masks, x, len(mix))))
     net.train(was_training)
     return [float(v) for v in np.nanmedian(np.array(sdrs), axis=0)]
@@ -80,12 +86,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=16)
     ap.add_argument("--out", default=OUT, help="where the chosen powers go (export reads calibration.json)")
+    ap.add_argument("--score", action="store_true", help="only score the network as it is (no powers chosen)")
+    ap.add_argument("--scale", type=float, default=1.0, help="with --score: the network reads the mix this much louder")
+    ap.add_argument("--level-target", type=float, default=0.0,
+                    help="with --score: its frames scaled to this level by train.py's level_gains first")
     ap.add_argument("--candidates", help="the sets of powers to try, as JSON (the first should be ones)")
     a = ap.parse_args()
     candidates = json.loads(a.candidates) if a.candidates else CANDIDATES
     torch.set_num_threads(1)
     net = T.load_best()
     net.eval()
+    if a.score:
+        med = score(net, a.limit, a.scale, a.level_target)
+        print(f"median SDR {[round(v, 3) for v in med]}, mean {np.mean(med):.3f}")
+        return
     tracks = validation_tracks(a.limit)
     scores = [[] for _ in candidates]
     for t in tracks:

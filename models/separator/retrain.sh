@@ -3,7 +3,7 @@
 # powers chosen on the validation split (calibrate.py), the export (ONNX, the test fixture, the
 # manifest's sha256), then the evaluation on the test split.
 #   models/separator/retrain.sh [LEG1_MIN] [LEG2_MIN] [LEG3_MIN] [LEG4_MIN]   (default 75 100 85 95)
-# The legs are the stages the shipped model went through (BENCHMARKS.md, v1 to v6):
+# The legs are the stages the shipped model went through (BENCHMARKS.md, v1 to v7):
 #   1. from nothing, 0.7 s sequences, 8 a step, peak rate 1e-3;
 #   2. from leg 1's best, 2.7 s sequences (512 frames), 4 a step, peak rate 3e-4;
 #   3. from leg 2's best, the stems' SDR in the loss (--sdr-weight 1), peak rate 2e-4; its last
@@ -14,7 +14,9 @@
 # (The shipped model's first stage was trained at GRU width 160 and widened to 256, its first
 # stages saw three renders of each training piece, and its third stage was two runs of 85 min:
 # v4, the best validation loss, then v5 from v4 on all five renders, the last checkpoint; here
-# every leg sees the five renders and the first trains at 256 from the start.) Each leg resumes from its checkpoint when it is run
+# every leg sees the five renders and the first trains at 256 from the start. The long window's
+# branch, which v7 added to v6 in a fifth stage of 90 min like the fourth, with its own rate five
+# times the rest's, is here from the first leg: a from-nothing network learns it with the rest.) Each leg resumes from its checkpoint when it is run
 # again, and a finished leg is skipped, so a stopped run goes on where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
