@@ -247,6 +247,7 @@ def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
 
 
 SDR_WEIGHT = 0.0  # --sdr-weight
+SELECT_MIXES = 16  # --select-mixes
 
 
 def sdr_db(est, target):
@@ -458,12 +459,12 @@ def train(a):
 
 
 def select_sdr(net, step, minutes):
-    """The mean over stems of the validation mixes' median SDR (calibrate.py's score: 16
+    """The mean over stems of the validation mixes' median SDR (calibrate.py's score: --select-mixes,
     examples, 20 s each, museval), appended to WORK/sdr.tsv. v5 showed the validation loss
     (random remixes of 2.7 s crops) and this disagree; this is what evaluate.py reports."""
     import calibrate
 
-    medians = calibrate.score(net)
+    medians = calibrate.score(net, SELECT_MIXES)
     mean = float(np.mean(medians))
     path = os.path.join(WORK, "sdr.tsv")
     if not os.path.exists(path):
@@ -569,12 +570,15 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     ap.add_argument("--select-sdr", type=int, default=0, metavar="N",
                     help="every N steps score the validation mixes' SDR (calibrate.py) and keep the best by it")
+    ap.add_argument("--select-mixes", type=int, default=16, metavar="N",
+                    help="with --select-sdr: score the first N validation mixes (31 in all; 16 take about 80 s, and their lead median moves by a dB)")
     ap.add_argument("--snapshots", action="store_true", help="keep each 2-minute checkpoint's network in WORK/snaps")
     ap.add_argument("--average", type=float, default=0.0, metavar="MIN",
                     help="make the mean of the snapshots of the run's last MIN minutes the one calibrate.py and --export use")
     ap.add_argument("--take-last", action="store_true", help="make the last checkpoint the one calibrate.py and --export use")
     a = ap.parse_args()
     SDR_WEIGHT = a.sdr_weight
+    SELECT_MIXES = a.select_mixes
     os.makedirs(WORK, exist_ok=True)
     if a.take_last:
         take_last()
