@@ -459,8 +459,8 @@ def train(a):
 
 
 def select_sdr(net, step, minutes):
-    """The mean over stems of the validation mixes' median SDR (calibrate.py's score: --select-mixes,
-    examples, 20 s each, museval), appended to WORK/sdr.tsv. v5 showed the validation loss
+    """The mean over stems of the validation mixes' median SDR (calibrate.py's score: the first
+    --select-mixes examples, 20 s each, museval), appended to WORK/sdr.tsv. v5 showed the validation loss
     (random remixes of 2.7 s crops) and this disagree; this is what evaluate.py reports."""
     import calibrate
 
