@@ -2,11 +2,11 @@
 //! separator (models/separator), frame-synchronous: the audio thread runs the STFT
 //! (`spectral::Stft`, 1024 / 256 at 48 kHz) and hands each frame's mid magnitudes to the
 //! inference worker through the bridge; the worker runs the ONNX model with its recurrent state
-//! (state in, state out, kept on the worker between frames) and returns four masks. A frame's
-//! masks are applied one hop later (a model whose manifest has a second input, `mag_long`, is
-//! also given the low bins of a 4096-sample window ending at the same sample: v7 on; its
-//! masks (the node's look-ahead): a result not back by then falls back
-//! to the `hpss` floor's masks for that frame, counted late, and costs no xrun. At an engine rate
+//! (state in, state out, kept on the worker between frames) and returns four masks. A model
+//! whose manifest has the input `mag_long` (v7 on) is also given the low bins of a 4096-sample
+//! window ending at the same sample (`sliding_spectrum`: finer bins, no added latency). A
+//! frame's masks are applied one hop later (the node's look-ahead): a result not back by then
+//! falls back to the `hpss` floor's masks for that frame, counted late, and costs no xrun. At an engine rate
 //! other than 48 kHz the whole 48 kHz core is resampled around (`engine::rate_change`, its
 //! latency declared: 1176 + 72 frames at 44.1 kHz). Without the model (missing, damaged) the node is the `hpss` floor, said in the log and by
 //! `check`. Masks sum to one, so the stems sum to the delayed input either way.
