@@ -131,6 +131,8 @@ def main():
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--out", default=os.path.join(ROOT, ".cache", "separator", "eval.json"))
     ap.add_argument("--only", default="hpss,separate,oracle", help="which separators to score")
+    ap.add_argument("--gain-db", type=float, default=0.0,
+                    help="the mixes (and their stems) this much louder: a quiet or hot input")
     a = ap.parse_args()
     kinds = a.only.split(",")
     root = os.path.join(DATA, "test")
@@ -139,6 +141,8 @@ def main():
     for t in tracks:
         meta = json.load(open(os.path.join(root, t, "meta.json")))
         stems, mix = load_example(os.path.join(root, t))
+        gain = 10 ** (a.gain_db / 20)
+        stems, mix = stems * gain, mix * gain
         with tempfile.TemporaryDirectory() as work:
             mp = os.path.join(work, "mix.wav")
             sf.write(mp, mix, SR, subtype="FLOAT")

@@ -3,7 +3,7 @@
 # powers chosen on the validation split (calibrate.py), the export (ONNX, the test fixture, the
 # manifest's sha256), then the evaluation on the test split.
 #   models/separator/retrain.sh [LEG1_MIN] [LEG2_MIN] [LEG3_MIN] [LEG4_MIN]   (default 75 100 85 95)
-# The legs are the stages the shipped model went through (BENCHMARKS.md, v1 to v7):
+# The legs are the stages the shipped model went through (BENCHMARKS.md, v1 to v8):
 #   1. from nothing, 0.7 s sequences, 8 a step, peak rate 1e-3;
 #   2. from leg 1's best, 2.7 s sequences (512 frames), 4 a step, peak rate 3e-4;
 #   3. from leg 2's best, the stems' SDR in the loss (--sdr-weight 1), peak rate 2e-4; its last
@@ -16,7 +16,9 @@
 # v4, the best validation loss, then v5 from v4 on all five renders, the last checkpoint; here
 # every leg sees the five renders and the first trains at 256 from the start. The long window's
 # branch, which v7 added to v6 in a fifth stage of 90 min like the fourth, with its own rate five
-# times the rest's, is here from the first leg: a from-nothing network learns it with the rest.) Each leg resumes from its checkpoint when it is run
+# times the rest's, is here from the first leg: a from-nothing network learns it with the rest;
+# so is v8's level scaling (--level), which the shipped model learned in a sixth stage of 85
+# min from v7.) Each leg resumes from its checkpoint when it is run
 # again, and a finished leg is skipped, so a stopped run goes on where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,14 +32,14 @@ $py -c "import torch, onnx, museval" 2>/dev/null || .cache/eval-venv/bin/pip ins
 $py models/separator/make_data.py --pieces 300 --variants 5
 work=.cache/separator_retrain
 mkdir -p $work/1 $work/2 $work/3 $work/4
-SEPARATOR_WORK=$work/1 $py models/separator/train.py --minutes "$leg1" --resume
+SEPARATOR_WORK=$work/1 $py models/separator/train.py --minutes "$leg1" --resume --level
 [ -e $work/2/warm.pt ] || cp $work/1/best.pt $work/2/warm.pt
-SEPARATOR_WORK=$work/2 $py models/separator/train.py --minutes "$leg2" --resume --lr 3e-4 --seg-frames 512 --batch 4
+SEPARATOR_WORK=$work/2 $py models/separator/train.py --minutes "$leg2" --resume --level --lr 3e-4 --seg-frames 512 --batch 4
 [ -e $work/3/warm.pt ] || cp $work/2/best.pt $work/3/warm.pt
-SEPARATOR_WORK=$work/3 $py models/separator/train.py --minutes "$leg3" --resume --lr 2e-4 --seg-frames 512 --batch 4 --sdr-weight 1
+SEPARATOR_WORK=$work/3 $py models/separator/train.py --minutes "$leg3" --resume --level --lr 2e-4 --seg-frames 512 --batch 4 --sdr-weight 1
 SEPARATOR_WORK=$work/3 $py models/separator/train.py --take-last
 [ -e $work/4/warm.pt ] || cp $work/3/best.pt $work/4/warm.pt
-SEPARATOR_WORK=$work/4 $py models/separator/train.py --minutes "$leg4" --resume --lr 1.5e-4 --seg-frames 512 --batch 4 --sdr-weight 1 --select-sdr 400
+SEPARATOR_WORK=$work/4 $py models/separator/train.py --minutes "$leg4" --resume --level --lr 1.5e-4 --seg-frames 512 --batch 4 --sdr-weight 1 --select-sdr 400
 SEPARATOR_WORK=$work/4 $py models/separator/calibrate.py --out $work/4/calibration.json
 cp $work/4/calibration.json models/separator/calibration.json
 SEPARATOR_WORK=$work/4 $py models/separator/train.py --export

@@ -122,6 +122,16 @@ def long_stft(x):
     return spec[..., :LONG_BINS, :].abs().transpose(-1, -2)
 
 
+def scaled(net, example):
+    """A batch's mix magnitudes and long frames as the network reads them (level-scaled where it
+    is `--level`): what its input statistics are measured on."""
+    mag, long = example[0].abs(), example[2]
+    if net.level:
+        gain = level_gains(mag)[0]
+        mag, long = mag * gain, long * gain
+    return mag, long
+
+
 class Separator(nn.Module):
     def __init__(self, hidden=HIDDEN, long=True, level=False):
         super().__init__()
@@ -424,12 +434,12 @@ def train(a):
         print(f"resumed at step {step}, {spent:.1f} min", flush=True)
     elif not os.path.exists(warm) and not a.warm_onnx:
         with torch.no_grad():
-            mags = torch.cat([torch.log1p(batch(train_set, rng, device)[0].abs()).reshape(-1, BINS) for _ in range(8)])
+            mags = torch.cat([torch.log1p(scaled(net, batch(train_set, rng, device))[0]).reshape(-1, BINS) for _ in range(8)])
             net.mean.copy_(mags.mean(0))
             net.std.copy_(mags.std(0) + 1e-3)
     if not resuming and net.long and bool((net.long_std == 1).all()):  # a new branch's input statistics
         with torch.no_grad():
-            longs = torch.cat([torch.log1p(batch(train_set, rng, device)[2]).reshape(-1, LONG_BINS) for _ in range(8)])
+            longs = torch.cat([torch.log1p(scaled(net, batch(train_set, rng, device))[1]).reshape(-1, LONG_BINS) for _ in range(8)])
             net.long_mean.copy_(longs.mean(0))
             net.long_std.copy_(longs.std(0) + 1e-3)
     if not resuming and (a.warm_onnx or a.select_sdr):  # the start is the bar a checkpoint must beat
