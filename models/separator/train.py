@@ -4,14 +4,16 @@
 
 Model (mono, 48 kHz, STFT 1024 / hop 256, sqrt-Hann on both sides: the engine's
 `spectral::Stft`): the frame's log magnitudes (513 bins), standardised by statistics of the
-training data. Two paths add up to each stem's logits in each bin:
+training data (with `--level`, v8 on: first scaled to a set level by the mix's running level).
+Two paths add up to each stem's logits in each bin (and v7's long-window branch, below):
   global: Linear 513->H -> tanh -> GRU H x 2 layers -> Linear (H + H -> 4 x 513), H = 256 (v1: 160);
   local:  a causal convolution over the last 3 frames and 9 bins (12 channels, tanh), then one
           over 9 bins (12 -> 4): what a bin's neighbourhood looks like (a peak that holds is
           harmonic, a broadband step is a hit), which the global path's bottleneck cannot see.
 A softmax over the four stems in each bin makes the masks sum to one, so the stems sum to the
 input. The state passed in and out is one flat vector: the GRU's state (2 x H) and the last
-two frames' standardised log magnitudes (2 x 513). About 1.97 M parameters (v1 1.05 M).
+two frames' standardised log magnitudes (2 x 513), then with `--level` the running level (2).
+About 2.31 M parameters with the long-window branch (v6 1.97 M, v1 1.05 M).
 
 Data: models/separator/make_data.py (its train split only; the validation split picks the
 checkpoint). Each training example remixes stems across examples at random levels: a stem's
