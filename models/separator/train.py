@@ -75,9 +75,9 @@ LR = 1e-3
 # for its start from zero, kept in the state), the gain within LEVEL_GAINS. The masks apply to
 # the mix as it is, so a quiet input separates as a loud one does: v6 on the validation mixes
 # 20 dB down scored 2.25 dB against 4.86. The gain reaches 36 dB down (a full-scale mix is 14 dB
-# over the target; v8 was trained with 12 dB, which its training mixes never reached: on the
-# validation mixes 12 dB hot it scored 4.93 with 12 dB and 5.018, as at their own level, with
-# 36) and 30 dB up (no more, so that a quiet room's noise is not read as music).
+# over the target; v8 was trained with 12 dB, which the validation mixes at their own level do
+# not reach: 12 dB hot they scored 4.93 with 12 dB and 5.018, as at their own level, with 36)
+# and 30 dB up (no more, so that a quiet room's noise is not read as music).
 LEVEL_TARGET, LEVEL_SECONDS, LEVEL_GAINS = 25.0, 3.0, (1.0 / 64.0, 32.0)
 
 
