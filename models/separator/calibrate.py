@@ -14,6 +14,8 @@ candidate set of powers is applied and scored; the set with the best mean over t
 of the median SDR over examples wins (ties: the first, i.e. the plainest).
 
     .cache/eval-venv/bin/python models/separator/calibrate.py [--limit N]
+    .cache/eval-venv/bin/python models/separator/calibrate.py --score --limit 31 --scale 1 0.1 \
+        --checkpoint WORK/best.pt WORK/snaps/step_002400.pt   # candidates, at two input levels
 """
 import argparse
 import json
@@ -87,19 +89,25 @@ def main():
     ap.add_argument("--limit", type=int, default=16)
     ap.add_argument("--out", default=OUT, help="where the chosen powers go (export reads calibration.json)")
     ap.add_argument("--score", action="store_true", help="only score the network as it is (no powers chosen)")
-    ap.add_argument("--scale", type=float, default=1.0, help="with --score: the network reads the mix this much louder")
+    ap.add_argument("--scale", type=float, nargs="+", default=[1.0],
+                    help="with --score: the network reads the mix this much louder (each given, in turn)")
+    ap.add_argument("--checkpoint", nargs="+", help="with --score: these saved networks (default WORK/best.pt)")
     ap.add_argument("--level-target", type=float, default=0.0,
                     help="with --score: its frames scaled to this level by train.py's level_gains first")
     ap.add_argument("--candidates", help="the sets of powers to try, as JSON (the first should be ones)")
     a = ap.parse_args()
     candidates = json.loads(a.candidates) if a.candidates else CANDIDATES
     torch.set_num_threads(1)
+    if a.score:
+        for path in a.checkpoint or [None]:
+            net = T.load_best(path)
+            for scale in a.scale:
+                med = score(net, a.limit, scale, a.level_target)
+                print(f"{path or 'best.pt'} x{scale}: median SDR {[round(v, 3) for v in med]}, mean {np.mean(med):.3f}",
+                      flush=True)
+        return
     net = T.load_best()
     net.eval()
-    if a.score:
-        med = score(net, a.limit, a.scale, a.level_target)
-        print(f"median SDR {[round(v, 3) for v in med]}, mean {np.mean(med):.3f}")
-        return
     tracks = validation_tracks(a.limit)
     scores = [[] for _ in candidates]
     for t in tracks:

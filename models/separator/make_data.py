@@ -69,6 +69,16 @@ EXTRA_TRAIN = {
     "bass": [44, 45, 62, 67, 87, 20],
     "kit": [],
 }
+# Variants from the sixth on (`--variants 7`) draw from these as well: timbres no pool had
+# (mallets, plucked strings, overdriven guitars, more synth leads and pads; a piano, an organ's
+# pedal and strings on the bass line), none in a test pool. Tried in the nineteenth session and
+# not shipped (BENCHMARKS.md: v8 trained on them scored no better on validation).
+FRESH_TRAIN = {
+    "lead": [76, 77, 83, 86, 63, 12, 104, 105, 111],
+    "other": [18, 29, 30, 14, 15, 93, 95, 10],
+    "bass": [0, 19, 48, 63, 71],
+    "kit": [],
+}
 COMPOSERS = {"bach": 120, "palestrina": 80, "monteverdi": 50, "trecento": 40, "haydn": 9, "mozart": 16, "beethoven": 26}
 EXCERPT_SECS = 30.0
 # GM drum keys
@@ -201,6 +211,8 @@ def example(job):
         pool = {role: programs + MORE_TRAIN[role] for role, programs in pool.items()}
     if variant > 2:
         pool = {role: programs + EXTRA_TRAIN[role] for role, programs in pool.items()}
+    if variant > 4:
+        pool = {role: programs + FRESH_TRAIN[role] for role, programs in pool.items()}
     ident = hashlib.sha1(seed.encode()).hexdigest()[:12]
     folder = os.path.join(out, split, ident)
     if os.path.exists(os.path.join(folder, "meta.json")):

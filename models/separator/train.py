@@ -521,9 +521,11 @@ def take_last():
     print(f"best.pt <- the checkpoint at step {c['step']} ({c['minutes']:.1f} min)")
 
 
-def load_best():
-    """The best checkpoint on validation, at the GRU width it was trained at."""
-    sd = torch.load(os.path.join(WORK, "best.pt"), map_location="cpu")
+def load_best(path=None):
+    """The best checkpoint on validation (or the network saved at `path`: a best.pt, or a
+    snapshot from --snapshots), at the GRU width it was trained at."""
+    sd = torch.load(path or os.path.join(WORK, "best.pt"), map_location="cpu", weights_only=False)  # our own
+    sd = sd.get("net", sd)  # a snapshot keeps the network under "net"
     net = Separator(sd["inp.weight"].shape[0], long="long_mean" in sd, level="level_target" in sd)
     net.load_state_dict(sd)
     return net
