@@ -9,7 +9,7 @@ Three separators, through the real binary (`stagebox render --record-dir`, block
   separate   the trained model (node `separate`; the floor where it has no model)
   oracle     the ideal ratio mask at the same STFT (1024 / 256, sqrt-Hann): the ceiling
 
-    .cache/eval-venv/bin/python models/separator/evaluate.py [--limit N] [--out FILE.json]
+    .cache/eval-venv/bin/python models/separator/evaluate.py [--limit N] [--out FILE.json] [--split testx]
 """
 import argparse
 import json
@@ -131,11 +131,12 @@ def main():
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--out", default=os.path.join(ROOT, ".cache", "separator", "eval.json"))
     ap.add_argument("--only", default="hpss,separate,oracle", help="which separators to score")
+    ap.add_argument("--split", default="test", help="test, or testx: make_data.py --test-variants' more renders")
     ap.add_argument("--gain-db", type=float, default=0.0,
                     help="the mixes (and their stems) this much louder: a quiet or hot input")
     a = ap.parse_args()
     kinds = a.only.split(",")
-    root = os.path.join(DATA, "test")
+    root = os.path.join(DATA, a.split)
     tracks = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))[: a.limit]
     rows = []
     for t in tracks:
