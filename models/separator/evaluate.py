@@ -138,14 +138,13 @@ def main():
     kinds = a.only.split(",")
     root = os.path.join(DATA, a.split)
     tracks = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))[: a.limit]
-    rows = []
+    rows, gain = [], 10 ** (a.gain_db / 20)
     for t in tracks:
         meta = json.load(open(os.path.join(root, t, "meta.json")))
         stems, mix = load_example(os.path.join(root, t))
         if not np.all(np.abs(stems).max(axis=1) > 0):  # a part with no note in the excerpt
             print(t, "skipped: a stem is silent, which BSSEval cannot score", flush=True)
             continue
-        gain = 10 ** (a.gain_db / 20)
         stems, mix = stems * gain, mix * gain
         with tempfile.TemporaryDirectory() as work:
             mp = os.path.join(work, "mix.wav")

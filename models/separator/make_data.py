@@ -204,8 +204,9 @@ def render(notes, program, is_drum, sf2, reverb, path, secs, rng):
 
 
 def example(job):
-    """One example: variant 0 of a piece is what every split has; a training piece's variant k
-    (k > 0) is another excerpt, tempo, key, SoundFont and set of programs of the same piece."""
+    """One example: variant 0 of a piece is what every split has; a training or test piece's
+    variant k (k > 0) is another excerpt, tempo, key, SoundFont and set of programs of the same
+    piece (a test piece's from the test pools only, into DIR/testx)."""
     (piece, path), variant, out = job
     split = split_of(piece)
     seed = piece if variant == 0 else f"{piece}#{variant}"
