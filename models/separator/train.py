@@ -9,7 +9,9 @@ Two paths add up to each stem's logits in each bin (and v7's long-window branch,
   global: Linear 513->H -> tanh -> GRU H x 2 layers -> Linear (H + H -> 4 x 513), H = 256 (v1: 160);
   local:  a causal convolution over the last 3 frames and 9 bins (12 channels, tanh), then one
           over 9 bins (12 -> 4): what a bin's neighbourhood looks like (a peak that holds is
-          harmonic, a broadband step is a hit), which the global path's bottleneck cannot see.
+          harmonic, a broadband step is a hit), which the global path's bottleneck cannot see;
+          with `--local-depth N` (v10 tries), N residual convolutions over bins dilated 2, 4, 8...
+          between the two, so that a bin sees its harmonics' neighbours an octave and more away.
 A softmax over the four stems in each bin makes the masks sum to one, so the stems sum to the
 input. The state passed in and out is one flat vector: the GRU's state (2 x H) and the last
 two frames' standardised log magnitudes (2 x 513), then with `--level` the running level (2).
@@ -29,7 +31,7 @@ between the complex spectra (normalised per example), both over all four stems.
     .cache/eval-venv/bin/python models/separator/train.py ... --snapshots  # each 2-min checkpoint's network kept
     .cache/eval-venv/bin/python models/separator/train.py --average MIN  # the mean of the last MIN minutes' snapshots
     .cache/eval-venv/bin/python models/separator/train.py --take-last  # the last checkpoint, not the best loss
-    .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX, fixture, manifest sha256
+    .cache/eval-venv/bin/python models/separator/train.py --export   # ONNX, fixture, manifest (onnx_io.py)
     .cache/eval-venv/bin/python models/separator/calibrate.py   # mask powers, on validation
     models/separator/retrain.sh [MINUTES]   # everything from nothing, then the evaluation
 
@@ -39,11 +41,8 @@ where one is present. The training curve goes to WORK/curve.tsv (step, minutes, 
 val loss).
 """
 import argparse
-import hashlib
-import json
 import os
 import random
-import re
 import time
 
 import numpy as np
@@ -138,7 +137,7 @@ def scaled(net, example):
 
 
 class Separator(nn.Module):
-    def __init__(self, hidden=HIDDEN, long=True, level=False):
+    def __init__(self, hidden=HIDDEN, long=True, level=False, local_depth=0):
         super().__init__()
         self.hidden = hidden
         self.long = long
@@ -154,6 +153,15 @@ class Separator(nn.Module):
         self.gru = nn.GRU(hidden, hidden, num_layers=2, batch_first=True)
         self.out = nn.Linear(2 * hidden, len(STEMS) * BINS)
         self.local1 = nn.Conv2d(1, LOCAL, (HISTORY + 1, 9), padding=(0, 4))
+        # v10 (`--local-depth N`): N residual convolutions over bins between them, dilated 2, 4,
+        # 8..., each starting at zero (the path as it was): a bin then sees a harmonic's
+        # neighbours an octave and more away, where 9 bins reach 190 Hz.
+        self.localmid = nn.ModuleList(
+            nn.Conv2d(LOCAL, LOCAL, (1, 9), padding=(0, 4 * 2 ** (k + 1)), dilation=(1, 2 ** (k + 1)))
+            for k in range(local_depth))
+        for conv in self.localmid:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
         self.local2 = nn.Conv2d(LOCAL, len(STEMS), (1, 9), padding=(0, 4))
         nn.init.zeros_(self.local2.weight)  # starts as the global path alone (a warm start)
         nn.init.zeros_(self.local2.bias)
@@ -184,7 +192,10 @@ class Separator(nn.Module):
         if history is None:
             history = torch.zeros(b, HISTORY, BINS, device=x.device)
         ctx = torch.cat([history, x], dim=1)
-        local = self.local2(torch.tanh(self.local1(ctx.unsqueeze(1))))  # [b, 4, t, bins]
+        local = torch.tanh(self.local1(ctx.unsqueeze(1)))
+        for conv in self.localmid:
+            local = local + torch.tanh(conv(local))
+        local = self.local2(local)  # [b, 4, t, bins]
         pre = self.inp(x)
         if self.long:
             g = torch.tanh(self.long_a((torch.log1p(long) - self.long_mean) / self.long_std))
@@ -304,101 +315,6 @@ def validation(net, examples, device, frames=SEG_FRAMES, size=BATCH):
     return float(np.mean(losses))
 
 
-FIXTURE = os.path.join(ROOT, "models", "tests", "data", "separator_ref.json")
-
-
-def apply_calibration(net):
-    """calibration.json's mask powers (calibrate.py, on the validation split) into `net`."""
-    calibration = os.path.join(HERE, "calibration.json")
-    if os.path.exists(calibration):
-        net.power.copy_(torch.tensor(json.load(open(calibration))["powers"]))
-        print(f"mask powers {net.power.tolist()} from {calibration}")
-
-
-def replay(step, frames, longs=None):
-    """`step` (a Step) frame by frame over `frames` [n, bins] (and `longs` [n, LONG_BINS]) from a
-    zero state: masks [n, 4, bins]."""
-    outs, state = [], torch.zeros(state_size(step.net.hidden, step.net.level))
-    with torch.no_grad():
-        for i, f in enumerate(frames):
-            masks, state = step(f, state, None if longs is None else longs[i])
-            outs.append(masks)
-    return torch.stack(outs)
-
-
-def warm_from_onnx(path):
-    """The shipped model, read back into a Separator of its own GRU width: the checkpoints live
-    in .cache and are gone on a fresh machine, the ONNX file is committed. ONNX's GRU keeps its gates as z, r, h, PyTorch's
-    as r, z, n. Checked against the committed fixture (which has calibration.json's mask powers
-    folded in); the powers are then set back to one for training."""
-    import onnx
-    from onnx import numpy_helper
-
-    m = onnx.load(path)
-    # A model with the long window's input was exported through LongStep: its names start "step.".
-    init = {i.name.removeprefix("step."): torch.tensor(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
-    ops = [(n.op_type, [i.removeprefix("step.") for i in n.input]) for n in m.graph.node if n.op_type in ("MatMul", "GRU")]
-    matmuls, grus = [init[i[1]] for t, i in ops if t == "MatMul"], [i for t, i in ops if t == "GRU"]
-    h = next(w.shape[1] for w in matmuls if w.shape[0] == BINS)
-    long = "net.long_mean" in init  # v7 on
-    state_in = next(i for i in m.graph.input if i.name == "state_in")
-    level = state_in.type.tensor_type.shape.dim[0].dim_value == state_size(h, True)
-    net = Separator(h, long=long, level=level)
-    reorder = lambda t: torch.cat([t[h:2 * h], t[:h], t[2 * h:]])
-    sd = net.state_dict()
-    names = ["mean", "std", "inp.bias", "out.bias", "local1.weight", "local1.bias", "local2.weight", "local2.bias"]
-    if long:
-        names += ["long_mean", "long_std", "long_a.bias", "long_inp.bias", "long_out.bias"]
-    for name in names:
-        sd[name] = init["net." + name]
-    # The Linear layers' weights (transposed in the graph), told apart by their shapes.
-    for name in ["inp", "out"] + (["long_a", "long_inp", "long_out"] if long else []):
-        shape = tuple(reversed(sd[name + ".weight"].shape))
-        sd[name + ".weight"] = next(w for w in matmuls if tuple(w.shape) == shape).T
-    for layer, g in enumerate(grus):
-        sd[f"gru.weight_ih_l{layer}"], sd[f"gru.weight_hh_l{layer}"] = reorder(init[g[1]][0]), reorder(init[g[2]][0])
-        bias = init[g[3]][0]
-        sd[f"gru.bias_ih_l{layer}"], sd[f"gru.bias_hh_l{layer}"] = reorder(bias[:3 * h]), reorder(bias[3 * h:])
-    net.load_state_dict(sd)
-    fixture = json.load(open(FIXTURE))
-    apply_calibration(net)
-    longs = torch.tensor(fixture["mag_long"]).view(-1, LONG_BINS) if long else None
-    got = replay(Step(net).eval(), torch.tensor(fixture["mag"]).view(-1, BINS), longs)
-    worst = (got.view(-1) - torch.tensor(fixture["masks"])).abs().max().item()
-    net.power.fill_(1.0)
-    net.train()
-    if worst > 1e-4:
-        raise SystemExit(f"warm start: the ONNX weights read back differ from the fixture by {worst}")
-    print(f"warm start from {path} (GRU {h}; fixture within {worst:.1e})", flush=True)
-    return net
-
-
-def widen_into(small, big):
-    """`small`'s function into `big`, whose GRU is as wide or wider: every old weight copied, the
-    new units keep their random start, and every weight from a new unit into an old unit or
-    into the output is zero, so `big` gives `small`'s masks until training uses the new units."""
-    h0, h1 = small.hidden, big.hidden
-    assert h1 >= h0, f"--hidden {h1} is narrower than the shipped model's {h0}"
-    sd, old = big.state_dict(), small.state_dict()
-    for name, w in old.items():
-        if name.startswith("inp."):
-            sd[name][:h0] = w
-        elif name.startswith("gru.bias"):
-            for g in range(3):
-                sd[name][g * h1:g * h1 + h0] = w[g * h0:(g + 1) * h0]
-        elif name.startswith("gru.weight"):
-            for g in range(3):
-                rows = sd[name][g * h1:g * h1 + h0]
-                rows.zero_()
-                rows[:, :h0] = w[g * h0:(g + 1) * h0]
-        elif name == "out.weight":
-            sd[name].zero_()
-            sd[name][:, :h0], sd[name][:, h1:h1 + h0] = w[:, :h0], w[:, h0:]
-        else:
-            sd[name] = w
-    big.load_state_dict(sd)
-
-
 def train(a):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(a.threads or max(1, os.cpu_count() or 1))
@@ -406,10 +322,12 @@ def train(a):
     rng = random.Random(0)
     train_set, val_set = load_split("train"), load_split("val")
     print(f"train {len(train_set)} examples, val {len(val_set)}, device {device}", flush=True)
-    net = Separator(a.hidden, level=a.level).to(device)
+    net = Separator(a.hidden, level=a.level, local_depth=a.local_depth).to(device)
     warm, ckpt = os.path.join(WORK, "warm.pt"), os.path.join(WORK, "ckpt.pt")
     resuming = a.resume and os.path.exists(ckpt)
     if not resuming and a.warm_onnx:
+        from onnx_io import warm_from_onnx, widen_into
+
         widen_into(warm_from_onnx(os.path.join(HERE, "separator.onnx")), net)
     elif not resuming and os.path.exists(warm):
         missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
@@ -526,56 +444,10 @@ def load_best(path=None):
     snapshot from --snapshots), at the GRU width it was trained at."""
     sd = torch.load(path or os.path.join(WORK, "best.pt"), map_location="cpu", weights_only=False)  # our own
     sd = sd.get("net", sd)  # a snapshot keeps the network under "net"
-    net = Separator(sd["inp.weight"].shape[0], long="long_mean" in sd, level="level_target" in sd)
+    depth = sum(1 for k in sd if k.startswith("localmid.") and k.endswith(".weight"))
+    net = Separator(sd["inp.weight"].shape[0], long="long_mean" in sd, level="level_target" in sd, local_depth=depth)
     net.load_state_dict(sd)
     return net
-
-
-def export(_a):
-    net = load_best()
-    apply_calibration(net)
-    net.eval()
-    step = Step(net)
-    onnx_path = os.path.join(HERE, "separator.onnx")
-    mag, state = torch.rand(BINS), torch.zeros(state_size(net.hidden, net.level))
-    if net.long:  # inputs mag, mag_long, state_in (the state last, as the engine reads it)
-        step_long = LongStep(step)
-        torch.onnx.export(step_long, (mag, torch.rand(LONG_BINS), state), onnx_path,
-                          input_names=["mag", "mag_long", "state_in"], output_names=["masks", "state_out"],
-                          opset_version=17, dynamo=False)
-    else:
-        torch.onnx.export(step, (mag, state), onnx_path, input_names=["mag", "state_in"],
-                          output_names=["masks", "state_out"], opset_version=17, dynamo=False)
-    # Fixture: 12 frames of a test signal's magnitudes and PyTorch's masks, for the Rust test
-    # that ONNX Runtime gives the same (models/tests/separator.rs).
-    g = torch.Generator().manual_seed(5)
-    frames = torch.rand(12, BINS, generator=g) * 3.0
-    longs = torch.rand(12, LONG_BINS, generator=g) * 6.0 if net.long else None
-    fixture = {"mag": frames.numpy().ravel().tolist(), "masks": replay(step, frames, longs).numpy().ravel().tolist()}
-    if longs is not None:
-        fixture["mag_long"] = longs.numpy().ravel().tolist()
-        # The long window's features of a test signal, for the test that the engine computes
-        # them as long_stft does: frame t ends at sample 1024 + 256 t.
-        t = torch.arange(6000) / SR
-        signal = 0.5 * torch.sin(2 * np.pi * 61.0 * t) + 0.1 * torch.rand(6000, generator=g) - 0.05
-        fixture["long_signal"] = signal.numpy().tolist()
-        fixture["long_frames"] = long_stft(signal).numpy().ravel().tolist()
-    os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
-    json.dump(fixture, open(FIXTURE, "w"))
-    digest = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
-    manifest = os.path.join(HERE, "manifest.toml")
-    text = open(manifest).read()
-    start = text.index('sha256 = "') + len('sha256 = "')
-    text = text[:start] + digest + text[text.index('"', start):]
-    # The state's length follows the GRU's width: the shape under state_in and state_out.
-    text = re.sub(r'(name = "state_(?:in|out)"\n(?:role = "state"\n)?shape = )\[\d+\]',
-                  lambda m: f"{m.group(1)}[{state_size(net.hidden, net.level)}]", text)
-    long_input = '[[input]]\nname = "mag_long"\nshape = [%d]' % LONG_BINS
-    if net.long and '"mag_long"' not in text:  # between the frame and the state, as the engine feeds them
-        text = text.replace('[[input]]\nname = "state_in"', long_input + "          # the low bins of a 4096-sample Hann window ending with the frame\n\n[[input]]\nname = \"state_in\"")
-    open(manifest, "w").write(text)
-    params = sum(p.numel() for p in net.parameters())
-    print(f"wrote {onnx_path} ({params} parameters), sha256 {digest} (in manifest.toml)")
 
 
 if __name__ == "__main__":
@@ -585,6 +457,7 @@ if __name__ == "__main__":
     ap.add_argument("--export", action="store_true")
     ap.add_argument("--warm-onnx", action="store_true", help="start from the shipped separator.onnx")
     ap.add_argument("--hidden", type=int, default=HIDDEN, help="GRU width (a warm start widens the shipped one)")
+    ap.add_argument("--local-depth", type=int, default=0, help="residual dilated convolutions in the local path (v10)")
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine decay to a tenth)")
     ap.add_argument("--seg-frames", type=int, default=SEG_FRAMES, help="frames a training sequence")
     ap.add_argument("--batch", type=int, default=BATCH, help="sequences a step")
@@ -608,5 +481,9 @@ if __name__ == "__main__":
         take_last()
     elif a.average:
         average(a.average)
+    elif a.export:
+        from onnx_io import export
+
+        export()
     else:
-        export(a) if a.export else train(a)
+        train(a)
