@@ -16,6 +16,7 @@ of the median SDR over examples wins (ties: the first, i.e. the plainest).
     .cache/eval-venv/bin/python models/separator/calibrate.py [--limit N]
     .cache/eval-venv/bin/python models/separator/calibrate.py --score --limit 31 --scale 1 0.1 \
         --checkpoint WORK/best.pt WORK/snaps/step_002400.pt   # candidates, at two input levels
+        [--per-mix F.json]   # and every mix's SDRs, to compare candidates mix by mix
 """
 import argparse
 import json
@@ -69,10 +70,9 @@ def validation_tracks(limit):
     return [os.path.join(root, d) for d in names]
 
 
-def score(net, limit=16, scale=1.0, level_target=0.0):
-    """The network as it is (no powers) on the validation mixes: the median over examples of
-    each stem's median SDR (dB, museval), as main() scores its first candidate. train.py
-    --select-sdr keeps the checkpoint that scores best here."""
+def per_mix(net, limit=16, scale=1.0, level_target=0.0):
+    """The network as it is (no powers) on the first `limit` validation mixes: each mix's four
+    stems' SDR (dB, museval; [mixes, 4])."""
     was_training = net.training
     net.eval()
     sdrs = []
@@ -81,7 +81,13 @@ def score(net, limit=16, scale=1.0, level_target=0.0):
         masks, x = masks_of(net, mix, scale, level_target)
         sdrs.append(ev.sdr(stems, ev.masked(masks, x, len(mix))))
     net.train(was_training)
-    return [float(v) for v in np.nanmedian(np.array(sdrs), axis=0)]
+    return np.array(sdrs, dtype=float)
+
+
+def score(net, limit=16, scale=1.0, level_target=0.0):
+    """The median over the validation mixes of each stem's SDR, as main() scores its first
+    candidate. train.py --select-sdr keeps the checkpoint that scores best here."""
+    return [float(v) for v in np.nanmedian(per_mix(net, limit, scale, level_target), axis=0)]
 
 
 def main():
@@ -94,17 +100,25 @@ def main():
     ap.add_argument("--checkpoint", nargs="+", help="with --score: these saved networks (default WORK/best.pt)")
     ap.add_argument("--level-target", type=float, default=0.0,
                     help="with --score: its frames scaled to this level by train.py's level_gains first")
+    ap.add_argument("--per-mix", metavar="JSON",
+                    help="with --score: every mix's SDRs, by checkpoint and scale, written here (to compare mix by mix)")
     ap.add_argument("--candidates", help="the sets of powers to try, as JSON (the first should be ones)")
     a = ap.parse_args()
     candidates = json.loads(a.candidates) if a.candidates else CANDIDATES
     torch.set_num_threads(1)
     if a.score:
+        rows = {}
         for path in a.checkpoint or [None]:
             net = T.load_best(path)
             for scale in a.scale:
-                med = score(net, a.limit, scale, a.level_target)
-                print(f"{path or 'best.pt'} x{scale}: median SDR {[round(v, 3) for v in med]}, mean {np.mean(med):.3f}",
-                      flush=True)
+                sdrs = per_mix(net, a.limit, scale, a.level_target)
+                med = np.nanmedian(sdrs, axis=0)
+                print(f"{path or 'best.pt'} x{scale}: median SDR {[round(float(v), 3) for v in med]}, mean "
+                      f"{med.mean():.3f}; mean over mixes {[round(float(v), 3) for v in np.nanmean(sdrs, axis=0)]}, "
+                      f"{np.nanmean(sdrs):.3f}", flush=True)
+                rows[f"{path or 'best.pt'} x{scale}"] = sdrs.tolist()
+        if a.per_mix:
+            json.dump(rows, open(a.per_mix, "w"))
         return
     net = T.load_best()
     net.eval()
