@@ -41,6 +41,7 @@ where one is present. The training curve goes to WORK/curve.tsv (step, minutes, 
 val loss).
 """
 import argparse
+import json
 import os
 import random
 import time
@@ -250,13 +251,15 @@ def wav_int16(path):
     return wavfile.read(path, mmap=True)[1]
 
 
-def load_split(split):
-    """Every example of a split that make_data.py finished (its meta.json written last)."""
+def load_split(split, variants=None):
+    """Every example of a split that make_data.py finished (its meta.json written last); with
+    `variants`, only the renders numbered under it (make_data.py --variants: 5 is v8's data)."""
     root = os.path.join(DATA, split)
     out = []
     for ident in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         folder = os.path.join(root, ident)
-        if os.path.exists(os.path.join(folder, "meta.json")):
+        meta = os.path.join(folder, "meta.json")
+        if os.path.exists(meta) and (variants is None or json.load(open(meta))["variant"] < variants):
             out.append({s: wav_int16(os.path.join(folder, s + ".wav")) for s in STEMS})
     return out
 
@@ -320,7 +323,7 @@ def train(a):
     torch.set_num_threads(a.threads or max(1, os.cpu_count() or 1))
     torch.manual_seed(0)
     rng = random.Random(0)
-    train_set, val_set = load_split("train"), load_split("val")
+    train_set, val_set = load_split("train", a.variants), load_split("val")
     print(f"train {len(train_set)} examples, val {len(val_set)}, device {device}", flush=True)
     net = Separator(a.hidden, level=a.level, local_depth=a.local_depth).to(device)
     warm, ckpt = os.path.join(WORK, "warm.pt"), os.path.join(WORK, "ckpt.pt")
@@ -458,6 +461,7 @@ if __name__ == "__main__":
     ap.add_argument("--warm-onnx", action="store_true", help="start from the shipped separator.onnx")
     ap.add_argument("--hidden", type=int, default=HIDDEN, help="GRU width (a warm start widens the shipped one)")
     ap.add_argument("--local-depth", type=int, default=0, help="residual dilated convolutions in the local path (v10)")
+    ap.add_argument("--variants", type=int, help="train on the renders numbered under this only (5: v8's data)")
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine decay to a tenth)")
     ap.add_argument("--seg-frames", type=int, default=SEG_FRAMES, help="frames a training sequence")
     ap.add_argument("--batch", type=int, default=BATCH, help="sequences a step")
