@@ -117,8 +117,8 @@ def main():
                       f"{med.mean():.3f}; mean over mixes {[round(float(v), 3) for v in np.nanmean(sdrs, axis=0)]}, "
                       f"{np.nanmean(sdrs):.3f}", flush=True)
                 rows[f"{path or 'best.pt'} x{scale}"] = sdrs.tolist()
-        if a.per_mix:
-            json.dump(rows, open(a.per_mix, "w"))
+                if a.per_mix:  # after each, so a stopped run keeps what it scored
+                    json.dump(rows, open(a.per_mix, "w"))
         return
     net = T.load_best()
     net.eval()
