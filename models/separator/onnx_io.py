@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The separator's ONNX file, read and written: `warm_from_onnx` reads the shipped model back into
 a Separator (the checkpoints live in .cache and are gone on a fresh machine; the ONNX file is
 committed), `widen_into` carries a network's function into a wider one, and `export` writes the
