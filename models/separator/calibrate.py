@@ -16,6 +16,7 @@ of the median SDR over examples wins (ties: the first, i.e. the plainest).
     .cache/eval-venv/bin/python models/separator/calibrate.py [--limit N]
     .cache/eval-venv/bin/python models/separator/calibrate.py --score --limit 31 --scale 1 0.1 \
         --checkpoint WORK/best.pt WORK/snaps/step_002400.pt   # candidates, at two input levels
+        [--split valx]   # the validation pieces played by instruments training never used
         [--per-mix F.json]   # and every mix's SDRs, to compare candidates mix by mix
 """
 import argparse
@@ -39,6 +40,7 @@ CANDIDATES = [
     [1.0, 0.7, 0.55, 0.4],
 ]
 SECONDS = 20
+SPLIT = "val"  # --split: "valx" plays the validation pieces with instruments training never used
 
 
 def masks_of(net, mix, scale=1.0, level_target=0.0):
@@ -64,8 +66,8 @@ def with_powers(powers, masks):
 
 
 def validation_tracks(limit):
-    """The first `limit` finished validation examples (sorted by id: the same every run)."""
-    root = os.path.join(T.DATA, "val")
+    """The first `limit` finished validation examples of SPLIT (sorted by id: the same every run)."""
+    root = os.path.join(T.DATA, SPLIT)
     names = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))[:limit]
     return [os.path.join(root, d) for d in names]
 
@@ -78,6 +80,9 @@ def per_mix(net, limit=16, scale=1.0, level_target=0.0):
     sdrs = []
     for folder in validation_tracks(limit):
         stems, mix = ev.load_example(folder, SECONDS)
+        if not np.all(np.abs(stems).max(axis=1) > 0):  # a part with no note: BSSEval cannot score it
+            sdrs.append([np.nan] * len(T.STEMS))
+            continue
         masks, x = masks_of(net, mix, scale, level_target)
         sdrs.append(ev.sdr(stems, ev.masked(masks, x, len(mix))))
     net.train(was_training)
@@ -102,8 +107,12 @@ def main():
                     help="with --score: its frames scaled to this level by train.py's level_gains first")
     ap.add_argument("--per-mix", metavar="JSON",
                     help="with --score: every mix's SDRs, by checkpoint and scale, written here (to compare mix by mix)")
+    ap.add_argument("--split", default="val", choices=["val", "valx"],
+                    help="val: validation pieces, training's instruments; valx: validation instruments too")
     ap.add_argument("--candidates", help="the sets of powers to try, as JSON (the first should be ones)")
     a = ap.parse_args()
+    global SPLIT
+    SPLIT = a.split
     candidates = json.loads(a.candidates) if a.candidates else CANDIDATES
     torch.set_num_threads(1)
     if a.score:
@@ -126,6 +135,8 @@ def main():
     scores = [[] for _ in candidates]
     for t in tracks:
         stems, mix = ev.load_example(t, SECONDS)
+        if not np.all(np.abs(stems).max(axis=1) > 0):  # a part with no note: BSSEval cannot score it
+            continue
         masks, x = masks_of(net, mix)
         for k, powers in enumerate(candidates):
             scores[k].append(ev.sdr(stems, ev.masked(with_powers(powers, masks), x, len(mix))))

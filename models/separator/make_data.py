@@ -17,10 +17,13 @@ training. Training remixes stems across examples at random levels (train.py).
 `--test-variants K`: each test piece rendered K - 1 more times (another excerpt, tempo, key,
 SoundFont and draw of programs, from the test pools only) into DIR/testx: a larger test set
 for `evaluate.py --split testx`, where 30 mixes' medians cannot tell 0.15 dB apart.
+`--val-variants K`: each validation piece rendered K - 1 more times, its programs from
+VAL_POOLS (instruments neither training nor test uses), into DIR/valx: the validation split for
+choices that must hold on instruments training never heard (calibrate.py --split valx).
 
     .cache/eval-venv/bin/python models/separator/make_data.py [--pieces N] [--variants K] [--out DIR]
 
-Writes DIR/{train,val,test,testx}/<id>/{drums,bass,lead,other}.wav (48 kHz mono int16) and
+Writes DIR/{train,val,valx,test,testx}/<id>/{drums,bass,lead,other}.wav (48 kHz mono int16) and
 DIR/index.json. Default DIR: .cache/separator/data.
 """
 import argparse
@@ -73,15 +76,18 @@ EXTRA_TRAIN = {
     "bass": [44, 45, 62, 67, 87, 20],
     "kit": [],
 }
-# Variants from the sixth on (`--variants 7`) draw from these as well: timbres no pool had
-# (mallets, plucked strings, overdriven guitars, more synth leads and pads; a piano, an organ's
-# pedal and strings on the bass line), none in a test pool. Tried in the nineteenth session and
-# not shipped (BENCHMARKS.md: v8 trained on them scored no better on validation).
-FRESH_TRAIN = {
+# The validation split's instruments (`--val-variants`: more renders of each validation piece,
+# into DIR/valx): timbres no training or test pool has (mallets, plucked strings, overdriven
+# guitars, more synth leads and pads; a piano, an organ's pedal and strings on the bass line), so
+# that choices made on valx are judged on instruments training never heard, as the test split's
+# are. (The nineteenth session trained on these as variants 5 and 6 of the training pieces, and
+# scored on validation pieces played by training instruments; renders made then stay on disk,
+# and train.py --variants 5 leaves them out.) The drum kits are the training's: GM has too few.
+VAL_POOLS = {
     "lead": [76, 77, 83, 86, 63, 12, 104, 105, 111],
     "other": [18, 29, 30, 14, 15, 93, 95, 10],
     "bass": [0, 19, 48, 63, 71],
-    "kit": [],
+    "kit": [0, 16, 25, 40],
 }
 COMPOSERS = {"bach": 120, "palestrina": 80, "monteverdi": 50, "trecento": 40, "haydn": 9, "mozart": 16, "beethoven": 26}
 EXCERPT_SECS = 30.0
@@ -214,7 +220,9 @@ def example(job):
     pool = POOLS["test" if split == "test" else "train"]
     if split == "test" and variant > 0:  # more renders of a test piece: the test pools only
         split = "testx"
-    for first, more in ((1, MORE_TRAIN), (3, EXTRA_TRAIN), (5, FRESH_TRAIN)):
+    if split == "val" and variant > 0:  # more renders of a validation piece: the validation pools
+        split, pool = "valx", VAL_POOLS
+    for first, more in ((1, MORE_TRAIN), (3, EXTRA_TRAIN)):
         if split == "train" and variant >= first:
             pool = {role: programs + more[role] for role, programs in pool.items()}
     ident = hashlib.sha1(seed.encode()).hexdigest()[:12]
@@ -266,17 +274,20 @@ def main():
     ap.add_argument("--out", default=".cache/separator/data")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--variants", type=int, default=1, help="renders of each training piece")
+    ap.add_argument("--val-variants", type=int, default=1,
+                    help="renders of each validation piece (those after the first go to DIR/valx)")
     ap.add_argument("--test-variants", type=int, default=1,
                     help="renders of each test piece (those after the first go to DIR/testx)")
     a = ap.parse_args()
     todo = [(p, 0, a.out) for p in pieces(a.pieces)]
     todo += [(p, k, a.out) for k in range(1, a.variants) for p in pieces(a.pieces) if split_of(p[0]) == "train"]
+    todo += [(p, k, a.out) for k in range(1, a.val_variants) for p in pieces(a.pieces) if split_of(p[0]) == "val"]
     todo += [(p, k, a.out) for k in range(1, a.test_variants) for p in pieces(a.pieces) if split_of(p[0]) == "test"]
     with Pool(a.jobs) as pool:
         metas = [m for m in pool.imap_unordered(example, todo) if m]
     metas.sort(key=lambda m: m["id"])
     json.dump(metas, open(os.path.join(a.out, "index.json"), "w"), indent=1)
-    for split in ("train", "val", "test", "testx"):
+    for split in ("train", "val", "valx", "test", "testx"):
         ms = [m for m in metas if m["split"] == split]
         print(f"{split}: {len(ms)} examples, {sum(m['secs'] for m in ms) / 60:.1f} min")
 

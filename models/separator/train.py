@@ -264,8 +264,24 @@ def load_split(split, variants=None):
     return out
 
 
-def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
-    """`size` random remixes of `frames` STFT frames each: the mixture's STFT and the stems'."""
+EQ_HZ = np.array([60.0, 180.0, 500.0, 1200.0, 3000.0, 7000.0, 16000.0])  # --eq-db's control points
+
+
+def random_eq(seg, rng, db):
+    """`seg` through a smooth random equaliser: a gain drawn in +-`db` dB at each of EQ_HZ,
+    interpolated over log frequency (flat beyond the ends): the same program with another
+    spectral envelope, so the network learns stems by more than one sample's colour."""
+    size = 1 << (len(seg) - 1).bit_length()
+    spec = np.fft.rfft(seg, size)
+    hz = np.fft.rfftfreq(size, 1.0 / SR)
+    gains_db = np.array([rng.uniform(-db, db) for _ in EQ_HZ])
+    curve = np.interp(np.log(np.maximum(hz, 1.0)), np.log(EQ_HZ), gains_db)
+    return np.fft.irfft(spec * 10 ** (curve / 20), size)[:len(seg)].astype(np.float32)
+
+
+def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH, eq_db=0.0):
+    """`size` random remixes of `frames` STFT frames each: the mixture's STFT and the stems'
+    (each stem through random_eq when `eq_db` > 0)."""
     n = (frames - 1) * HOP + N_FFT
     stems = np.zeros((size, len(STEMS), n), np.float32)
     for b in range(size):
@@ -276,6 +292,8 @@ def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
             start = rng.randrange(0, max(1, len(x) - n))
             seg = x[start:start + n].astype(np.float32) / 32768.0
             gain = 10 ** (rng.uniform(-10, 2) / 20)
+            if eq_db > 0:
+                seg = random_eq(seg, rng, eq_db)
             stems[b, k, :len(seg)] = seg * gain
     stems = torch.from_numpy(stems).to(device)
     mix = stems.sum(1)
@@ -284,6 +302,8 @@ def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH):
 
 SDR_WEIGHT = 0.0  # --sdr-weight
 SELECT_MIXES = 16  # --select-mixes
+SELECT_SPLIT = "val"  # --select-split
+STEM_WEIGHTS = None  # --stem-weights: [4] tensor, mean one, or None (all alike)
 
 
 def sdr_db(est, target):
@@ -302,9 +322,12 @@ def loss_fn(net, mix, target, long):
     est = masks.permute(0, 2, 1, 3) * mix.unsqueeze(1)
     mag = (est.abs() + 1e-8) ** 0.3 - (target.abs() + 1e-8) ** 0.3
     scale = target.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-4
-    loss = mag.abs().mean() + 0.5 * ((est - target).abs() / scale).mean()
+    w = torch.ones(len(STEMS), device=mix.device) if STEM_WEIGHTS is None else STEM_WEIGHTS.to(mix.device)
+    per_stem = mag.abs().mean(dim=(0, 2, 3)) + 0.5 * ((est - target).abs() / scale).mean(dim=(0, 2, 3))
+    loss = (per_stem * w).mean()  # the same as the plain means when the weights are ones
     if SDR_WEIGHT > 0:  # minus the mean SDR over stems that sound, in tens of dB
         sdr, sounding = sdr_db(est, target)
+        sounding = sounding * w
         loss = loss - SDR_WEIGHT * (sdr * sounding).sum() / sounding.sum().clamp(min=1) / 10
     return loss
 
@@ -368,7 +391,7 @@ def train(a):
         minutes = spent + (time.time() - t0) / 60
         for group in opt.param_groups:  # cosine decay to a tenth over the run
             group["lr"] = group["scale"] * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
-        loss = loss_fn(net, *batch(train_set, rng, device, a.seg_frames, a.batch))
+        loss = loss_fn(net, *batch(train_set, rng, device, a.seg_frames, a.batch, a.eq_db))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -407,6 +430,7 @@ def select_sdr(net, step, minutes):
     (random remixes of 2.7 s crops) and this disagree; this is what evaluate.py reports."""
     import calibrate
 
+    calibrate.SPLIT = SELECT_SPLIT
     medians = calibrate.score(net, SELECT_MIXES)
     mean = float(np.mean(medians))
     path = os.path.join(WORK, "sdr.tsv")
@@ -473,6 +497,12 @@ if __name__ == "__main__":
                     help="every N steps score the validation mixes' SDR (calibrate.py) and keep the best by it")
     ap.add_argument("--select-mixes", type=int, default=16, metavar="N",
                     help="with --select-sdr: score the first N validation mixes (31 in all; 16 take about 80 s, and their lead median moves by a dB)")
+    ap.add_argument("--select-split", default="val", choices=["val", "valx"],
+                    help="--select-sdr scores these mixes (valx: validation instruments training never used)")
+    ap.add_argument("--stem-weights", type=float, nargs=4, metavar=("DRUMS", "BASS", "LEAD", "OTHER"),
+                    help="each stem's weight in the loss (scaled to mean one)")
+    ap.add_argument("--eq-db", type=float, default=0.0,
+                    help="each training stem through a random smooth equaliser of up to this many dB")
     ap.add_argument("--snapshots", action="store_true", help="keep each 2-minute checkpoint's network in WORK/snaps")
     ap.add_argument("--average", type=float, default=0.0, metavar="MIN",
                     help="make the mean of the snapshots of the run's last MIN minutes the one calibrate.py and --export use")
@@ -480,6 +510,9 @@ if __name__ == "__main__":
     a = ap.parse_args()
     SDR_WEIGHT = a.sdr_weight
     SELECT_MIXES = a.select_mixes
+    SELECT_SPLIT = a.select_split
+    if a.stem_weights:
+        STEM_WEIGHTS = torch.tensor(a.stem_weights) * len(STEMS) / sum(a.stem_weights)
     os.makedirs(WORK, exist_ok=True)
     if a.take_last:
         take_last()
