@@ -1,0 +1,168 @@
+//! `melody`'s spec: its parameters, and the builder that makes its processor (and
+//! `features`'). Runs on the control thread (it loads the pitch network); the processor it
+//! returns runs on the audio thread (`super`).
+
+use super::*;
+
+/// The parameters a patch sets on `melody` (`features` has its own, fewer).
+pub(super) const PARAMS: &[ParamSpec] = &[
+    ParamSpec::float_fixed("min_hz", 30.0, 1000.0, 60.0, "Hz", "lowest pitch tracked"),
+    ParamSpec::float_fixed("max_hz", 100.0, 4000.0, 1600.0, "Hz", "highest pitch tracked"),
+    // 0.18 (`features` keeps 0.15): mean onset F1 on the validation part, FluidR3_GM / TimGM6mb,
+    // with `rough_hops` 3: 0.15 0.781 / 0.834, 0.18 0.773 / 0.848 (mallets, voices and pipes
+    // up, plucked and brass down a little).
+    ParamSpec::float_fixed("threshold", 0.02, 0.5, 0.18, "", "YIN threshold (lower = stricter voicing)"),
+    ParamSpec::float_fixed("gate_db", -90.0, 0.0, -45.0, "dB", "level below which there is no note"),
+    ParamSpec::int("confirm_hops", 1, 10, 3, "hops (4 ms) a pitch must hold before its note starts"),
+    // A pitch YIN reads roughly now (its dip above half the threshold: breath, bow noise, the
+    // blend of two notes) must hold 3 hops (12 ms) more before its note starts. Validation part,
+    // threshold 0.15: 0 hops 0.766 / 0.832, 3 hops 0.781 / 0.834; threshold 0.18: 0 0.758 / 0.850,
+    // 3 0.773 / 0.848, 5 0.778 / 0.847. (Counting a rough hop anywhere in the candidate's run
+    // scored 0.006 higher but delays every low note from silence: its first windows are rough.)
+    ParamSpec::int(
+        "rough_hops",
+        0,
+        10,
+        3,
+        "more hops a pitch must hold while YIN reads it roughly (a noisy or blended period)",
+    ),
+    // 8 (32 ms): mean onset F1 on the validation part, FluidR3_GM / TimGM6mb: 4 hops 0.745 /
+    // 0.823, 6 0.757 / 0.830, 8 0.764 / 0.832, 12 0.766 / 0.835, 16 0.767 / 0.836 (a breath, a
+    // bow change or a tremolo's dip no longer ends the note; a rest ends it 32 ms late).
+    ParamSpec::int("off_hops", 1, 50, 8, "unvoiced hops (4 ms) that end a note"),
+    ParamSpec::float_fixed(
+        "bend_range",
+        0.0,
+        48.0,
+        2.0,
+        "semitones",
+        "pitch-bend range of the receiver (0 = no bends)",
+    ),
+    ParamSpec::int("midi_channel", 1, 16, 1, "MIDI channel"),
+    ParamSpec::boolean(
+        "attack_net",
+        true,
+        false,
+        "name notes from their attack with the pitch network (models/melody_net) before YIN hears their period; off: YIN alone",
+    ),
+    ParamSpec::float_fixed(
+        "net_confidence",
+        0.3,
+        0.99,
+        0.7,
+        "",
+        "probability the network must give a note to start it during an attack",
+    ),
+];
+
+pub const MELODY: NodeType = NodeType {
+    name: "melody",
+    doc: "Low-latency single-line pitch-to-MIDI (YIN on the audio thread): notes and pitch bends; control outputs f0 (Hz), voiced, loudness (dB) every 4 ms.",
+    params: PARAMS,
+    params_of: None,
+    build: |p: &Params, ctx: &BuildCtx| build(p, ctx, true),
+};
+
+/// The control outputs `melody` and `features` share.
+fn control_outputs() -> Vec<PortSpec> {
+    vec![PortSpec::control("f0"), PortSpec::control("voiced"), PortSpec::control("loudness")]
+}
+
+/// Builds the tracker: with notes (`melody`) or only its control curves (`features`, whose
+/// parameters lack the note ones: those read as 0, are clamped to valid values, and no note is
+/// ever sent).
+pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, String> {
+    let (lo, hi) = (p.f32("min_hz"), p.f32("max_hz"));
+    if lo >= hi {
+        return Err(format!("`min_hz` ({lo}) must be below `max_hz` ({hi})"));
+    }
+    let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
+    let ready = (WIN + tau_max + 1).max(HISTORY);
+    let span = ready.max(partial_rise::HISTORY);
+    // Without a model locator (an engine built without the models crate) YIN works alone.
+    let net = (notes && p.bool("attack_net") && !ctx.dry_run)
+        .then_some(ctx.locate_model)
+        .flatten()
+        .and_then(|locate| {
+            locate("melody_net", "")
+                .and_then(|path| PitchNet::load(&path))
+                .map_err(|e| tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them"))
+                .ok()
+        })
+        .map(|net| NetRunner::new(std::sync::Arc::new(net)));
+    let tau_min = ((RATE as f32 / hi).floor() as usize).max(2);
+    let gate = 10f32.powf(p.f32("gate_db") / 20.0);
+    Ok(Built {
+        info: NodeInfo {
+            inputs: vec![PortSpec::new("in", 1)],
+            outputs: control_outputs(),
+            midi_out: notes,
+            ..Default::default()
+        },
+        processor: Box::new(MelodyProc {
+            resampler: Resampler::new(ctx.sample_rate as u32, RATE),
+            tau_min,
+            tau_max,
+            buf: vec![0.0; 2 * span],
+            span,
+            pos: 0,
+            len: 0,
+            ready,
+            since_hop: 0,
+            d: vec![0.0; tau_max + 2],
+            threshold: p.f32("threshold"),
+            gate,
+            confirm: (p.usize("confirm_hops") as u32).max(1),
+            rough_hops: p.usize("rough_hops") as u32,
+            off_hops: (p.usize("off_hops") as u32).max(1),
+            bend_range: p.f32("bend_range"),
+            channel: (p.usize("midi_channel") as u8).max(1),
+            engine_rate: ctx.sample_rate as u64,
+            n16: 0,
+            start_time: None,
+            active: None,
+            candidate: None,
+            cand_count: 0,
+            cand_first: 0,
+            cand_seen: 0,
+            unvoiced: 0,
+            last_bend: 0,
+            sent_bend: 0,
+            rms_hist: [0.0; 4],
+            levels: [0.0; LEVELS],
+            pitches: [f32::NAN; LEVELS],
+            hops_done: 0,
+            active_hops: 0,
+            last_held16: 0,
+            last_clear16: 0,
+            regap: false,
+            last_off16: 0,
+            last_note: 0,
+            octave_up: false,
+            up_count: 0,
+            active_onset: 0,
+            active_from: None,
+            out: [([0; 3], 0); 8],
+            n_out: 0,
+            net,
+            net_confidence: p.f32("net_confidence"),
+            lowest_note: midi_of(lo),
+            highest_note: midi_of(hi),
+            attack_left: 0,
+            since_attack: ATTACK_COOLDOWN,
+            attack16: 0,
+            grace_left: 0,
+            guard: None,
+            guard_left: 0,
+            net_note: None,
+            net_count: 0,
+            fast_onset: 0,
+            notes,
+            loudness: ALoudness::new(WIN, RATE as f32),
+            rise: PartialRise::new(),
+            f0_hz: 0.0,
+            voiced: 0.0,
+            loudness_db: FLOOR_DB,
+        }),
+    })
+}
