@@ -29,7 +29,7 @@ leg4=${4:-95}
 scripts/eval/setup.sh
 py=.cache/eval-venv/bin/python
 $py -c "import torch, onnx, museval" 2>/dev/null || .cache/eval-venv/bin/pip install -q torch onnx museval "setuptools<80"
-$py models/separator/make_data.py --pieces 300 --variants 5
+$py models/separator/make_data.py --pieces 300 --variants 5 --val-variants 5   # valx: for calibrate.py --split valx
 work=.cache/separator_retrain
 mkdir -p $work/1 $work/2 $work/3 $work/4
 SEPARATOR_WORK=$work/1 $py models/separator/train.py --minutes "$leg1" --resume --level
