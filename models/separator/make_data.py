@@ -81,8 +81,9 @@ EXTRA_TRAIN = {
 # guitars, more synth leads and pads; a piano, an organ's pedal and strings on the bass line), so
 # that choices made on valx are judged on instruments training never heard, as the test split's
 # are. (The nineteenth session trained on these as variants 5 and 6 of the training pieces, and
-# scored on validation pieces played by training instruments; renders made then stay on disk,
-# and train.py --variants 5 leaves them out.) The drum kits are the training's: GM has too few.
+# scored on validation pieces played by training instruments; those renders were moved off the
+# training folder and variants 5 and 6 rendered again as below.) The drum kits are the
+# training's: GM has too few.
 VAL_POOLS = {
     "lead": [76, 77, 83, 86, 63, 12, 104, 105, 111],
     "other": [18, 29, 30, 14, 15, 93, 95, 10],

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Re-trains the separator from nothing: the tools, the renders, five legs of training, the export (ONNX, the test fixture, the
-# manifest's sha256), then the evaluation on the test split.
+# Re-trains the separator from nothing: the tools, the renders, five legs of training, the
+# export (ONNX, the test fixture, the manifest's sha256), then the evaluation on the test split.
 #   models/separator/retrain.sh [LEG1_MIN] [LEG2_MIN] [LEG3_MIN] [LEG4_MIN] [LEG5_MIN]   (default 75 100 85 95 80)
 # The legs are the stages the shipped model went through (BENCHMARKS.md, v1 to v8):
 #   1. from nothing, 0.7 s sequences, 8 a step, peak rate 1e-3;
