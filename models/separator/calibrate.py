@@ -80,7 +80,7 @@ def per_mix(net, limit=16, scale=1.0, level_target=0.0):
     sdrs = []
     for folder in validation_tracks(limit):
         stems, mix = ev.load_example(folder, SECONDS)
-        if not np.all(np.abs(stems).max(axis=1) > 0):  # a part with no note: BSSEval cannot score it
+        if not ev.scorable(stems):  # a part with no note
             sdrs.append([np.nan] * len(T.STEMS))
             continue
         masks, x = masks_of(net, mix, scale, level_target)
@@ -135,7 +135,7 @@ def main():
     scores = [[] for _ in candidates]
     for t in tracks:
         stems, mix = ev.load_example(t, SECONDS)
-        if not np.all(np.abs(stems).max(axis=1) > 0):  # a part with no note: BSSEval cannot score it
+        if not ev.scorable(stems):  # a part with no note
             continue
         masks, x = masks_of(net, mix)
         for k, powers in enumerate(candidates):

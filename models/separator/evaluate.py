@@ -126,6 +126,12 @@ def sdr(refs, ests):
     return [float(np.nanmedian(s)) for s in sdrs]
 
 
+def scorable(stems):
+    """Whether BSSEval can score these references: a part with no note in the excerpt (all
+    zeros) it cannot."""
+    return bool(np.all(np.abs(stems).max(axis=1) > 0))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=100)
@@ -142,7 +148,7 @@ def main():
     for t in tracks:
         meta = json.load(open(os.path.join(root, t, "meta.json")))
         stems, mix = load_example(os.path.join(root, t))
-        if not np.all(np.abs(stems).max(axis=1) > 0):  # a part with no note in the excerpt
+        if not scorable(stems):
             print(t, "skipped: a stem is silent, which BSSEval cannot score", flush=True)
             continue
         stems, mix = stems * gain, mix * gain
