@@ -96,6 +96,13 @@ VAL_POOLS = {
 # and not by its colour alone. (On valx, v8's lead is 0.2 dB: its unseen mallets, sitar, banjo
 # and fifths leads went to the other stem, -2 to -7 dB.)
 CROSS_ROLE_FROM = 5
+# Variants from the eighth on (`--variants 9`) also draw the bass line's program from the
+# harmony's pool (an electric piano's left hand, a guitar, a harp, a pad, an accordion, synth
+# strings), so that the bass too is told by its part (the lowest line) and not by its colour
+# alone (on valx, v11's basses played by a piano, strings or a clarinet are -0.6 to 0.7 dB on
+# one SoundFont or the other). The validation split's bass programs stay out of it, so that valx
+# still plays its bass lines on instruments no training bass had.
+CROSS_BASS_FROM = 7
 COMPOSERS = {"bach": 120, "palestrina": 80, "monteverdi": 50, "trecento": 40, "haydn": 9, "mozart": 16, "beethoven": 26}
 EXCERPT_SECS = 30.0
 # GM drum keys
@@ -232,6 +239,8 @@ def example(job):
     for first, more in ((1, MORE_TRAIN), (3, EXTRA_TRAIN)):
         if split == "train" and variant >= first:
             pool = {role: programs + more[role] for role, programs in pool.items()}
+    if split == "train" and variant >= CROSS_BASS_FROM:  # the bass line on a harmony instrument too
+        pool = dict(pool, bass=pool["bass"] + [p for p in pool["other"] if p not in VAL_POOLS["bass"]])
     if split == "train" and variant >= CROSS_ROLE_FROM:  # the lead and the harmony from one pool
         pool = dict(pool, lead=pool["lead"] + pool["other"], other=pool["other"] + pool["lead"])
     ident = hashlib.sha1(seed.encode()).hexdigest()[:12]
