@@ -14,46 +14,70 @@ was emitted minus its true onset.
     .cache/eval-venv/bin/python scripts/eval/attack_paths.py .cache/eval/families-val6
     git checkout engine/ && cargo build --release -p stagebox
 """
-import json, os, subprocess, sys, tempfile, collections
-import numpy as np, mir_eval
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
-SET = sys.argv[1]
-idx = json.load(open(os.path.join(SET, "index.json")))
-clips = [c for c in idx if c["attack"] == "fast" and c["kind"] == "single"]
-def run(c):
+
+import mir_eval
+import numpy as np
+
+BIN = os.environ.get("STAGEBOX", "target/release/stagebox")
+PATHS = {1: "the network, during an attack", 2: "YIN; no attack heard", 3: "YIN; attack heard, too quiet",
+         4: "YIN; the network unsure", 5: "YIN; the network named the sounding note",
+         6: "YIN; the network named it once, not twice (or out of range)", 7: "YIN; YIN clearly heard another",
+         8: "YIN; the named note not a period of the sound", 9: "YIN; its octave or twelfth periodic instead",
+         90: "a re-strike"}
+
+
+def hz(notes):
+    return np.array([440 * 2 ** ((p - 69) / 12) for p in notes])
+
+
+def found_notes(clip):
+    """(family, soundfont, path code, latency in s) of each reference note the node found."""
     with tempfile.TemporaryDirectory() as tmp:
-        ev = os.path.join(tmp, "e.jsonl")
-        subprocess.run(["target/release/stagebox", "render", "--patch", "patches/melody.toml", "--input", c["wav"], "--output", os.path.join(tmp, "o.wav"), "--events-out", ev, "--tail", "1.0"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ons = [json.loads(l) for l in open(ev)]
-    ons = [j for j in ons if j["type"] == "note_on"]
-    est = np.array([[j["onset_s"], j["onset_s"] + 0.1] for j in ons]).reshape(-1, 2)
-    ref = np.array([[s, e] for s, e, _ in c["notes"]])
-    rp = np.array([440 * 2 ** ((p - 69) / 12) for _, _, p in c["notes"]])
-    ep = np.array([440 * 2 ** ((j["pitch"] - 69) / 12) for j in ons])
-    if len(ons) == 0:
+        events = os.path.join(tmp, "e.jsonl")
+        subprocess.run([BIN, "render", "--patch", "patches/melody.toml", "--input", clip["wav"], "--output",
+                        os.path.join(tmp, "o.wav"), "--events-out", events, "--tail", "1.0"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ons = [j for j in map(json.loads, open(events)) if j["type"] == "note_on"]
+    if not ons:
         return []
-    m = mir_eval.transcription.match_notes(ref, rp, est, ep, onset_tolerance=0.05, offset_ratio=None)
-    out = []
-    for ri, ei in m:
-            s = ref[ri, 0]
-        out.append((c["family"], c["program"], c["soundfont"], ons[ei]["velocity"], ons[ei]["time_s"] - s, False))
-    return out
-with ThreadPoolExecutor(2) as ex:
-    rows = [r for rs in ex.map(run, clips) for r in rs]
-lat = np.array([r[4] for r in rows])
-print("n", len(rows), "median", np.median(lat) * 1000, "p90", np.percentile(lat, 90) * 1000)
-slow = np.percentile(lat, 90)
-by = collections.defaultdict(list)
-for r in rows:
-    by[min(r[3], 100)].append(r)
-names = {1: "network", 2: "YIN, no attack heard", 3: "YIN, attack heard, too quiet", 4: "YIN, net unsure", 5: "YIN, net names sounding note", 6: "YIN, net agree<2/range", 7: "YIN, YIN hears other", 8: "YIN, not periodic", 9: "YIN, octave/twelfth", 90: "restrike", 100: "?", 0: "YIN why0"}
-for k in sorted(by):
-    l = np.array([r[4] for r in by[k]])
-    print(f"{names.get(k, k):32s} n {len(l):4d} median {np.median(l)*1000:5.0f} p90 {np.percentile(l, 90)*1000:5.0f} in slowest tenth {np.sum(l >= slow):4d}")
-fam = collections.defaultdict(list)
-for r in rows:
-    fam[(r[0], r[2])].append(r)
-for k in sorted(fam):
-    l = np.array([r[4] for r in fam[k]])
-    c = collections.Counter(min(r[3], 100) for r in fam[k])
-    print(k, len(l), f"median {np.median(l)*1000:.0f} p90 {np.percentile(l, 90)*1000:.0f}", dict(c))
+    ref = np.array([[s, e] for s, e, _ in clip["notes"]])
+    est = np.array([[j["onset_s"], j["onset_s"] + 0.1] for j in ons])
+    pairs = mir_eval.transcription.match_notes(ref, hz([p for _, _, p in clip["notes"]]), est,
+                                               hz([j["pitch"] for j in ons]), onset_tolerance=0.05, offset_ratio=None)
+    return [(clip["family"], clip["soundfont"], ons[e]["velocity"], ons[e]["time_s"] - ref[r, 0]) for r, e in pairs]
+
+
+def main():
+    index = json.load(open(os.path.join(sys.argv[1], "index.json")))
+    clips = [c for c in index if c["attack"] == "fast" and c["kind"] == "single"]
+    with ThreadPoolExecutor(2) as pool:
+        rows = [r for found in pool.map(found_notes, clips) for r in found]
+    latency = np.array([r[3] for r in rows])
+    slow = np.percentile(latency, 90)
+    print(f"{len(rows)} notes found: median {1000 * np.median(latency):.0f} ms, p90 {1000 * slow:.0f} ms")
+    by_path = collections.defaultdict(list)
+    for r in rows:
+        by_path[r[2]].append(r[3])
+    for code in sorted(by_path):
+        v = np.array(by_path[code])
+        print(f"{PATHS.get(code, code)}: {len(v)} notes, median {1000 * np.median(v):.0f} ms, "
+              f"p90 {1000 * np.percentile(v, 90):.0f} ms, {np.sum(v >= slow)} in the slowest tenth")
+    by_family = collections.defaultdict(list)
+    for r in rows:
+        by_family[r[:2]].append(r)
+    for (family, soundfont), found in sorted(by_family.items()):
+        v = np.array([r[3] for r in found])
+        codes = dict(sorted(collections.Counter(r[2] for r in found).items()))
+        print(f"{family} {soundfont}: {len(v)} notes, median {1000 * np.median(v):.0f} ms, "
+              f"p90 {1000 * np.percentile(v, 90):.0f} ms, by path {codes}")
+
+
+if __name__ == "__main__":
+    main()
