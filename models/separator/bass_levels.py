@@ -14,21 +14,20 @@ import sys
 import numpy as np
 import soundfile as sf
 
-import train as T
+import calibrate
 
 STEMS = ("drums", "bass", "lead", "other")
 
 
 def main():
-    root = os.path.join(T.DATA, "valx")
-    names = sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "meta.json")))
+    calibrate.SPLIT = "valx"
     rows = np.array(list(json.load(open(sys.argv[1])).values())[-1], dtype=float)
     by_program, found = collections.defaultdict(list), []
-    for name, sdr in zip(names, rows):
+    for folder, sdr in zip(calibrate.validation_tracks(len(rows)), rows):  # the per-mix file's order
         if np.isnan(sdr[1]):
             continue
-        meta = json.load(open(os.path.join(root, name, "meta.json")))
-        audio = {s: sf.read(os.path.join(root, name, s + ".wav"))[0] for s in STEMS}
+        meta = json.load(open(os.path.join(folder, "meta.json")))
+        audio = {s: sf.read(os.path.join(folder, s + ".wav"))[0] for s in STEMS}
         level_db = 10 * np.log10((audio["bass"] ** 2).mean() / (sum(audio.values()) ** 2).mean())
         key = (meta["stems"]["bass"]["program"], meta["soundfont"])
         by_program[key].append(sdr[1])

@@ -25,16 +25,15 @@ from concurrent.futures import ThreadPoolExecutor
 import mir_eval
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evaluate import hz  # noqa: E402
+
 BIN = os.environ.get("STAGEBOX", "target/release/stagebox")
 PATHS = {1: "the network, during an attack", 2: "YIN; no attack heard", 3: "YIN; attack heard, too quiet",
          4: "YIN; the network unsure", 5: "YIN; the network named the sounding note",
          6: "YIN; the network named it once, not twice (or out of range)", 7: "YIN; YIN clearly heard another",
          8: "YIN; the named note not a period of the sound", 9: "YIN; its octave or twelfth periodic instead",
          90: "a re-strike"}
-
-
-def hz(notes):
-    return np.array([440 * 2 ** ((p - 69) / 12) for p in notes])
 
 
 def found_notes(clip):
