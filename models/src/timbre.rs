@@ -152,9 +152,11 @@ impl VoiceSynth {
 
 /// Time constant of a voice's gate.
 const GATE_S: f32 = 0.012;
-/// How long voice 0 plays on after its input stops being voiced: 25 frames, 100 ms. Chosen on
-/// the validation lines (BENCHMARKS.md: closing at once cost cello 0.08 of its loss ratio).
-const HOLD_FRAMES: u32 = 25;
+/// How long voice 0 plays on after its input stops being voiced: 75 frames, 300 ms (a release,
+/// a bow change, a note the tracker does not voice). Chosen on the validation lines (BENCHMARKS.md:
+/// closing at once cost cello 0.08 of its loss ratio; 100 ms -> 300 ms took violin 0.576 -> 0.569,
+/// cello 0.449 -> 0.440; 400 ms no more).
+const HOLD_FRAMES: u32 = 75;
 /// Most voices a node has (one played by the control inputs, the rest by MIDI).
 const MAX_VOICES: usize = 9;
 

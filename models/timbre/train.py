@@ -56,6 +56,13 @@ COND = 4 + EMBED
 # vibrato sweeps them across the body's resonances; midi / 127 alone moves by 0.001 for 15 cents.
 VIBRATO_TAU_S, VIBRATO_JUMP, VIBRATO_SCALE = 0.1, 1.0, 5.0
 FRAME_S = HOP / SR
+# The conditioning's own lag: the `features` node's f0 and loudness describe the audio about
+# 9 ms before the frame they are kept for (its YIN window ends there; evaluate.py measures it on a
+# pitch step, 9.0 ms). The issue counts the node's latency beyond the conditioning's own, so the
+# decoder learns to play the line as heard that late (the real audio delayed by this much), not
+# to guess 9 ms ahead of what it is told; evaluate.py scores the node against the line so delayed.
+# (v5 and earlier were trained with 0.)
+CONDITIONING_LAG_SAMPLES = 144
 SEG_FRAMES, BATCH, LR = 300, 8, 1e-3
 INSTRUMENTS = [i + s for i in ("flute", "violin", "trumpet", "alto_sax", "cello") for s in ("", "_gm6")]
 FFTS = (1024, 512, 256, 128, 64)
@@ -190,6 +197,11 @@ def as_the_node_reads(curve):
     return np.concatenate([curve[:1], curve[:-1]])
 
 
+def heard_late(audio, lag=CONDITIONING_LAG_SAMPLES):
+    """`audio` delayed by `lag` samples (silence before it), as long as it was."""
+    return np.concatenate([np.zeros(lag, dtype=audio.dtype), audio[:len(audio) - lag]]) if lag else audio
+
+
 def load_split(split):
     out = []
     for path in sorted(glob.glob(os.path.join(DATA, split, "*.npz"))):
@@ -197,7 +209,7 @@ def load_split(split):
         name = os.path.basename(path)[:-4].split("-", 1)[1]
         frames = min(len(d["f0_hz"]), len(d["audio"]) // HOP)
         f0, loud, voiced = (as_the_node_reads(d[k][:frames]) for k in ("f0_hz", "loudness_db", "voiced"))
-        out.append({"instrument": INSTRUMENTS.index(name), "audio": d["audio"][:frames * HOP], "f0": f0,
+        out.append({"instrument": INSTRUMENTS.index(name), "audio": heard_late(d["audio"][:frames * HOP]), "f0": f0,
                     "vib": vibrato(f0), "loud": loud, "voiced": voiced, "file": path})
     return out
 
