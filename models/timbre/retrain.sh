@@ -5,11 +5,13 @@
 #   models/timbre/retrain.sh [LEG_END_MINUTES ...]   (default 100 220 310, as v4 was trained:
 #   100 minutes on one cosine decay, then resumed on a second that ends at minute 220 and a
 #   third that ends at minute 310; a stopped leg resumes; `retrain.sh 100` trains one leg)
-# The shipped v5 is v4's weights (trained before the vibrato input and the frame alignment the
-# node reads) plus one 75-minute leg on the current conditioning, its vibrato weights starting
-# at zero: `TIMBRE_WORK=.cache/timbre_vib train.py --warm --resume --minutes 75 --threads 1
-# --lr 1.5e-4` from v4's timbre.onnx. From nothing, this script trains on the current
-# conditioning from the first step.
+# The shipped v6 is v4's weights (trained before the vibrato input, the frame alignment the node
+# reads and the conditioning's lag) plus two legs from the shipped ONNX: v5, 75 minutes on the
+# vibrato input and frame alignment (`TIMBRE_WORK=.cache/timbre_vib train.py --warm --resume
+# --minutes 75 --threads 1 --lr 1.5e-4`), then v6, 65 minutes against the line delayed by the
+# conditioning's own lag (`TIMBRE_WORK=.cache/timbre_lag train.py --warm --minutes 65 --threads 1
+# --lr 1.5e-4 --select ratio`). From nothing, this script trains on the current conditioning and
+# the delayed line from the first step.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 legs=("$@")
