@@ -16,7 +16,8 @@ uniform white noise filtered frame by frame in an STFT of 128 / hop 64 at 16 kHz
 both sides) whose 65 bins are the 65 bands (125 Hz apart, as the engine's 384 / 192 at 48 kHz).
 
 Loss: multi-scale spectral (FFT 1024, 512, 256, 128, 64; hop a quarter; L1 of magnitudes plus
-L1 of log magnitudes), summed over scales.
+L1 of log magnitudes), summed over scales, against the real line delayed by the conditioning's
+own lag (CONDITIONING_LAG_SAMPLES).
 
     .cache/eval-venv/bin/python models/timbre/train.py [--minutes M] [--resume]
     .cache/eval-venv/bin/python models/timbre/train.py --export   # ONNX, fixture, manifest
