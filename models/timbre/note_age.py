@@ -4,7 +4,8 @@ and how long ago the note began (a SoundFont plays each note from the start of i
 how much from the vibrato input, per key (the body's resonances swept by the pitch).
 
 For each voiced frame of the instrument's lines (make_data.py's renders, 16 kHz): the level of
-harmonics 1-10 (dB, peak within two bins of k * f0, FFT 1024 at the frame), relative to the
+harmonics 1-10 (oracle.py's `harmonic_levels`: FFT 1024, frames whose tenth harmonic and one
+more fit under 8 kHz, so f0 up to 727 Hz), relative to the
 frame's strongest, minus its 150 ms moving mean: the movement faster than 150 ms. Fitted on the
 training lines, scored on the validation lines (R^2 out of sample):
 - by (key, age): the training frames' mean at the same key and the same number of frames since
@@ -30,23 +31,15 @@ from scipy.ndimage import uniform_filter1d
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train as T  # noqa: E402
+from oracle import harmonic_levels  # noqa: E402
 
 N_FFT, HARMONICS = 1024, 10
 
 
-def harmonic_levels(x, f0, voiced, frames):
-    """[frames, HARMONICS] levels in dB relative to the frame's strongest (NaN where not voiced)."""
-    xp, w = np.pad(x, (N_FFT // 2, N_FFT // 2)), np.hanning(N_FFT)
-    levels = np.full((frames, HARMONICS), np.nan)
-    for j in range(frames):
-        if not voiced[j] or f0[j] < 60:
-            continue
-        spec = np.abs(np.fft.rfft(xp[j * T.HOP:j * T.HOP + N_FFT] * w))
-        for h in range(HARMONICS):
-            b = int(round((h + 1) * f0[j] * N_FFT / T.SR))
-            if b + 3 >= len(spec):
-                break
-            levels[j, h] = 20 * np.log10(spec[b - 2:b + 3].max() + 1e-9)
+def relative_levels(x, f0, voiced):
+    """oracle.py's harmonic levels (dB), relative to each frame's strongest; NaN where not voiced."""
+    levels = harmonic_levels(x, f0, count=HARMONICS, n=N_FFT)
+    levels[~voiced] = np.nan
     return levels - np.nanmax(np.where(np.isfinite(levels), levels, -np.inf), axis=1, keepdims=True)
 
 
@@ -75,14 +68,14 @@ def line_frames(path, net=None):
     age = np.zeros(frames, dtype=int)
     for j in range(1, frames):
         age[j] = 0 if new[j] else age[j - 1] + 1
-    levels = harmonic_levels(d["audio"], f0, voiced, frames)
+    levels = relative_levels(d["audio"], f0, voiced)
     ok = (age > 3) & np.all(np.isfinite(levels[:, :4]), axis=1)
     filled = np.where(np.isfinite(levels), levels, 0.0)
     fast = filled - uniform_filter1d(filled, 38, axis=0)
     out = [fast[ok], T.vibrato(f0)[ok], np.round(midi).astype(int)[ok], age[ok]]
     if net is not None:
         sound = decoder_audio(net, d, os.path.basename(path)[:-4].split("-", 1)[1], frames)
-        own = harmonic_levels(sound, f0, voiced, frames)
+        own = relative_levels(sound, f0, voiced)
         own = np.where(np.isfinite(own), own, 0.0)
         out.append((own - uniform_filter1d(own, 38, axis=0))[ok])
     return out
@@ -138,7 +131,7 @@ def same_key():
     f0, voiced = np.full(frames, 392.0), np.ones(frames, bool)
     fast = []
     for start in (0.5, 2.5, 5.1):
-        lv = harmonic_levels(x[int(start * T.SR):], f0, voiced, frames)
+        lv = np.nan_to_num(relative_levels(x[int(start * T.SR):], f0, voiced))  # its first frames lack a window
         fast.append((lv - uniform_filter1d(lv, 38, axis=0))[40:-20])
     for name, other in (("velocity 70", fast[1]), ("after a legato A4", fast[2])):
         r = [np.corrcoef(fast[0][:, h], other[:, h])[0, 1] for h in range(8)]
