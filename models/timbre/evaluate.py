@@ -17,7 +17,7 @@ training or checkpoint choice), through the real binary:
 - real-time factor per voice: an offline render of 60 s of four held MIDI voices (the audio
   thread's and the worker's time together, as the render waits for every frame), over 4.
 
-    .cache/eval-venv/bin/python models/timbre/evaluate.py [--limit N] [--out FILE.json]
+    .cache/eval-venv/bin/python models/timbre/evaluate.py [--limit N] [--out FILE.json] [--split val]
 """
 import argparse
 import glob
@@ -197,9 +197,10 @@ def summary(rows):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--split", default="test", help="test (the reported numbers) or val (for choices)")
     ap.add_argument("--out", default=os.path.join(T.WORK, "eval.json"))
     a = ap.parse_args()
-    paths = sorted(glob.glob(os.path.join(T.DATA, "test", "*.npz")))
+    paths = sorted(glob.glob(os.path.join(T.DATA, a.split, "*.npz")))
     paths = paths[:a.limit] if a.limit else paths
     with tempfile.TemporaryDirectory() as work:
         rows = [score_line(p, work) for p in paths]
