@@ -205,7 +205,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         rows = [score_line(p, work) for p in paths]
         result = {"per_instrument": summary(rows), "latency": latency(work), "rtf_per_voice": rtf_per_voice(work)}
-    print("| instrument | test lines | spectral loss | sawtooth | ratio | ratio, not aligned | f0 error median (cents) | p90 (cents) |")
+    print(f"| instrument | {a.split} lines | spectral loss | sawtooth | ratio | ratio, not aligned | f0 error median (cents) | p90 (cents) |")
     print("|---|---|---|---|---|---|---|---|")
     for ins, s in result["per_instrument"].items():
         print(f"| {ins} | {s['lines']} | {s['loss']:.2f} | {s['saw']:.2f} | {s['loss'] / s['saw']:.3f} | "
