@@ -9,7 +9,8 @@ more fit under 8 kHz, so f0 up to 727 Hz), relative to the
 frame's strongest, minus its 150 ms moving mean: the movement faster than 150 ms. Fitted on the
 training lines, scored on the validation lines (R^2 out of sample):
 - by (key, age): the training frames' mean at the same key and the same number of frames since
-  the note began (a jump of more than a semitone or an unvoiced frame starts a note), frames
+  the note began (train.py's `note_age_s`: a jump of more than a semitone or an unvoiced frame
+  starts a note), frames
   from the fourth on;
 - by the vibrato input: a coefficient per key and harmonic (train.py's `vibrato`), frames from
   100 ms into a note on;
@@ -64,10 +65,7 @@ def line_frames(path, net=None):
     frames = min(len(f0), len(d["audio"]) // T.HOP)
     f0, voiced = f0[:frames], voiced[:frames]
     midi = T.midi_of(f0)
-    new = np.r_[True, np.abs(np.diff(midi)) > 1.0] | ~voiced
-    age = np.zeros(frames, dtype=int)
-    for j in range(1, frames):
-        age[j] = 0 if new[j] else age[j - 1] + 1
+    age = np.round(T.note_age_s(f0, voiced) / T.FRAME_S).astype(int)
     levels = relative_levels(d["audio"], f0, voiced)
     ok = (age > 3) & np.all(np.isfinite(levels[:, :4]), axis=1)
     filled = np.where(np.isfinite(levels), levels, 0.0)

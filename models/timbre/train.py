@@ -98,17 +98,21 @@ def vibrato(f0_hz):
     return out
 
 
+def note_age_s(f0_hz, voiced):
+    """Each frame's time since its note began (seconds) in one line."""
+    midi = midi_of(np.asarray(f0_hz, dtype=np.float64))
+    out = np.zeros(len(f0_hz))
+    for j in range(1, len(f0_hz)):
+        fresh = f0_hz[j] <= 20.0 or voiced[j] < 0.5 or abs(midi[j] - midi[j - 1]) > AGE_JUMP
+        out[j] = 0.0 if fresh else out[j - 1] + FRAME_S
+    return out
+
+
 def note_age(f0_hz, voiced):
     """The age inputs [frames, len(AGE_TAUS_S)] of one line (frames in order; the engine's
     `timbre` node computes the same, frame by frame, for each voice)."""
-    midi = midi_of(np.asarray(f0_hz, dtype=np.float64))
-    out = np.zeros((len(f0_hz), len(AGE_TAUS_S)), dtype=np.float32)
-    age_s = 0.0
-    for j in range(len(f0_hz)):
-        fresh = f0_hz[j] <= 20.0 or voiced[j] < 0.5 or j == 0 or abs(midi[j] - midi[j - 1]) > AGE_JUMP
-        age_s = 0.0 if fresh else age_s + FRAME_S
-        out[j] = [math.exp(-age_s / tau) for tau in AGE_TAUS_S]
-    return out
+    age_s = note_age_s(f0_hz, voiced)[:, None]
+    return np.exp(-age_s / np.array(AGE_TAUS_S)).astype(np.float32)
 
 
 def expression(f0_hz, voiced):
