@@ -1,6 +1,5 @@
 //! `timbre`: a neural instrument played by the performer (DDSP-style). Every frame (250 a
-//! second) each voice's conditioning (f0, loudness, voiced, vibrato, the note's age, the instrument's
-//! embedding) goes to
+//! second) each voice's conditioning (f0, loudness, voiced, vibrato, the instrument's embedding) goes to
 //! the inference worker through the bridge; the worker runs the decoder (models/timbre, ONNX)
 //! with that voice's recurrent state (kept on the worker) and returns its controls: an
 //! amplitude, 60 harmonic weights and 65 noise bands; the audio thread plays them with the
@@ -22,8 +21,7 @@ use stagebox_engine::param::{db_to_gain, EventKind, OnePole, ParamSpec};
 use stagebox_engine::voices::{NoteVoices, SILENT_DB};
 
 use crate::timbre_model::{
-    midi_of, Instruments, NoteAge, TimbreBackend, Vibrato, AGE_INPUTS, BANDS, COND, EMBED, HARMONICS, INSTRUMENT_NAMES,
-    MODEL_NYQUIST_HZ,
+    midi_of, Instruments, TimbreBackend, Vibrato, BANDS, COND, EMBED, HARMONICS, INSTRUMENT_NAMES, MODEL_NYQUIST_HZ,
 };
 
 const FRAMES_PER_S: f32 = 250.0;
@@ -102,8 +100,6 @@ struct VoiceSynth {
     unvoiced_frames: u32,
     /// The pitch centre the conditioning's vibrato input is measured from.
     vibrato: Vibrato,
-    /// How long the voice's note has sounded (the conditioning's age inputs).
-    age: NoteAge,
 }
 
 impl VoiceSynth {
@@ -122,7 +118,6 @@ impl VoiceSynth {
             gate_target: 0.0,
             unvoiced_frames: u32::MAX,
             vibrato: Vibrato::default(),
-            age: NoteAge::default(),
         }
     }
 
@@ -132,14 +127,6 @@ impl VoiceSynth {
     fn hold_gate(&mut self, sounding: bool, voiced: bool) {
         self.unvoiced_frames = if voiced { 0 } else { self.unvoiced_frames.saturating_add(1) };
         self.gate_target = (sounding && self.unvoiced_frames <= HOLD_FRAMES) as u8 as f32;
-    }
-
-    /// This frame's vibrato and age inputs for the voice at `f0_hz` (0: not sounding).
-    fn expression(&mut self, f0_hz: f32, voiced: f32) -> [f32; 1 + AGE_INPUTS] {
-        let mut out = [0.0; 1 + AGE_INPUTS];
-        out[0] = self.vibrato.input(f0_hz, 1.0 / FRAMES_PER_S);
-        out[1..].copy_from_slice(&self.age.inputs(f0_hz, voiced, 1.0 / FRAMES_PER_S));
-        out
     }
 
     /// Adds this frame's sound to `mix`.
@@ -196,22 +183,13 @@ struct TimbreProc {
 }
 
 /// One voice's conditioning into `out` (`COND + 1` values: whether it sounds, then the model's).
-/// `expression`: the voice's vibrato and age inputs.
-fn condition(
-    out: &mut [f32],
-    f0_hz: f32,
-    loudness_db: f32,
-    voiced: f32,
-    expression: &[f32; 1 + AGE_INPUTS],
-    active: bool,
-    embedding: &[f32; EMBED],
-) {
+fn condition(out: &mut [f32], f0_hz: f32, loudness_db: f32, voiced: f32, vibrato: f32, active: bool, embedding: &[f32; EMBED]) {
     out[0] = active as u8 as f32;
     out[1] = midi_of(f0_hz) / 127.0;
     out[2] = (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0);
     out[3] = voiced;
-    out[4..5 + AGE_INPUTS].copy_from_slice(expression);
-    out[5 + AGE_INPUTS..].copy_from_slice(embedding);
+    out[4] = vibrato;
+    out[5..5 + EMBED].copy_from_slice(embedding);
 }
 
 impl TimbreProc {
@@ -226,8 +204,8 @@ impl TimbreProc {
         let f0_0 = clean(f0, 0.0) * shift;
         let (ld0, v0) = (clean(loudness, SILENT_DB), clean(voiced, 0.0).clamp(0.0, 1.0));
         let offset = self.loudness_offset_db;
-        let expr0 = self.voices[0].expression(f0_0, v0);
-        condition(&mut self.cond[..stride], f0_0, ld0 + offset, v0, &expr0, f0_0 > 20.0, &embedding);
+        let vib0 = self.voices[0].vibrato.input(f0_0, 1.0 / FRAMES_PER_S);
+        condition(&mut self.cond[..stride], f0_0, ld0 + offset, v0, vib0, f0_0 > 20.0, &embedding);
         self.voices[0].hold_gate(f0_0 > 20.0, v0 > 0.5);
         self.voices[0].next_f0 = f0_0;
         // The MIDI voices.
@@ -236,14 +214,15 @@ impl TimbreProc {
         for (i, c) in played.iter().take(self.notes.len()).enumerate() {
             let Some(c) = c else { continue };
             let at = (i + 1) * stride;
-            let active = c.active as u8 as f32;
-            let expr = self.voices[i + 1].expression(if c.active { c.f0_hz } else { 0.0 }, active);
+            let vib = self.voices[i + 1]
+                .vibrato
+                .input(if c.active { c.f0_hz } else { 0.0 }, 1.0 / FRAMES_PER_S);
             condition(
                 &mut self.cond[at..at + stride],
                 c.f0_hz,
                 c.loudness_db + offset,
-                active,
-                &expr,
+                c.active as u8 as f32,
+                vib,
                 c.active,
                 &embedding,
             );

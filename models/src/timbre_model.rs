@@ -10,9 +10,8 @@ use crate::{Manifest, ModelError, OrtModel};
 pub const HARMONICS: usize = 60;
 pub const BANDS: usize = 65;
 pub const EMBED: usize = 8;
-/// What the decoder reads a frame: midi(f0) / 127, loudness, voiced, vibrato, the note's age, the
-/// embedding.
-pub const COND: usize = 4 + AGE_INPUTS + EMBED;
+/// What the decoder reads a frame: midi(f0) / 127, loudness, voiced, vibrato, the embedding.
+pub const COND: usize = 4 + EMBED;
 /// The vibrato input (train.py's `vibrato`, the same rule): a voice's pitch against its own
 /// slow centre, which follows with this time constant and jumps to a new note at once.
 const VIBRATO_TAU_S: f32 = 0.1;
@@ -43,32 +42,6 @@ impl Vibrato {
         (VIBRATO_SCALE * (midi - centre)).clamp(-2.0, 2.0)
     }
 }
-
-/// The note-age inputs (train.py's `note_age`, the same rule): exp(-age / tau) for each of these,
-/// the age being the time since the voice's note began (an unvoiced frame, or a jump of more than
-/// `AGE_JUMP` semitones from the frame before, starts one).
-const AGE_TAUS_S: [f32; 3] = [0.05, 0.2, 1.0];
-const AGE_JUMP: f32 = 1.0;
-pub const AGE_INPUTS: usize = AGE_TAUS_S.len();
-
-/// How long one voice's note has sounded, frame by frame (250 a second). Audio thread.
-#[derive(Clone, Copy, Default)]
-pub struct NoteAge {
-    last_midi: Option<f32>,
-    age_s: f32,
-}
-
-impl NoteAge {
-    /// This frame's age inputs for a voice at `f0_hz` (0 or less: not sounding), `voiced` (0..1).
-    pub fn inputs(&mut self, f0_hz: f32, voiced: f32, frame_s: f32) -> [f32; AGE_INPUTS] {
-        let midi = midi_of(f0_hz);
-        let same_note = f0_hz > 20.0 && voiced >= 0.5 && self.last_midi.is_some_and(|m| (midi - m).abs() <= AGE_JUMP);
-        self.age_s = if same_note { self.age_s + frame_s } else { 0.0 };
-        self.last_midi = Some(midi);
-        AGE_TAUS_S.map(|tau| (-self.age_s / tau).exp())
-    }
-}
-
 /// Half the rate the decoder was trained at: its harmonics and noise stop here.
 pub const MODEL_NYQUIST_HZ: f32 = 8000.0;
 /// The instruments of the shipped model, in its table's order (checked when it loads).

@@ -52,7 +52,7 @@ def decoder_audio(net, d, instrument, frames):
     t = lambda v: torch.tensor(np.asarray(v, np.float32))[None]
     torch.manual_seed(0)
     with torch.no_grad():
-        controls, _ = net(T.cond_of(net, t(f0), t(T.expression(f0, voiced)), t(loud), t(voiced),
+        controls, _ = net(T.cond_of(net, t(f0), t(T.vibrato(f0)), t(loud), t(voiced),
                                     torch.tensor([T.INSTRUMENTS.index(instrument)])))
         return T.synth(controls, t(f0), frames * T.HOP)[0].numpy()
 

@@ -3,8 +3,8 @@
 in, every 4 ms (250 frames a second), the amplitudes of 60 harmonics and the magnitudes of 65
 noise bands out; the engine's additive oscillators and filtered noise make the sound.
 
-Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, vibrato, note age (3), embedding (8)]
--> Linear 15->128, LayerNorm, LeakyReLU -> GRU 384 (the state) -> Linear (384 + 15 -> 256), LayerNorm, LeakyReLU
+Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, vibrato, embedding (8)] -> Linear 12->128,
+LayerNorm, LeakyReLU -> GRU 384 (the state) -> Linear (384 + 12 -> 256), LayerNorm, LeakyReLU
 -> Linear 256 -> 1 + 60 + 65 (0.73 M parameters): the overall amplitude, the harmonic distribution (each
 exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted down). The instruments'
 embeddings are a table the node reads from instruments.json (morph interpolates two of them).
@@ -50,19 +50,16 @@ WORK = os.environ.get("TIMBRE_WORK", os.path.join(ROOT, ".cache", "timbre"))
 SR, HOP, HARMONICS, BANDS, EMBED = 16000, 64, 60, 65, 8
 HIDDEN = int(os.environ.get("TIMBRE_HIDDEN", "384"))
 MID = max(192, HIDDEN * 2 // 3)
-COND = 4 + 3 + EMBED
+COND = 4 + EMBED
 # The vibrato input: a voice's pitch against its own slow centre (VIBRATO_TAU_S; a jump of more
 # than VIBRATO_JUMP semitones is a new note, and the centre moves there at once), in semitones
 # times VIBRATO_SCALE, clamped to +-2. A bowed string's harmonics swell and fade by several dB as
 # vibrato sweeps them across the body's resonances; midi / 127 alone moves by 0.001 for 15 cents.
 VIBRATO_TAU_S, VIBRATO_JUMP, VIBRATO_SCALE = 0.1, 1.0, 5.0
 FRAME_S = HOP / SR
-# The note's age: how long since the note began (an unvoiced frame, or a jump of more than
-# AGE_JUMP semitones from the frame before, starts one), as exp(-age / tau) for each of AGE_TAUS_S.
-# A sampled instrument plays every note from the start of its sample, so its harmonics move the
-# same way at the same age of the same key (note_age.py: FluidR3_GM's violin, correlation 1.00);
-# a GRU can hardly count 4 ms frames for a second, the decoder is told.
-AGE_TAUS_S, AGE_JUMP = (0.05, 0.2, 1.0), 1.0
+# A note begins at an unvoiced frame or at a jump of more than NOTE_JUMP semitones from the frame
+# before (note_age_s: how long a frame's note has sounded, for loss_parts.py and note_age.py).
+NOTE_JUMP = 1.0
 # The conditioning's own lag: the `features` node's f0 and loudness describe the audio about
 # 9 ms before the frame they are kept for (its YIN window ends there; evaluate.py measures it on a
 # pitch step, 9.0 ms). The issue counts the node's latency beyond the conditioning's own, so the
@@ -103,28 +100,14 @@ def note_age_s(f0_hz, voiced):
     midi = midi_of(np.asarray(f0_hz, dtype=np.float64))
     out = np.zeros(len(f0_hz))
     for j in range(1, len(f0_hz)):
-        fresh = f0_hz[j] <= 20.0 or voiced[j] < 0.5 or abs(midi[j] - midi[j - 1]) > AGE_JUMP
+        fresh = f0_hz[j] <= 20.0 or voiced[j] < 0.5 or abs(midi[j] - midi[j - 1]) > NOTE_JUMP
         out[j] = 0.0 if fresh else out[j - 1] + FRAME_S
     return out
 
 
-def note_age(f0_hz, voiced):
-    """The age inputs [frames, len(AGE_TAUS_S)] of one line (frames in order; the engine's
-    `timbre` node computes the same, frame by frame, for each voice)."""
-    age_s = note_age_s(f0_hz, voiced)[:, None]
-    return np.exp(-age_s / np.array(AGE_TAUS_S)).astype(np.float32)
-
-
-def expression(f0_hz, voiced):
-    """The inputs a line's own shape gives each frame [frames, 1 + len(AGE_TAUS_S)]: the vibrato,
-    then the note's age."""
-    return np.concatenate([vibrato(f0_hz)[:, None], note_age(f0_hz, voiced)], axis=1)
-
-
-def conditioning(f0_hz, loudness_db, voiced, expr):
+def conditioning(f0_hz, loudness_db, voiced, vib):
     midi = 69.0 + 12.0 * torch.log2(f0_hz.clamp(min=20.0) / 440.0)
-    base = torch.stack([midi / 127.0, (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0), voiced], dim=-1)
-    return torch.cat([base, expr], dim=-1)
+    return torch.stack([midi / 127.0, (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0), voiced, vib], dim=-1)
 
 
 class Decoder(nn.Module):
@@ -241,35 +224,35 @@ def load_split(split):
         frames = min(len(d["f0_hz"]), len(d["audio"]) // HOP)
         f0, loud, voiced = (as_the_node_reads(d[k][:frames]) for k in ("f0_hz", "loudness_db", "voiced"))
         out.append({"instrument": INSTRUMENTS.index(name), "audio": heard_late(d["audio"][:frames * HOP]), "f0": f0,
-                    "expr": expression(f0, voiced), "loud": loud, "voiced": voiced, "file": path})
+                    "vib": vibrato(f0), "loud": loud, "voiced": voiced, "file": path})
     return out
 
 
 def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH, weights=None):
-    f0, expr, loud, voiced, audio, ins = [], [], [], [], [], []
+    f0, vib, loud, voiced, audio, ins = [], [], [], [], [], []
     for _ in range(size):
         e = rng.choices(examples, weights)[0] if weights else rng.choice(examples)
         start = rng.randrange(0, max(1, len(e["f0"]) - frames))
         sl = slice(start, start + frames)
         pad = frames - len(e["f0"][sl])
         f0.append(np.pad(e["f0"][sl], (0, pad), mode="edge"))
-        expr.append(np.pad(e["expr"][sl], ((0, pad), (0, 0)), mode="edge"))
+        vib.append(np.pad(e["vib"][sl], (0, pad), mode="edge"))
         loud.append(np.pad(e["loud"][sl], (0, pad), constant_values=-100.0))
         voiced.append(np.pad(e["voiced"][sl], (0, pad)))
         a = e["audio"][start * HOP:(start + frames) * HOP]
         audio.append(np.pad(a, (0, frames * HOP - len(a))))
         ins.append(e["instrument"])
     t = lambda v: torch.tensor(np.stack(v), dtype=torch.float32, device=device)
-    return t(f0), t(expr), t(loud), t(voiced), t(audio), torch.tensor(ins, device=device)
+    return t(f0), t(vib), t(loud), t(voiced), t(audio), torch.tensor(ins, device=device)
 
 
-def cond_of(net, f0, expr, loud, voiced, ins):
+def cond_of(net, f0, vib, loud, voiced, ins):
     emb = net.embedding(ins).unsqueeze(1).expand(-1, f0.shape[1], -1)
-    return torch.cat([conditioning(f0, loud, voiced, expr), emb], dim=-1)
+    return torch.cat([conditioning(f0, loud, voiced, vib), emb], dim=-1)
 
 
-def loss_of(net, f0, expr, loud, voiced, audio, ins):
-    controls, _ = net(cond_of(net, f0, expr, loud, voiced, ins))
+def loss_of(net, f0, vib, loud, voiced, audio, ins):
+    controls, _ = net(cond_of(net, f0, vib, loud, voiced, ins))
     return spectral_loss(synth(controls, f0, audio.shape[1]), audio)
 
 
@@ -287,7 +270,7 @@ def segment(e, rng, frames):
     t = lambda v: torch.tensor(np.asarray(v[sl], dtype=np.float32))[None]
     f0 = t(e["f0"])
     audio = torch.tensor(e["audio"][start * HOP:(start + f0.shape[1]) * HOP])[None]
-    return f0, t(e["expr"]), t(e["loud"]), t(e["voiced"]), audio, torch.tensor([e["instrument"]])
+    return f0, t(e["vib"]), t(e["loud"]), t(e["voiced"]), audio, torch.tensor([e["instrument"]])
 
 
 def sawtooth_loss(seg):
@@ -322,9 +305,8 @@ class RatioCheck:
 def warm_from_onnx(net, path):
     """The shipped model's weights into `net` (the checkpoints live in .cache and are gone on a
     fresh machine; the ONNX file and instruments.json are committed). ONNX's GRU keeps its gates
-    as z, r, h; PyTorch's as r, z, n. A model from before the age inputs (conditioning 12 wide:
-    f0, loudness, voiced, vibrato, embedding) gets their weights at zero: it plays as it did until
-    training moves them."""
+    as z, r, h; PyTorch's as r, z, n. A model from before the vibrato input (conditioning 11
+    wide) gets that input's weights at zero: it plays as it did until training moves them."""
     import onnx
     from onnx import numpy_helper
 
@@ -339,19 +321,15 @@ def warm_from_onnx(net, path):
     reorder = lambda t: torch.cat([t[HIDDEN:2 * HIDDEN], t[:HIDDEN], t[2 * HIDDEN:]])
     sd = net.state_dict()
     old = init[inp_w].shape[0]  # the shipped model's conditioning width
-    missing = COND - old  # the age inputs, where the shipped model lacks them (after the vibrato)
-    if missing not in (0, len(AGE_TAUS_S)):
-        raise SystemExit(f"warm start: the shipped model's conditioning is {old} wide, this one {COND}")
+    def widen(w, at):  # a zero column for the vibrato input, where the shipped model lacks it
+        return torch.cat([w[:, :at], torch.zeros(w.shape[0], 1), w[:, at:]], dim=1) if old == COND - 1 else w
 
-    def widen(w, at):
-        return torch.cat([w[:, :at], torch.zeros(w.shape[0], missing), w[:, at:]], dim=1)
-
-    sd["inp.0.weight"], sd["inp.0.bias"] = widen(init[inp_w].T, 4), init["net.inp.0.bias"]
+    sd["inp.0.weight"], sd["inp.0.bias"] = widen(init[inp_w].T, 3), init["net.inp.0.bias"]
     sd["inp.1.weight"], sd["inp.1.bias"] = init["net.inp.1.weight"], init["net.inp.1.bias"]
     sd["gru.weight_ih_l0"], sd["gru.weight_hh_l0"] = reorder(init[gru[1]][0]), reorder(init[gru[2]][0])
     bias = init[gru[3]][0]
     sd["gru.bias_ih_l0"], sd["gru.bias_hh_l0"] = reorder(bias[:3 * HIDDEN]), reorder(bias[3 * HIDDEN:])
-    sd["mid.0.weight"], sd["mid.0.bias"] = widen(init[mid_w].T, HIDDEN + 4), init["net.mid.0.bias"]
+    sd["mid.0.weight"], sd["mid.0.bias"] = widen(init[mid_w].T, HIDDEN + 3), init["net.mid.0.bias"]
     sd["mid.1.weight"], sd["mid.1.bias"] = init["net.mid.1.weight"], init["net.mid.1.bias"]
     sd["out.weight"], sd["out.bias"] = init[out_w].T, init["net.out.bias"]
     table = json.load(open(os.path.join(HERE, "instruments.json")))["instruments"]
@@ -359,7 +337,9 @@ def warm_from_onnx(net, path):
     net.load_state_dict(sd)
     # Read back right only if PyTorch now gives the committed fixture's controls.
     fixture = json.load(open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json")))
-    conds = widen(torch.tensor(fixture["cond"]).view(-1, old), 4)
+    conds = torch.tensor(fixture["cond"]).view(-1, old)
+    if old == COND - 1:
+        conds = torch.cat([conds[:, :3], torch.zeros(len(conds), 1), conds[:, 3:]], dim=1)
     got = replay(Step(net).eval(), conds)
     worst = (got - torch.tensor(fixture["controls"]).view(got.shape)).abs().max().item()
     net.train()
@@ -453,16 +433,12 @@ def export(_a):
     # Runtime gives the same (models/tests/timbre.rs).
     g = torch.Generator().manual_seed(7)
     conds = torch.rand(16, COND, generator=g)
-    # And the vibrato and age inputs on an f0 curve: 0.2 s of vibrato, a new note, silence, a
-    # slide, an unvoiced frame within it.
+    # And the vibrato input on an f0 curve: 0.2 s of vibrato, a new note, silence, a slide.
     t = np.arange(50) * FRAME_S
     f0 = np.concatenate([392.0 * 2 ** (0.15 * np.sin(2 * np.pi * 6 * t) / 12), np.full(20, 440.0), np.zeros(5),
                          300.0 * 2 ** (np.linspace(0, 0.8, 25) / 12)])
-    voiced = (f0 > 0).astype(np.float32)
-    voiced[90] = 0.0
     fixture = {"cond": conds.numpy().ravel().tolist(), "controls": replay(step, conds).numpy().ravel().tolist(),
-               "vibrato_f0_hz": f0.tolist(), "vibrato_voiced": voiced.tolist(),
-               "expression": expression(f0, voiced).ravel().tolist()}
+               "vibrato_f0_hz": f0.tolist(), "vibrato": vibrato(f0).tolist()}
     json.dump(fixture, open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json"), "w"))
     manifest = os.path.join(HERE, "manifest.toml")
     text = open(manifest).read()
