@@ -29,6 +29,7 @@ shipped timbre.onnx (its weights read back into PyTorch), so a fresh machine can
 A GPU is used where one is present.
 """
 import argparse
+import copy
 import glob
 import hashlib
 import json
@@ -347,6 +348,13 @@ def warm_from_onnx(net, path):
         raise SystemExit(f"warm start: the ONNX weights read back differ from the fixture by {worst}")
 
 
+def average_into(ema, net, decay):
+    """ema's weights <- decay * ema's + (1 - decay) * net's (Polyak averaging over the steps)."""
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), net.parameters()):
+            e.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
+
+
 def train(a):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(a.threads)
@@ -359,6 +367,7 @@ def train(a):
     check = RatioCheck(val_set) if a.select == "ratio" else None
     net = Decoder().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=LR)
+    ema = None  # with --ema: the weights' running average, what is validated, kept and exported
     step, best, spent, warmed = 0, float("inf"), 0.0, False
     ckpt = os.path.join(WORK, "ckpt.pt")
     if a.resume and os.path.exists(ckpt):
@@ -367,6 +376,9 @@ def train(a):
         opt.load_state_dict(c["opt"])
         step, best, spent = c["step"], c["best"], c["minutes"]
         rng.setstate(c["rng"])
+        if a.ema:
+            ema = Decoder().to(device)
+            ema.load_state_dict(c.get("ema", c["net"]))
         print(f"resumed at step {step}, {spent:.1f} min", flush=True)
     else:
         warmed = a.warm
@@ -374,8 +386,11 @@ def train(a):
             warm_from_onnx(net, os.path.join(HERE, "timbre.onnx"))
             print("warm start: the shipped timbre.onnx", flush=True)
         open(os.path.join(WORK, "curve.tsv"), "w").write("step\tminutes\ttrain_loss\tval_loss\n")
+    if a.ema and ema is None:
+        ema = copy.deepcopy(net)
+    judged = ema if ema is not None else net  # the network validated, kept and exported
     if check and step == 0:  # what the start already scores: a checkpoint is kept only if better
-        ratios = check.ratios(net, device)
+        ratios = check.ratios(judged, device)
         best = float(ratios.max())
         print("ratios at the start " + " ".join(f"{n} {r:.3f}" for n, r in zip(INSTRUMENTS, ratios)), flush=True)
     t0, last_save, running = time.time(), time.time(), []
@@ -391,27 +406,30 @@ def train(a):
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 2.0)
         opt.step()
+        if ema is not None:
+            average_into(ema, net, a.ema)
         running.append(loss.item())
         step += 1
         if step % 25 == 0:
-            val = validation(net, val_set, device)
+            val = validation(judged, val_set, device)
             minutes = spent + (time.time() - t0) / 60
             with open(os.path.join(WORK, "curve.tsv"), "a") as f:
                 f.write(f"{step}\t{minutes:.1f}\t{np.mean(running):.4f}\t{val:.4f}\n")
             print(f"step {step} {minutes:.1f} min train {np.mean(running):.4f} val {val:.4f}", flush=True)
             running = []
             if check and step % 250 == 0:
-                ratios = check.ratios(net, device)
+                ratios = check.ratios(judged, device)
                 with open(os.path.join(WORK, "ratios.tsv"), "a") as f:
                     f.write(f"{step}\t{minutes:.1f}\t" + "\t".join(f"{r:.4f}" for r in ratios) + "\n")
                 print("ratios " + " ".join(f"{n} {r:.3f}" for n, r in zip(INSTRUMENTS, ratios)), flush=True)
                 val = float(ratios.max())
             if (check is None or step % 250 == 0) and val < best:
                 best = val
-                torch.save(net.state_dict(), os.path.join(WORK, "best.pt"))
+                torch.save(judged.state_dict(), os.path.join(WORK, "best.pt"))
         if time.time() - last_save > 120:
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
-                        "minutes": spent + (time.time() - t0) / 60, "rng": rng.getstate()}, ckpt)
+                        "minutes": spent + (time.time() - t0) / 60, "rng": rng.getstate(),
+                        **({"ema": ema.state_dict()} if ema is not None else {})}, ckpt)
             last_save = time.time()
 
 
@@ -463,6 +481,8 @@ if __name__ == "__main__":
     ap.add_argument("--warm", action="store_true", help="with no checkpoint, start from the shipped timbre.onnx")
     ap.add_argument("--weight", action="append", default=[], metavar="INSTRUMENT=W",
                     help="draw this instrument's training lines W times as often (repeatable)")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="validate, keep and export the weights' running average (for example 0.999 a step)")
     ap.add_argument("--select", choices=("loss", "ratio"), default="loss",
                     help="keep the checkpoint with the lowest validation loss, or the lowest worst ratio to the sawtooth")
     a = ap.parse_args()
