@@ -5,13 +5,15 @@
 #   models/timbre/retrain.sh [LEG_END_MINUTES ...]   (default 100 220 310, as v4 was trained:
 #   100 minutes on one cosine decay, then resumed on a second that ends at minute 220 and a
 #   third that ends at minute 310; a stopped leg resumes; `retrain.sh 100` trains one leg)
-# The shipped v6 is v4's weights (trained before the vibrato input, the frame alignment the node
+# v6 is v4's weights (trained before the vibrato input, the frame alignment the node
 # reads and the conditioning's lag) plus two legs from the shipped ONNX: v5, 75 minutes on the
 # vibrato input and frame alignment (`TIMBRE_WORK=.cache/timbre_vib train.py --warm --resume
 # --minutes 75 --threads 1 --lr 1.5e-4`), then v6, 65 minutes against the line delayed by the
 # conditioning's own lag (`TIMBRE_WORK=.cache/timbre_lag train.py --warm --minutes 65 --threads 1
-# --lr 1.5e-4 --select ratio`). From nothing, this script trains on the current conditioning and
-# the delayed line from the first step.
+# --lr 1.5e-4 --select ratio`). The shipped v7 is v6 plus 65 minutes with the violin's lines drawn
+# twice as often, the weights' running average kept (`TIMBRE_WORK=.cache/timbre_D train.py --warm
+# --minutes 65 --threads 1 --lr 2e-4 --select ratio --weight violin=2 --ema 0.999`). From nothing,
+# this script trains on the current conditioning and the delayed line from the first step.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 legs=("$@")

@@ -26,6 +26,8 @@ own lag (CONDITIONING_LAG_SAMPLES).
 Resumable (.cache/timbre/ckpt.pt every 2 minutes); the best on validation in best.pt; the
 curve in .cache/timbre/curve.tsv. `--warm` starts a run that has no checkpoint from the
 shipped timbre.onnx (its weights read back into PyTorch), so a fresh machine can train on.
+`--ema DECAY` validates, keeps and exports the weights' running average instead of the weights
+(their checks jump by up to 0.02 from one to the next; the average's move steadily).
 A GPU is used where one is present.
 """
 import argparse
