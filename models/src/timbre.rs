@@ -1,5 +1,6 @@
 //! `timbre`: a neural instrument played by the performer (DDSP-style). Every frame (250 a
-//! second) each voice's conditioning (f0, loudness, voiced, vibrato, the instrument's embedding) goes to
+//! second) each voice's conditioning (f0, loudness, voiced, vibrato, the note's age, the instrument's
+//! embedding) goes to
 //! the inference worker through the bridge; the worker runs the decoder (models/timbre, ONNX)
 //! with that voice's recurrent state (kept on the worker) and returns its controls: an
 //! amplitude, 60 harmonic weights and 65 noise bands; the audio thread plays them with the
@@ -21,7 +22,7 @@ use stagebox_engine::param::{db_to_gain, EventKind, OnePole, ParamSpec};
 use stagebox_engine::voices::{NoteVoices, SILENT_DB};
 
 use crate::timbre_model::{
-    midi_of, Instruments, TimbreBackend, Vibrato, BANDS, COND, EMBED, HARMONICS, INSTRUMENT_NAMES, MODEL_NYQUIST_HZ,
+    midi_of, Instruments, NoteAge, TimbreBackend, Vibrato, BANDS, COND, EMBED, HARMONICS, INSTRUMENT_NAMES, MODEL_NYQUIST_HZ,
 };
 
 const FRAMES_PER_S: f32 = 250.0;
@@ -100,6 +101,8 @@ struct VoiceSynth {
     unvoiced_frames: u32,
     /// The pitch centre the conditioning's vibrato input is measured from.
     vibrato: Vibrato,
+    /// How long the voice's note has sounded (the conditioning's age input).
+    age: NoteAge,
 }
 
 impl VoiceSynth {
@@ -118,7 +121,14 @@ impl VoiceSynth {
             gate_target: 0.0,
             unvoiced_frames: u32::MAX,
             vibrato: Vibrato::default(),
+            age: NoteAge::default(),
         }
+    }
+
+    /// This frame's vibrato and age inputs for the voice at `f0_hz` (0: not sounding).
+    fn expression(&mut self, f0_hz: f32, voiced: f32) -> [f32; 2] {
+        let frame_s = 1.0 / FRAMES_PER_S;
+        [self.vibrato.input(f0_hz, frame_s), self.age.input(f0_hz, voiced, frame_s)]
     }
 
     /// Voice 0's gate: open while the line is voiced and for `HOLD_FRAMES` after (the model
@@ -183,13 +193,22 @@ struct TimbreProc {
 }
 
 /// One voice's conditioning into `out` (`COND + 1` values: whether it sounds, then the model's).
-fn condition(out: &mut [f32], f0_hz: f32, loudness_db: f32, voiced: f32, vibrato: f32, active: bool, embedding: &[f32; EMBED]) {
+/// `expression`: the voice's vibrato and age inputs.
+fn condition(
+    out: &mut [f32],
+    f0_hz: f32,
+    loudness_db: f32,
+    voiced: f32,
+    expression: [f32; 2],
+    active: bool,
+    embedding: &[f32; EMBED],
+) {
     out[0] = active as u8 as f32;
     out[1] = midi_of(f0_hz) / 127.0;
     out[2] = (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0);
     out[3] = voiced;
-    out[4] = vibrato;
-    out[5..5 + EMBED].copy_from_slice(embedding);
+    out[4..6].copy_from_slice(&expression);
+    out[6..6 + EMBED].copy_from_slice(embedding);
 }
 
 impl TimbreProc {
@@ -204,8 +223,8 @@ impl TimbreProc {
         let f0_0 = clean(f0, 0.0) * shift;
         let (ld0, v0) = (clean(loudness, SILENT_DB), clean(voiced, 0.0).clamp(0.0, 1.0));
         let offset = self.loudness_offset_db;
-        let vib0 = self.voices[0].vibrato.input(f0_0, 1.0 / FRAMES_PER_S);
-        condition(&mut self.cond[..stride], f0_0, ld0 + offset, v0, vib0, f0_0 > 20.0, &embedding);
+        let expr0 = self.voices[0].expression(f0_0, v0);
+        condition(&mut self.cond[..stride], f0_0, ld0 + offset, v0, expr0, f0_0 > 20.0, &embedding);
         self.voices[0].hold_gate(f0_0 > 20.0, v0 > 0.5);
         self.voices[0].next_f0 = f0_0;
         // The MIDI voices.
@@ -214,15 +233,14 @@ impl TimbreProc {
         for (i, c) in played.iter().take(self.notes.len()).enumerate() {
             let Some(c) = c else { continue };
             let at = (i + 1) * stride;
-            let vib = self.voices[i + 1]
-                .vibrato
-                .input(if c.active { c.f0_hz } else { 0.0 }, 1.0 / FRAMES_PER_S);
+            let active = c.active as u8 as f32;
+            let expr = self.voices[i + 1].expression(if c.active { c.f0_hz } else { 0.0 }, active);
             condition(
                 &mut self.cond[at..at + stride],
                 c.f0_hz,
                 c.loudness_db + offset,
-                c.active as u8 as f32,
-                vib,
+                active,
+                expr,
                 c.active,
                 &embedding,
             );

@@ -10,8 +10,9 @@ use crate::{Manifest, ModelError, OrtModel};
 pub const HARMONICS: usize = 60;
 pub const BANDS: usize = 65;
 pub const EMBED: usize = 8;
-/// What the decoder reads a frame: midi(f0) / 127, loudness, voiced, vibrato, the embedding.
-pub const COND: usize = 4 + EMBED;
+/// What the decoder reads a frame: midi(f0) / 127, loudness, voiced, vibrato, the note's age
+/// (seconds), the embedding.
+pub const COND: usize = 5 + EMBED;
 /// The vibrato input (train.py's `vibrato`, the same rule): a voice's pitch against its own
 /// slow centre, which follows with this time constant and jumps to a new note at once.
 const VIBRATO_TAU_S: f32 = 0.1;
@@ -42,6 +43,30 @@ impl Vibrato {
         (VIBRATO_SCALE * (midi - centre)).clamp(-2.0, 2.0)
     }
 }
+
+/// A new note (the note's age back to 0) at an unvoiced frame or a jump of more than this many
+/// semitones from the frame before (train.py's `NOTE_JUMP`).
+const NOTE_JUMP: f32 = 1.0;
+
+/// How long one voice's note has sounded, frame by frame (250 a second): the age input, by
+/// train.py's `note_age_s` (the decoder reads its key-age table with it). Audio thread.
+#[derive(Clone, Copy, Default)]
+pub struct NoteAge {
+    last_midi: Option<f32>,
+    age_s: f32,
+}
+
+impl NoteAge {
+    /// This frame's age (seconds) for a voice at `f0_hz` (0 or less: not sounding), `voiced` (0..1).
+    pub fn input(&mut self, f0_hz: f32, voiced: f32, frame_s: f32) -> f32 {
+        let midi = midi_of(f0_hz);
+        let same_note = f0_hz > 20.0 && voiced >= 0.5 && self.last_midi.is_some_and(|m| (midi - m).abs() <= NOTE_JUMP);
+        self.age_s = if same_note { self.age_s + frame_s } else { 0.0 };
+        self.last_midi = Some(midi);
+        self.age_s
+    }
+}
+
 /// Half the rate the decoder was trained at: its harmonics and noise stop here.
 pub const MODEL_NYQUIST_HZ: f32 = 8000.0;
 /// The instruments of the shipped model, in its table's order (checked when it loads).

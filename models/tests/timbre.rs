@@ -163,7 +163,7 @@ fn the_timbre_node_with_and_without_its_model() {
         Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("models"),
     );
     the_onnx_model_gives_pytorchs_controls();
-    the_vibrato_input_is_the_one_the_model_was_trained_on();
+    the_vibrato_and_age_inputs_are_the_ones_the_model_was_trained_on();
     the_instrument_plays_the_lines_f0();
     midi_voices_render_the_same_at_any_block_size();
     nan_input_gives_finite_output();
@@ -214,18 +214,24 @@ fn the_onnx_model_gives_pytorchs_controls() {
     }
 }
 
-/// The node's vibrato input follows train.py's rule: the same values on the f0 curve the
-/// fixture holds (vibrato, a jump to a new note, silence, another note).
-fn the_vibrato_input_is_the_one_the_model_was_trained_on() {
+/// The node's vibrato and age inputs follow train.py's rules: the same values on the f0 curve the
+/// fixture holds (vibrato, a jump to a new note, silence, a slide with an unvoiced frame in it).
+fn the_vibrato_and_age_inputs_are_the_ones_the_model_was_trained_on() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/timbre_ref.json");
     let f: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
     let floats = |k: &str| -> Vec<f32> { f[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
-    let (f0, want) = (floats("vibrato_f0_hz"), floats("vibrato"));
-    assert!(want.iter().any(|v| v.abs() > 0.3), "the fixture has vibrato in it");
-    let mut vib = stagebox_models::timbre_model::Vibrato::default();
-    for (k, (hz, w)) in f0.iter().zip(&want).enumerate() {
+    use stagebox_models::timbre_model::{NoteAge, Vibrato};
+    let (f0, voiced, want) = (floats("vibrato_f0_hz"), floats("vibrato_voiced"), floats("expression"));
+    let want: Vec<&[f32]> = want.chunks_exact(2).collect();
+    assert_eq!(want.len(), f0.len());
+    assert!(want.iter().any(|w| w[0].abs() > 0.3), "the fixture has vibrato in it");
+    assert!(want.iter().any(|w| w[1] > 0.15) && want.iter().skip(1).any(|w| w[1] == 0.0), "old and new notes");
+    let (mut vib, mut age) = (Vibrato::default(), NoteAge::default());
+    for (k, ((hz, v), w)) in f0.iter().zip(&voiced).zip(&want).enumerate() {
         let got = vib.input(*hz, 1.0 / 250.0);
-        assert!((got - w).abs() < 1e-3, "frame {k} at {hz} Hz: {got}, train.py {w}");
+        assert!((got - w[0]).abs() < 1e-3, "vibrato, frame {k} at {hz} Hz: {got}, train.py {}", w[0]);
+        let got = age.input(*hz, *v, 1.0 / 250.0);
+        assert!((got - w[1]).abs() < 1e-4, "age, frame {k} at {hz} Hz voiced {v}: {got} s, train.py {} s", w[1]);
     }
 }
 

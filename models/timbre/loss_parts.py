@@ -30,7 +30,7 @@ AGE_EDGES_S = (0.0, 0.05, 0.15, 0.4, 1.0)
 def play(net, e, seed):
     t = lambda v: torch.tensor(np.asarray(v, np.float32))[None]
     with torch.no_grad():
-        controls, _ = net(T.cond_of(net, t(e["f0"]), t(e["vib"]), t(e["loud"]), t(e["voiced"]),
+        controls, _ = net(T.cond_of(net, t(e["f0"]), t(e["expr"]), t(e["loud"]), t(e["voiced"]),
                                     torch.tensor([e["instrument"]])))
         torch.manual_seed(seed)
         return T.synth(controls, t(e["f0"]), len(e["audio"]))

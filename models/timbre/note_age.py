@@ -12,6 +12,9 @@ training lines, scored on the validation lines (R^2 out of sample):
   the note began (train.py's `note_age_s`: a jump of more than a semitone or an unvoiced frame
   starts a note), frames
   from the fourth on;
+- by (key, pitch within it): the training frames' mean at the same key and the same 5 cents
+  (train.py's CENTS_STEP) from it: the body's resonances, which vibrato sweeps the harmonics
+  across (the decoder's pitch table);
 - by the vibrato input: a coefficient per key and harmonic (train.py's `vibrato`), frames from
   100 ms into a note on;
 - and what the shipped decoder (timbre.onnx, read back into PyTorch) already plays: the fast
@@ -52,7 +55,7 @@ def decoder_audio(net, d, instrument, frames):
     t = lambda v: torch.tensor(np.asarray(v, np.float32))[None]
     torch.manual_seed(0)
     with torch.no_grad():
-        controls, _ = net(T.cond_of(net, t(f0), t(T.vibrato(f0)), t(loud), t(voiced),
+        controls, _ = net(T.cond_of(net, t(f0), t(T.expression(f0, voiced)), t(loud), t(voiced),
                                     torch.tensor([T.INSTRUMENTS.index(instrument)])))
         return T.synth(controls, t(f0), frames * T.HOP)[0].numpy()
 
@@ -70,12 +73,14 @@ def line_frames(path, net=None):
     ok = (age > 3) & np.all(np.isfinite(levels[:, :4]), axis=1)
     filled = np.where(np.isfinite(levels), levels, 0.0)
     fast = filled - uniform_filter1d(filled, 38, axis=0)
-    out = [fast[ok], T.vibrato(f0)[ok], np.round(midi).astype(int)[ok], age[ok]]
+    key = np.round(midi).astype(int)
+    cents = np.round((midi - key) * 100 / T.CENTS_STEP).astype(int)
+    out = [fast[ok], T.vibrato(f0)[ok], key[ok], age[ok], cents[ok]]
     if net is not None:
         sound = decoder_audio(net, d, os.path.basename(path)[:-4].split("-", 1)[1], frames)
         own = relative_levels(sound, f0, voiced)
         own = np.where(np.isfinite(own), own, 0.0)
-        out.append((own - uniform_filter1d(own, 38, axis=0))[ok])
+        out.append((own - uniform_filter1d(own, 38, axis=0))[ok])  # out[5]
     return out
 
 
@@ -84,18 +89,20 @@ def collect(split, instrument, net=None):
     return [np.concatenate(c) for c in zip(*rows)]
 
 
-def r2_by_key_and_age(train, val, h):
-    (dt, _, kt, at), (dv, _, kv, av) = train, val[:4]
+def r2_by_lookup(train, val, h, second):
+    """R^2 on validation of the training frames' mean at the same key and the same value of
+    column `second` (3: frames since the note began; 4: the pitch within the key, 5 cent steps)."""
+    (dt, kt, st), (dv, kv, sv) = (train[0], train[2], train[second]), (val[0], val[2], val[second])
     sums, counts = collections.defaultdict(float), collections.defaultdict(int)
-    for d, k, a in zip(dt[:, h], kt, np.minimum(at, 999)):
+    for d, k, a in zip(dt[:, h], kt, np.minimum(st, 999)):
         sums[k, a] += d
         counts[k, a] += 1
-    pred = np.array([sums[k, a] / counts[k, a] if counts[k, a] >= 3 else 0.0 for k, a in zip(kv, np.minimum(av, 999))])
+    pred = np.array([sums[k, a] / counts[k, a] if counts[k, a] >= 3 else 0.0 for k, a in zip(kv, np.minimum(sv, 999))])
     return 1 - np.sum((dv[:, h] - pred) ** 2) / np.sum(dv[:, h] ** 2)
 
 
 def r2_by_vibrato(train, val, h):
-    (dt, vt, kt, at), (dv, vv, kv, av) = train, val[:4]
+    (dt, vt, kt, at), (dv, vv, kv, av) = train[:4], val[:4]
     t_ok, v_ok = at > 25, av > 25
     pred = np.zeros(v_ok.sum())
     for k in np.unique(kv[v_ok]):
@@ -145,11 +152,13 @@ def main():
     net.eval()
     train, val = collect("train", instrument), collect("val", instrument, net)
     print(f"{instrument}: {len(train[0])} training frames, {len(val[0])} validation frames")
-    print("| harmonic | fast movement (dB, std) | R^2 by (key, age) | R^2 by vibrato, per key | R^2 of the decoder's own |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| harmonic | fast movement (dB, std) | R^2 by (key, age) | R^2 by (key, 5 cents) | R^2 by vibrato, per key "
+          "| R^2 of the decoder's own |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for h in range(HARMONICS):
-        print(f"| {h + 1} | {val[0][:, h].std():.2f} | {r2_by_key_and_age(train, val, h):+.3f} | "
-              f"{r2_by_vibrato(train, val, h):+.3f} | {1 - np.sum((val[0][:, h] - val[4][:, h]) ** 2) / np.sum(val[0][:, h] ** 2):+.3f} |")
+        own = 1 - np.sum((val[0][:, h] - val[5][:, h]) ** 2) / np.sum(val[0][:, h] ** 2)
+        print(f"| {h + 1} | {val[0][:, h].std():.2f} | {r2_by_lookup(train, val, h, 3):+.3f} | "
+              f"{r2_by_lookup(train, val, h, 4):+.3f} | {r2_by_vibrato(train, val, h):+.3f} | {own:+.3f} |")
 
 
 if __name__ == "__main__":

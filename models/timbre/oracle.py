@@ -94,7 +94,7 @@ def fluctuation(net, e):
     and the decoder's, and how closely it follows the vibrato input (mean |r| over harmonics)."""
     t = lambda v: torch.tensor(np.asarray(v, dtype=np.float32))[None]
     with torch.no_grad():
-        controls, _ = net(T.cond_of(net, t(e["f0"]), t(e["vib"]), t(e["loud"]), t(e["voiced"]), torch.tensor([e["instrument"]])))
+        controls, _ = net(T.cond_of(net, t(e["f0"]), t(e["expr"]), t(e["loud"]), t(e["voiced"]), torch.tensor([e["instrument"]])))
         torch.manual_seed(SEED)
         played = T.synth(controls, t(e["f0"]), len(e["audio"]))[0].numpy()
     real, dec = harmonic_levels(e["audio"], e["f0"]), harmonic_levels(played, e["f0"])
@@ -103,7 +103,7 @@ def fluctuation(net, e):
         h = h[ok] - h[ok].max(1, keepdims=True)
         return h - np.stack([np.convolve(c, np.ones(37) / 37, mode="same") for c in h.T], 1)
     fr, fd = fast(real), fast(dec)
-    r = np.nanmean([abs(np.corrcoef(fr[:, k], e["vib"][ok])[0, 1]) for k in range(fr.shape[1])])
+    r = np.nanmean([abs(np.corrcoef(fr[:, k], e["expr"][ok, 0])[0, 1]) for k in range(fr.shape[1])])
     return fr.std(0).mean(), fd.std(0).mean(), r
 
 

@@ -3,11 +3,14 @@
 in, every 4 ms (250 frames a second), the amplitudes of 60 harmonics and the magnitudes of 65
 noise bands out; the engine's additive oscillators and filtered noise make the sound.
 
-Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, vibrato, embedding (8)] -> Linear 12->128,
-LayerNorm, LeakyReLU -> GRU 384 (the state) -> Linear (384 + 12 -> 256), LayerNorm, LeakyReLU
--> Linear 256 -> 1 + 60 + 65 (0.73 M parameters): the overall amplitude, the harmonic distribution (each
-exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted down). The instruments'
-embeddings are a table the node reads from instruments.json (morph interpolates two of them).
+Model: cond = [midi(f0) / 127, loudness_db / 100 + 1, voiced, vibrato, note age (s), embedding (8)];
+all but the age -> Linear 12->128, LayerNorm, LeakyReLU -> GRU 384 (the state) -> Linear (384 + 12
++ 32 -> 256), LayerNorm, LeakyReLU -> Linear 256 -> 1 + 60 + 65: the overall amplitude, the
+harmonic distribution (each exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted
+down). The 32 more the middle layer reads are the key tables' (KeyTables): learned rows for each
+key and 5 cents of pitch within it, and for each key and 25 ms of the note's age, read between
+the two nearest, times a gate the instrument's embedding sets. The instruments' embeddings are a table the node reads from
+instruments.json (morph interpolates two of them).
 
 Synthesis (this file, and the engine's `ddsp` module, equal): harmonic k of f0 sounds while
 k * f0 is below 8 kHz (the model's Nyquist), the distribution renormalised over those, times
@@ -53,7 +56,20 @@ WORK = os.environ.get("TIMBRE_WORK", os.path.join(ROOT, ".cache", "timbre"))
 SR, HOP, HARMONICS, BANDS, EMBED = 16000, 64, 60, 65, 8
 HIDDEN = int(os.environ.get("TIMBRE_HIDDEN", "384"))
 MID = max(192, HIDDEN * 2 // 3)
-COND = 4 + EMBED
+COND = 5 + EMBED
+# The key tables (KeyTables), read by the nearest MIDI key of f0 (keys KEY_LO.. KEY_LO + KEYS - 1;
+# others read the nearest) and
+# - the pitch within the key, in CENT_BINS steps of CENTS_STEP cents from -50 to +50: an
+#   instrument's body has its resonances at fixed frequencies, so each harmonic's level moves with
+#   the exact pitch as vibrato sweeps it across them (note_age.py: by key and 5 cents, 0.14-0.50 of
+#   FluidR3_GM's violin's harmonics' movement faster than 150 ms on unseen lines; the vibrato
+#   input, a linear coefficient per key, 0.01-0.12);
+# - the note's age, AGE_BIN_S steps to (AGE_BINS - 1) * AGE_BIN_S: a sampled instrument plays
+#   each note of one key from the start of the same sample (by key and age: 0.09-0.57).
+# Each gives TABLE_WIDTH values a frame, mixed linearly between the two nearest rows.
+KEY_LO, KEYS, TABLE_WIDTH = 24, 85, 16
+CENTS_STEP, CENT_BINS = 5.0, 21
+AGE_BIN_S, AGE_BINS = 0.025, 121
 # The vibrato input: a voice's pitch against its own slow centre (VIBRATO_TAU_S; a jump of more
 # than VIBRATO_JUMP semitones is a new note, and the centre moves there at once), in semitones
 # times VIBRATO_SCALE, clamped to +-2. A bowed string's harmonics swell and fade by several dB as
@@ -108,25 +124,63 @@ def note_age_s(f0_hz, voiced):
     return out
 
 
-def conditioning(f0_hz, loudness_db, voiced, vib):
+def expression(f0_hz, voiced):
+    """What a line's own shape gives each frame [frames, 2]: the vibrato input, the note's age (s)."""
+    return np.stack([vibrato(f0_hz), note_age_s(f0_hz, voiced).astype(np.float32)], axis=1)
+
+
+def conditioning(f0_hz, loudness_db, voiced, expr):
     midi = 69.0 + 12.0 * torch.log2(f0_hz.clamp(min=20.0) / 440.0)
-    return torch.stack([midi / 127.0, (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0), voiced, vib], dim=-1)
+    base = torch.stack([midi / 127.0, (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0), voiced], dim=-1)
+    return torch.cat([base, expr], dim=-1)
+
+
+def table_read(table, key, at, bins):
+    """Rows of `table` ([KEYS * bins, TABLE_WIDTH]) for each frame's key at fractional bin `at`,
+    mixed linearly between the two nearest bins."""
+    at = torch.clamp(at, 0, bins - 1)
+    below = torch.clamp(torch.floor(at), max=bins - 2)
+    frac = (at - below).unsqueeze(-1)
+    row = (key * bins + below).long()
+    return table[row] * (1 - frac) + table[row + 1] * frac
+
+
+class KeyTables(nn.Module):
+    """The key tables' values for each frame (the pitch table's, then the age table's), times
+    the instrument's gate (embedding @ gate: morphing two instruments morphs their gates)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pitch = nn.Parameter(torch.randn(KEYS * CENT_BINS, TABLE_WIDTH) * 0.1)
+        self.age = nn.Parameter(torch.randn(KEYS * AGE_BINS, TABLE_WIDTH) * 0.1)
+        self.gate = nn.Parameter(torch.randn(EMBED, 2 * TABLE_WIDTH) * 0.3)
+
+    def forward(self, midi, age_s, embedding):
+        nearest = torch.floor(midi + 0.5)
+        key = torch.clamp(nearest - KEY_LO, 0, KEYS - 1)
+        cents = (midi - nearest) * (100.0 / CENTS_STEP) + (CENT_BINS - 1) / 2
+        rows = torch.cat([table_read(self.pitch, key, cents, CENT_BINS),
+                          table_read(self.age, key, age_s / AGE_BIN_S, AGE_BINS)], dim=-1)
+        return rows * (embedding @ self.gate)
 
 
 class Decoder(nn.Module):
     def __init__(self):
         super().__init__()
         self.embedding = nn.Embedding(len(INSTRUMENTS), EMBED)
-        self.inp = nn.Sequential(nn.Linear(COND, 128), nn.LayerNorm(128), nn.LeakyReLU())
+        self.inp = nn.Sequential(nn.Linear(COND - 1, 128), nn.LayerNorm(128), nn.LeakyReLU())
         self.gru = nn.GRU(128, HIDDEN, batch_first=True)
-        self.mid = nn.Sequential(nn.Linear(HIDDEN + COND, MID), nn.LayerNorm(MID), nn.LeakyReLU())
+        self.keys = KeyTables()
+        self.mid = nn.Sequential(nn.Linear(HIDDEN + COND - 1 + 2 * TABLE_WIDTH, MID), nn.LayerNorm(MID), nn.LeakyReLU())
         self.out = nn.Linear(MID, 1 + HARMONICS + BANDS)
 
     def forward(self, cond, state=None):
         """cond [b, t, COND] -> controls [b, t, 1 + 60 + 65] (amplitude, harmonic weights,
         noise magnitudes), GRU state."""
-        y, state = self.gru(self.inp(cond), state)
-        raw = self.out(self.mid(torch.cat([y, cond], dim=-1)))
+        base = torch.cat([cond[..., :4], cond[..., 5:]], dim=-1)  # all but the age
+        table = self.keys(cond[..., 0] * 127.0, cond[..., 4], cond[..., 5:])
+        y, state = self.gru(self.inp(base), state)
+        raw = self.out(self.mid(torch.cat([y, base, table], dim=-1)))
         amp = exp_sigmoid(raw[..., :1])
         harm = exp_sigmoid(raw[..., 1:1 + HARMONICS])
         noise = exp_sigmoid(raw[..., 1 + HARMONICS:] - 5.0)
@@ -227,35 +281,35 @@ def load_split(split):
         frames = min(len(d["f0_hz"]), len(d["audio"]) // HOP)
         f0, loud, voiced = (as_the_node_reads(d[k][:frames]) for k in ("f0_hz", "loudness_db", "voiced"))
         out.append({"instrument": INSTRUMENTS.index(name), "audio": heard_late(d["audio"][:frames * HOP]), "f0": f0,
-                    "vib": vibrato(f0), "loud": loud, "voiced": voiced, "file": path})
+                    "expr": expression(f0, voiced), "loud": loud, "voiced": voiced, "file": path})
     return out
 
 
 def batch(examples, rng, device, frames=SEG_FRAMES, size=BATCH, weights=None):
-    f0, vib, loud, voiced, audio, ins = [], [], [], [], [], []
+    f0, expr, loud, voiced, audio, ins = [], [], [], [], [], []
     for _ in range(size):
         e = rng.choices(examples, weights)[0] if weights else rng.choice(examples)
         start = rng.randrange(0, max(1, len(e["f0"]) - frames))
         sl = slice(start, start + frames)
         pad = frames - len(e["f0"][sl])
         f0.append(np.pad(e["f0"][sl], (0, pad), mode="edge"))
-        vib.append(np.pad(e["vib"][sl], (0, pad), mode="edge"))
+        expr.append(np.pad(e["expr"][sl], ((0, pad), (0, 0)), mode="edge"))
         loud.append(np.pad(e["loud"][sl], (0, pad), constant_values=-100.0))
         voiced.append(np.pad(e["voiced"][sl], (0, pad)))
         a = e["audio"][start * HOP:(start + frames) * HOP]
         audio.append(np.pad(a, (0, frames * HOP - len(a))))
         ins.append(e["instrument"])
     t = lambda v: torch.tensor(np.stack(v), dtype=torch.float32, device=device)
-    return t(f0), t(vib), t(loud), t(voiced), t(audio), torch.tensor(ins, device=device)
+    return t(f0), t(expr), t(loud), t(voiced), t(audio), torch.tensor(ins, device=device)
 
 
-def cond_of(net, f0, vib, loud, voiced, ins):
+def cond_of(net, f0, expr, loud, voiced, ins):
     emb = net.embedding(ins).unsqueeze(1).expand(-1, f0.shape[1], -1)
-    return torch.cat([conditioning(f0, loud, voiced, vib), emb], dim=-1)
+    return torch.cat([conditioning(f0, loud, voiced, expr), emb], dim=-1)
 
 
-def loss_of(net, f0, vib, loud, voiced, audio, ins):
-    controls, _ = net(cond_of(net, f0, vib, loud, voiced, ins))
+def loss_of(net, f0, expr, loud, voiced, audio, ins):
+    controls, _ = net(cond_of(net, f0, expr, loud, voiced, ins))
     return spectral_loss(synth(controls, f0, audio.shape[1]), audio)
 
 
@@ -273,7 +327,7 @@ def segment(e, rng, frames):
     t = lambda v: torch.tensor(np.asarray(v[sl], dtype=np.float32))[None]
     f0 = t(e["f0"])
     audio = torch.tensor(e["audio"][start * HOP:(start + f0.shape[1]) * HOP])[None]
-    return f0, t(e["vib"]), t(e["loud"]), t(e["voiced"]), audio, torch.tensor([e["instrument"]])
+    return f0, t(e["expr"]), t(e["loud"]), t(e["voiced"]), audio, torch.tensor([e["instrument"]])
 
 
 def sawtooth_loss(seg):
@@ -308,41 +362,49 @@ class RatioCheck:
 def warm_from_onnx(net, path):
     """The shipped model's weights into `net` (the checkpoints live in .cache and are gone on a
     fresh machine; the ONNX file and instruments.json are committed). ONNX's GRU keeps its gates
-    as z, r, h; PyTorch's as r, z, n. A model from before the vibrato input (conditioning 11
-    wide) gets that input's weights at zero: it plays as it did until training moves them."""
+    as z, r, h; PyTorch's as r, z, n. A model from before the key tables (v7 and earlier: the
+    middle layer HIDDEN + 12 wide) gets the tables' columns of the middle layer at zero: it plays
+    as it did until training moves them."""
     import onnx
     from onnx import numpy_helper
 
     m = onnx.load(path)
     init = {i.name: torch.tensor(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
-    by_op = {}
-    for node in m.graph.node:
-        if node.op_type in ("MatMul", "GRU"):
-            by_op.setdefault(node.op_type, []).append(node.input)
-    (inp_w,), (mid_w,), (out_w,) = ([i[1]] for i in by_op["MatMul"])
-    gru = by_op["GRU"][0]
+    mats = [n.input[1] for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in init]
+    shaped = lambda rows, cols: next(w for w in mats if rows(init[w].shape[0]) and init[w].shape[1] == cols)
+    inp_w = shaped(lambda r: r == COND - 1, 128)
+    mid_w = shaped(lambda r: r >= HIDDEN, MID)
+    out_w = shaped(lambda r: r == MID, 1 + HARMONICS + BANDS)
+    gru = next(n.input for n in m.graph.node if n.op_type == "GRU")
     reorder = lambda t: torch.cat([t[HIDDEN:2 * HIDDEN], t[:HIDDEN], t[2 * HIDDEN:]])
     sd = net.state_dict()
-    old = init[inp_w].shape[0]  # the shipped model's conditioning width
-    def widen(w, at):  # a zero column for the vibrato input, where the shipped model lacks it
-        return torch.cat([w[:, :at], torch.zeros(w.shape[0], 1), w[:, at:]], dim=1) if old == COND - 1 else w
-
-    sd["inp.0.weight"], sd["inp.0.bias"] = widen(init[inp_w].T, 3), init["net.inp.0.bias"]
+    mid = init[mid_w].T
+    wide = HIDDEN + COND - 1 + 2 * TABLE_WIDTH
+    missing = wide - mid.shape[1]  # the tables' columns, where the shipped model lacks them
+    if missing not in (0, 2 * TABLE_WIDTH):
+        raise SystemExit(f"warm start: the shipped model's middle layer reads {mid.shape[1]}, this one {wide}")
+    sd["inp.0.weight"], sd["inp.0.bias"] = init[inp_w].T, init["net.inp.0.bias"]
     sd["inp.1.weight"], sd["inp.1.bias"] = init["net.inp.1.weight"], init["net.inp.1.bias"]
     sd["gru.weight_ih_l0"], sd["gru.weight_hh_l0"] = reorder(init[gru[1]][0]), reorder(init[gru[2]][0])
     bias = init[gru[3]][0]
     sd["gru.bias_ih_l0"], sd["gru.bias_hh_l0"] = reorder(bias[:3 * HIDDEN]), reorder(bias[3 * HIDDEN:])
-    sd["mid.0.weight"], sd["mid.0.bias"] = widen(init[mid_w].T, HIDDEN + 3), init["net.mid.0.bias"]
+    sd["mid.0.weight"] = torch.cat([mid, torch.zeros(mid.shape[0], missing)], dim=1)
+    sd["mid.0.bias"] = init["net.mid.0.bias"]
     sd["mid.1.weight"], sd["mid.1.bias"] = init["net.mid.1.weight"], init["net.mid.1.bias"]
     sd["out.weight"], sd["out.bias"] = init[out_w].T, init["net.out.bias"]
+    if not missing:
+        for name in ("pitch", "age", "gate"):
+            sd[f"keys.{name}"] = init[f"net.keys.{name}"]
     table = json.load(open(os.path.join(HERE, "instruments.json")))["instruments"]
     sd["embedding.weight"] = torch.tensor([r["embedding"] for r in table], dtype=torch.float32)
     net.load_state_dict(sd)
-    # Read back right only if PyTorch now gives the committed fixture's controls.
+    # Read back right only if PyTorch now gives the committed fixture's controls (a fixture from
+    # before the age input gets it at 0: the zero columns make it play no part).
     fixture = json.load(open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json")))
-    conds = torch.tensor(fixture["cond"]).view(-1, old)
-    if old == COND - 1:
-        conds = torch.cat([conds[:, :3], torch.zeros(len(conds), 1), conds[:, 3:]], dim=1)
+    conds = torch.tensor(fixture["cond"])
+    conds = conds.view(-1, COND) if conds.numel() % COND == 0 and not missing else conds.view(-1, COND - 1)
+    if conds.shape[1] == COND - 1:
+        conds = torch.cat([conds[:, :4], torch.zeros(len(conds), 1), conds[:, 4:]], dim=1)
     got = replay(Step(net).eval(), conds)
     worst = (got - torch.tensor(fixture["controls"]).view(got.shape)).abs().max().item()
     net.train()
@@ -368,7 +430,11 @@ def train(a):
     weights = [float(focus.get(INSTRUMENTS[e["instrument"]], 1.0)) for e in train_set] if focus else None
     check = RatioCheck(val_set) if a.select == "ratio" else None
     net = Decoder().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    # The table's rows are each read by few frames of a batch: they learn at TABLE_LR_SCALE times
+    # the rate of the rest.
+    table = list(net.keys.parameters())
+    rest = [p for p in net.parameters() if all(p is not q for q in table)]
+    opt = torch.optim.Adam([{"params": rest, "scale": 1.0}, {"params": table, "scale": a.table_lr_scale}], lr=LR)
     ema = None  # with --ema: the weights' running average, what is validated, kept and exported
     step, best, spent, warmed = 0, float("inf"), 0.0, False
     ckpt = os.path.join(WORK, "ckpt.pt")
@@ -402,7 +468,7 @@ def train(a):
         # steps first (its first steps move every weight by the full rate and undo the model).
         ramp = min(1.0, (step + 1) / 200) if warmed else 1.0
         for group in opt.param_groups:
-            group["lr"] = ramp * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+            group["lr"] = group["scale"] * ramp * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
         loss = loss_of(net, *batch(train_set, rng, device, weights=weights))
         opt.zero_grad()
         loss.backward()
@@ -453,12 +519,17 @@ def export(_a):
     # Runtime gives the same (models/tests/timbre.rs).
     g = torch.Generator().manual_seed(7)
     conds = torch.rand(16, COND, generator=g)
-    # And the vibrato input on an f0 curve: 0.2 s of vibrato, a new note, silence, a slide.
+    conds[:, 4] *= 4.0  # ages up to 4 s: the table's rows between and past its last
+    # And the vibrato and age inputs on an f0 curve: 0.2 s of vibrato, a new note, silence, a
+    # slide with an unvoiced frame in it.
     t = np.arange(50) * FRAME_S
     f0 = np.concatenate([392.0 * 2 ** (0.15 * np.sin(2 * np.pi * 6 * t) / 12), np.full(20, 440.0), np.zeros(5),
                          300.0 * 2 ** (np.linspace(0, 0.8, 25) / 12)])
+    voiced = (f0 > 0).astype(np.float32)
+    voiced[90] = 0.0
     fixture = {"cond": conds.numpy().ravel().tolist(), "controls": replay(step, conds).numpy().ravel().tolist(),
-               "vibrato_f0_hz": f0.tolist(), "vibrato": vibrato(f0).tolist()}
+               "vibrato_f0_hz": f0.tolist(), "vibrato_voiced": voiced.tolist(),
+               "expression": expression(f0, voiced).ravel().tolist()}
     json.dump(fixture, open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json"), "w"))
     manifest = os.path.join(HERE, "manifest.toml")
     text = open(manifest).read()
@@ -487,6 +558,8 @@ if __name__ == "__main__":
                     help="validate, keep and export the weights' running average (for example 0.999 a step)")
     ap.add_argument("--select", choices=("loss", "ratio"), default="loss",
                     help="keep the checkpoint with the lowest validation loss, or the lowest worst ratio to the sawtooth")
+    ap.add_argument("--table-lr-scale", type=float, default=20.0,
+                    help="the key-age table's learning rate over the rest's")
     a = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
     export(a) if a.export else train(a)
