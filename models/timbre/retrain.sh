@@ -12,8 +12,12 @@
 # conditioning's own lag (`TIMBRE_WORK=.cache/timbre_lag train.py --warm --minutes 65 --threads 1
 # --lr 1.5e-4 --select ratio`). The shipped v7 is v6 plus 65 minutes with the violin's lines drawn
 # twice as often, the weights' running average kept (`TIMBRE_WORK=.cache/timbre_D train.py --warm
-# --minutes 65 --threads 1 --lr 2e-4 --select ratio --weight violin=2 --ema 0.999`). From nothing,
-# this script trains on the current conditioning and the delayed line from the first step.
+# --minutes 65 --threads 1 --lr 2e-4 --select ratio --weight violin=2 --ema 0.999`). v8 is v7 with
+# the key tables added (the middle layer's columns for them at zero, so it started as v7) and 85
+# minutes on two cores (`TIMBRE_WORK=.cache/timbre_P train.py --warm --minutes 70 --threads 2 --lr
+# 2e-4 --select ratio --weight violin=2 --ema 0.999`, resumed at minute 38 with `--resume --minutes
+# 85`). From nothing, this script trains on the current conditioning, the key tables and the
+# delayed line from the first step.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 legs=("$@")
