@@ -194,15 +194,7 @@ struct TimbreProc {
 
 /// One voice's conditioning into `out` (`COND + 1` values: whether it sounds, then the model's).
 /// `expression`: the voice's vibrato and age inputs.
-fn condition(
-    out: &mut [f32],
-    f0_hz: f32,
-    loudness_db: f32,
-    voiced: f32,
-    expression: [f32; 2],
-    active: bool,
-    embedding: &[f32; EMBED],
-) {
+fn condition(out: &mut [f32], f0_hz: f32, loudness_db: f32, voiced: f32, expression: [f32; 2], active: bool, embedding: &[f32; EMBED]) {
     out[0] = active as u8 as f32;
     out[1] = midi_of(f0_hz) / 127.0;
     out[2] = (loudness_db / 100.0 + 1.0).clamp(0.0, 1.0);

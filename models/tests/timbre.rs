@@ -225,13 +225,20 @@ fn the_vibrato_and_age_inputs_are_the_ones_the_model_was_trained_on() {
     let want: Vec<&[f32]> = want.chunks_exact(2).collect();
     assert_eq!(want.len(), f0.len());
     assert!(want.iter().any(|w| w[0].abs() > 0.3), "the fixture has vibrato in it");
-    assert!(want.iter().any(|w| w[1] > 0.15) && want.iter().skip(1).any(|w| w[1] == 0.0), "old and new notes");
+    assert!(
+        want.iter().any(|w| w[1] > 0.15) && want.iter().skip(1).any(|w| w[1] == 0.0),
+        "old and new notes"
+    );
     let (mut vib, mut age) = (Vibrato::default(), NoteAge::default());
     for (k, ((hz, v), w)) in f0.iter().zip(&voiced).zip(&want).enumerate() {
         let got = vib.input(*hz, 1.0 / 250.0);
         assert!((got - w[0]).abs() < 1e-3, "vibrato, frame {k} at {hz} Hz: {got}, train.py {}", w[0]);
         let got = age.input(*hz, *v, 1.0 / 250.0);
-        assert!((got - w[1]).abs() < 1e-4, "age, frame {k} at {hz} Hz voiced {v}: {got} s, train.py {} s", w[1]);
+        assert!(
+            (got - w[1]).abs() < 1e-4,
+            "age, frame {k} at {hz} Hz voiced {v}: {got} s, train.py {} s",
+            w[1]
+        );
     }
 }
 
