@@ -49,7 +49,7 @@ impl Vibrato {
 const NOTE_JUMP: f32 = 1.0;
 
 /// How long one voice's note has sounded, frame by frame (250 a second): the age input, by
-/// train.py's `note_age_s` (the decoder reads its key-age table with it). Audio thread.
+/// train.py's `note_age_s` (the decoder reads its age table with it). Audio thread.
 #[derive(Clone, Copy, Default)]
 pub struct NoteAge {
     last_midi: Option<f32>,

@@ -9,8 +9,8 @@ all but the age -> Linear 12->128, LayerNorm, LeakyReLU -> GRU 384 (the state) -
 harmonic distribution (each exp-sigmoid, as DDSP) and the noise bands (exp-sigmoid, shifted
 down). The 32 more the middle layer reads are the key tables' (KeyTables): learned rows for each
 key and 5 cents of pitch within it, and for each key and 25 ms of the note's age, read between
-the two nearest, times a gate the instrument's embedding sets. The instruments' embeddings are a table the node reads from
-instruments.json (morph interpolates two of them).
+the two nearest, times a gate the instrument's embedding sets. The instruments' embeddings are
+a table the node reads from instruments.json (morph interpolates two of them).
 
 Synthesis (this file, and the engine's `ddsp` module, equal): harmonic k of f0 sounds while
 k * f0 is below 8 kHz (the model's Nyquist), the distribution renormalised over those, times
@@ -401,9 +401,8 @@ def warm_from_onnx(net, path):
     # Read back right only if PyTorch now gives the committed fixture's controls (a fixture from
     # before the age input gets it at 0: the zero columns make it play no part).
     fixture = json.load(open(os.path.join(ROOT, "models", "tests", "data", "timbre_ref.json")))
-    conds = torch.tensor(fixture["cond"])
-    conds = conds.view(-1, COND) if conds.numel() % COND == 0 and not missing else conds.view(-1, COND - 1)
-    if conds.shape[1] == COND - 1:
+    conds = torch.tensor(fixture["cond"]).view(-1, COND - 1 if missing else COND)
+    if missing:
         conds = torch.cat([conds[:, :4], torch.zeros(len(conds), 1), conds[:, 4:]], dim=1)
     got = replay(Step(net).eval(), conds)
     worst = (got - torch.tensor(fixture["controls"]).view(got.shape)).abs().max().item()
