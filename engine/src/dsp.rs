@@ -19,6 +19,16 @@ fn bessel_i0(x: f64) -> f64 {
     sum
 }
 
+/// The resampler's cutoff as a fraction of the input's Nyquist. Downsampling: a little below the
+/// new Nyquist. Upsampling: the input's own Nyquist.
+fn cutoff(from: u64, to: u64) -> f64 {
+    if to < from {
+        0.97 * to as f64 / from as f64
+    } else {
+        1.0
+    }
+}
+
 /// Streaming band-limited resampler (Kaiser-windowed sinc, rational positions).
 ///
 /// Output sample `j` is the input signal evaluated at input time `j * from / to` exactly (integer
@@ -41,8 +51,7 @@ impl Resampler {
     /// Resampler from rate `from` to rate `to` (Hz, integers).
     pub fn new(from: u32, to: u32) -> Self {
         let (from, to) = (from.max(1) as u64, to.max(1) as u64);
-        // Downsampling: cut a little below the new Nyquist. Upsampling: the input's own Nyquist.
-        let fc = if to < from { 0.97 * to as f64 / from as f64 } else { 1.0 };
+        let fc = cutoff(from, to);
         let half_width = HALF_ZEROS as f64 / fc;
         let beta = 8.0;
         let i0b = bessel_i0(beta);
@@ -77,11 +86,20 @@ impl Resampler {
 
     /// Input samples needed beyond an output's position before it can be computed.
     pub fn lookahead_in(&self) -> usize {
-        if self.identity {
-            0
-        } else {
-            self.half_width.ceil() as usize + 1
+        Self::lookahead_of(self.from as u32, self.to as u32)
+    }
+
+    /// `lookahead_in` of a resampler from rate `from` to `to`, without building one.
+    pub fn lookahead_of(from: u32, to: u32) -> usize {
+        if from == to {
+            return 0;
         }
+        (HALF_ZEROS as f64 / cutoff(from as u64, to as u64)).ceil() as usize + 1
+    }
+
+    /// The input sample (0-based) whose push makes output `j` (0-based) available.
+    pub fn input_for_output(from: u32, to: u32, j: u64) -> u64 {
+        j * from as u64 / to as u64 + Self::lookahead_of(from, to) as u64
     }
 
     /// Clears history and counters.
@@ -217,5 +235,20 @@ mod tests {
         }
         let whole = resample_interleaved(&x, 1, 48000, 22050);
         assert_eq!(&whole[..ya.len()], &ya[..]);
+    }
+
+    #[test]
+    fn input_for_output_names_the_push_that_makes_each_output() {
+        for (from, to) in [(48000, 16000), (44100, 16000), (16000, 48000), (16000, 16000)] {
+            let mut r = Resampler::new(from, to);
+            let mut made = 0u64;
+            for i in 0..2000u64 {
+                r.push(0.0, |_| {
+                    assert_eq!(Resampler::input_for_output(from, to, made), i, "{from} -> {to}, output {made}");
+                    made += 1;
+                });
+            }
+            assert!(made > 100, "{from} -> {to}: {made} outputs");
+        }
     }
 }

@@ -81,6 +81,12 @@ fn features_read_a_tones_pitch_and_level_the_same_at_any_block_size() {
     // Values change only every 4 ms (192 samples), and the same at any block size.
     let changes = f0.windows(2).filter(|w| w[0] != w[1]).count();
     assert!(changes < 2 * SR as usize / 192);
+    // ... on the phase `timbre` frames on (so it reads each hop the sample it appears).
+    let phase = stagebox_engine::nodes::melody::hop_end_phase(SR, 192);
+    assert_eq!(phase, 48);
+    let moved: Vec<usize> = (1..loud.len()).filter(|&t| loud[t] != loud[t - 1]).collect();
+    assert!(moved.len() > 200, "{} changes", moved.len());
+    assert!(moved.iter().all(|t| t % 192 == phase), "changes at {:?}", &moved[..8]);
     for block in [1, 77, 128] {
         assert_eq!(curves(block, &dir), [f0.clone(), voiced.clone(), loud.clone()], "block {block}");
     }

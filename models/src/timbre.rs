@@ -10,7 +10,10 @@
 //! `features` node: a singer becomes a violin); voices 1..=`voices` by MIDI notes on the `midi`
 //! input (a keyboard through `midi_in`; `engine::voices` shapes them into f0 and loudness).
 //! A frame's result is played from the next frame on, its controls reached one frame later:
-//! the declared latency is two frames (8 ms). A result not back in time holds the voice's last
+//! the declared latency is two frames (8 ms). Frames start on the sample where the `melody` and
+//! `features` nodes' hops end (`hop_end_phase`: 48 samples into each 4 ms at 48 kHz), so a frame
+//! reads the newest hop the moment it appears rather than up to a frame later (at 48 kHz this
+//! took 3 ms off the sound's answer to a pitch step). A result not back in time holds the voice's last
 //! controls (counted late). Without the model (missing, damaged) the node is silent, said in
 //! the log and by `check`. Spec and backend on the control and worker threads; the processor on
 //! the audio thread.
@@ -18,6 +21,7 @@
 use stagebox_engine::ddsp::{FilteredNoise, HarmonicFrame, Harmonics};
 use stagebox_engine::infer::Bridge;
 use stagebox_engine::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
+use stagebox_engine::nodes::melody::hop_end_phase;
 use stagebox_engine::param::{db_to_gain, EventKind, OnePole, ParamSpec};
 use stagebox_engine::voices::{NoteVoices, SILENT_DB};
 
@@ -386,7 +390,8 @@ pub const TIMBRE: NodeType = NodeType {
                 gain: OnePole::new(gain, 0.02, ctx.sample_rate),
                 gain_target: gain,
                 hop,
-                since: 0,
+                // The first frame starts where the `melody` / `features` hops end.
+                since: (hop - hop_end_phase(ctx.sample_rate as u32, hop)) % hop,
                 mix: vec![0.0; hop],
                 cond: vec![0.0; voices * (COND + 1)],
                 node: ctx.node_index,

@@ -12,8 +12,8 @@ training or checkpoint choice), through the real binary:
   latency below measures that); the score with no such delay is reported beside it;
 - f0: the node's output tracked by the `features` node, against the conditioning f0, in cents,
   over frames both call voiced (median, p90);
-- control-to-sound latency: a sine stepping from 220 to 330 Hz; the time the output's pitch
-  crosses the midpoint minus the time the conditioning's does (both tracked alike);
+- control-to-sound latency: a sine stepping from 220 to 262 Hz (three semitones); the time the
+  output's pitch crosses the midpoint minus the time the conditioning's does;
 - real-time factor per voice: an offline render of 60 s of four held MIDI voices (the audio
   thread's and the worker's time together, as the render waits for every frame), over 4.
 

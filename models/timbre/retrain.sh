@@ -16,8 +16,11 @@
 # the key tables added (the middle layer's columns for them at zero, so it started as v7) and 85
 # minutes on two cores (`TIMBRE_WORK=.cache/timbre_P train.py --warm --minutes 70 --threads 2 --lr
 # 2e-4 --select ratio --weight violin=2 --ema 0.999`, resumed at minute 38 with `--resume --minutes
-# 85`). From nothing, this script trains on the current conditioning, the key tables and the
-# delayed line from the first step.
+# 85`). v9 is v8 trained on the node's frames starting where the `features` hops end (train.py
+# `as_the_node_reads`), 92 minutes on two cores (`TIMBRE_WORK=.cache/timbre_R train.py --warm
+# --minutes 65 --threads 2 --lr 2e-4 --select ratio --weight violin=2 --ema 0.999`, resumed at
+# minute 22 with `--resume --minutes 100`, stopped at minute 92). From nothing, this script trains
+# on the current conditioning, framing, key tables and delayed line from the first step.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 legs=("$@")

@@ -261,15 +261,26 @@ def spectral_loss(x, y):
 
 
 def as_the_node_reads(curve):
-    """make_data.py keeps each frame's value at its last sample; the node reads its inputs at
-    each frame's first sample, which (the `features` node updates 48 samples into a frame) is
-    the value kept for the frame before. So frame j is conditioned by the value kept for j - 1:
-    the model learns what the node can play within its declared two frames."""
-    return np.concatenate([curve[:1], curve[:-1]])
+    """make_data.py keeps each frame's value at its last sample, the value of the `features`
+    node's hop that ended 48 samples (at 48 kHz) into the frame. The node frames on those hop
+    ends (the engine's `melody::hop_end_phase`): its frame j starts the sample hop j ends and
+    reads it at once. So frame j is conditioned by the value kept for j, and is heard
+    NODE_PHASE_SAMPLES after make_data's frame j starts (the line is delayed that much less,
+    `load_split`). (v8 and earlier: the node read at each frame's first sample, the value kept
+    for j - 1, 3 ms older.)"""
+    return curve
 
 
-def heard_late(audio, lag=CONDITIONING_LAG_SAMPLES):
-    """`audio` delayed by `lag` samples (silence before it), as long as it was."""
+# Where the node's frames start, after the 4 ms grid make_data.py cuts frames on: 48 samples at
+# 48 kHz, 16 at the model's 16 kHz (the `features` node's hops end there).
+NODE_PHASE_SAMPLES = 16
+
+
+def heard_late(audio, lag=CONDITIONING_LAG_SAMPLES - NODE_PHASE_SAMPLES):
+    """`audio` delayed by `lag` samples (silence before it), as long as it was. By default the
+    conditioning's own lag, less the node's phase: what a frame that starts NODE_PHASE_SAMPLES
+    into make_data's frame is scored against (evaluate.py: the node's output against the line
+    CONDITIONING_LAG_SAMPLES late)."""
     return np.concatenate([np.zeros(lag, dtype=audio.dtype), audio[:len(audio) - lag]]) if lag else audio
 
 

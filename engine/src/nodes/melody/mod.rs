@@ -86,6 +86,17 @@ const BLEND_HOPS: u32 = 25;
 /// voices 0.741 -> 0.797, plucked 0.896 -> 0.916).
 const ODD_EVEN: f32 = 0.03;
 
+/// Where, within each `frame`-sample stretch of a node's life, the tracker's hops end (its
+/// control outputs change): a hop ends on the engine sample whose push makes the resampler emit
+/// the hop's last 16 kHz sample. A node that reads these outputs every 4 ms (`timbre`) frames on
+/// this phase and reads each hop the sample it appears, not up to a frame later. Exact where the
+/// engine's rate is a multiple of 4 kHz (48 kHz: 48 samples); elsewhere the hops drift against
+/// a whole-sample frame and this is the first hop's phase.
+pub fn hop_end_phase(engine_rate: u32, frame: usize) -> usize {
+    let last_of_first_hop = HOP as u64 - 1;
+    (Resampler::input_for_output(engine_rate, RATE, last_of_first_hop) % frame.max(1) as u64) as usize
+}
+
 /// A frequency as a (fractional) MIDI note number.
 fn midi_of(hz: f32) -> f32 {
     69.0 + 12.0 * (hz / 440.0).log2()
