@@ -48,16 +48,17 @@ def warm_from_onnx(path):
     # A model with the long window's input was exported through LongStep: its names start "step.".
     init = {i.name.removeprefix("step."): torch.tensor(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
     ops = [(n.op_type, [i.removeprefix("step.") for i in n.input]) for n in m.graph.node if n.op_type in ("MatMul", "GRU")]
-    matmuls, grus = [init[i[1]] for t, i in ops if t == "MatMul"], [i for t, i in ops if t == "GRU"]
+    matmuls, grus = [init[i[1]] for t, i in ops if t == "MatMul" and i[1] in init], [i for t, i in ops if t == "GRU"]
     h = next(w.shape[1] for w in matmuls if w.shape[0] == BINS)
     long = "net.long_mean" in init  # v7 on
     state_in = next(i for i in m.graph.input if i.name == "state_in")
     level = state_in.type.tensor_type.shape.dim[0].dim_value == state_size(h, True)
     mids = sorted(n.removeprefix("net.") for n in init if n.startswith("net.localmid."))  # v10 on
-    net = Separator(h, long=long, level=level, local_depth=len(mids) // 2)
+    pitch = sorted(n.removeprefix("net.") for n in init if n.startswith("net.pitch."))  # the pitch branch's, by name
+    net = Separator(h, long=long, level=level, local_depth=len(mids) // 2, pitch=bool(pitch))
     reorder = lambda t: torch.cat([t[h:2 * h], t[:h], t[2 * h:]])
     sd = net.state_dict()
-    names = ["mean", "std", "inp.bias", "out.bias", "local1.weight", "local1.bias", "local2.weight", "local2.bias"] + mids
+    names = ["mean", "std", "inp.bias", "out.bias", "local1.weight", "local1.bias", "local2.weight", "local2.bias"] + mids + pitch
     if long:
         names += ["long_mean", "long_std", "long_a.bias", "long_inp.bias", "long_out.bias"]
     for name in names:

@@ -12,6 +12,9 @@ Two paths add up to each stem's logits in each bin (and v7's long-window branch,
           harmonic, a broadband step is a hit), which the global path's bottleneck cannot see;
           with `--local-depth N` (v10 tries), N residual convolutions over bins dilated 2, 4, 8...
           between the two, so that a bin sees its harmonics' neighbours an octave and more away.
+  pitch:  with `--pitch` (v13 tries; pitch_branch.py), the long and short frames on a log-frequency
+          grid stacked by harmonic, read by convolutions over the grid, their logits spread back
+          onto the bins (starting at zero; `--freeze-base` trains it alone on a warm start).
 A softmax over the four stems in each bin makes the masks sum to one, so the stems sum to the
 input. The state passed in and out is one flat vector: the GRU's state (2 x H) and the last
 two frames' standardised log magnitudes (2 x 513), then with `--level` the running level (2).
@@ -50,6 +53,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from scipy.io import wavfile
+
+from pitch_branch import PitchBranch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -138,7 +143,7 @@ def scaled(net, example):
 
 
 class Separator(nn.Module):
-    def __init__(self, hidden=HIDDEN, long=True, level=False, local_depth=0):
+    def __init__(self, hidden=HIDDEN, long=True, level=False, local_depth=0, pitch=False):
         super().__init__()
         self.hidden = hidden
         self.long = long
@@ -175,6 +180,9 @@ class Separator(nn.Module):
             for layer in (self.long_inp, self.long_out):  # starts as the network without it
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
+        # The pitch branch (`--pitch`, v13 tries; pitch_branch.py): reads the long and short
+        # frames on a log-frequency grid, stacked by harmonic; needs the long window.
+        self.pitch = PitchBranch(SR, N_FFT, LONG_FFT, LONG_BINS, 2 * hidden, len(STEMS)) if pitch and long else None
 
     def standardise(self, mag):
         return (torch.log1p(mag) - self.mean) / self.std
@@ -199,14 +207,18 @@ class Separator(nn.Module):
         local = self.local2(local)  # [b, 4, t, bins]
         pre = self.inp(x)
         if self.long:
-            g = torch.tanh(self.long_a((torch.log1p(long) - self.long_mean) / self.long_std))
+            long_x = (torch.log1p(long) - self.long_mean) / self.long_std
+            g = torch.tanh(self.long_a(long_x))
             pre = pre + self.long_inp(g)
         h = torch.tanh(pre)
         y, state = self.gru(h, state)
-        logits = self.out(torch.cat([h, y], dim=-1)).view(b, t, len(STEMS), BINS)
+        hy = torch.cat([h, y], dim=-1)
+        logits = self.out(hy).view(b, t, len(STEMS), BINS)
         logits = logits + local.permute(0, 2, 1, 3)
         if self.long:
             logits = logits + self.long_out(g).view(b, t, len(STEMS), BINS)
+        if self.pitch is not None:
+            logits = logits + self.pitch(x, long_x, hy)
         masks = torch.softmax(self.power.view(1, 1, -1, 1) * torch.log_softmax(logits, dim=2), dim=2)
         return masks, state, ctx[:, -HISTORY:], level
 
@@ -348,7 +360,7 @@ def train(a):
     rng = random.Random(0)
     train_set, val_set = load_split("train", a.variants), load_split("val")
     print(f"train {len(train_set)} examples, val {len(val_set)}, device {device}", flush=True)
-    net = Separator(a.hidden, level=a.level, local_depth=a.local_depth).to(device)
+    net = Separator(a.hidden, level=a.level, local_depth=a.local_depth, pitch=a.pitch).to(device)
     warm, ckpt = os.path.join(WORK, "warm.pt"), os.path.join(WORK, "ckpt.pt")
     resuming = a.resume and os.path.exists(ckpt)
     if not resuming and a.warm_onnx:
@@ -358,9 +370,13 @@ def train(a):
     elif not resuming and os.path.exists(warm):
         missing = net.load_state_dict(torch.load(warm, map_location=device), strict=False).missing_keys
         print(f"warm start from {warm}; new: {missing}", flush=True)
-    # The long window's branch (new in v7) learns at --long-lr-scale times the rate of the rest.
-    branch = [p for n, p in net.named_parameters() if n.startswith("long_")]
-    rest = [p for n, p in net.named_parameters() if not n.startswith("long_")]
+    # The long window's branch (new in v7) and the pitch branch learn at --long-lr-scale times
+    # the rate of the rest.
+    if a.freeze_base:  # only the pitch branch learns: the rest stays the warm start's
+        for n, p in net.named_parameters():
+            p.requires_grad_(n.startswith("pitch."))
+    branch = [p for n, p in net.named_parameters() if n.startswith(("long_", "pitch."))]
+    rest = [p for n, p in net.named_parameters() if not n.startswith(("long_", "pitch."))]
     opt = torch.optim.Adam([{"params": rest, "scale": 1.0}, {"params": branch, "scale": a.long_lr_scale}], lr=a.lr)
     step, best, spent = 0, float("inf"), 0.0
     if resuming:
@@ -386,11 +402,14 @@ def train(a):
         print(f"start: val {best:.4f}", flush=True)
     if not resuming:
         open(os.path.join(WORK, "curve.tsv"), "w").write("step\tminutes\ttrain_loss\tval_loss\n")
-    t0, last_save, running = time.time(), time.time(), []
+    t0, last_save, last_load, running = time.time(), time.time(), time.time(), []
     while spent + (time.time() - t0) / 60 < a.minutes:
         minutes = spent + (time.time() - t0) / 60
         for group in opt.param_groups:  # cosine decay to a tenth over the run
             group["lr"] = group["scale"] * a.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(1.0, minutes / a.minutes))))
+        if a.reload_minutes and time.time() - last_load > 60 * a.reload_minutes:  # renders still being made
+            train_set, last_load = load_split("train", a.variants), time.time()
+            print(f"train {len(train_set)} examples", flush=True)
         loss = loss_fn(net, *batch(train_set, rng, device, a.seg_frames, a.batch, a.eq_db))
         opt.zero_grad()
         loss.backward()
@@ -472,7 +491,8 @@ def load_best(path=None):
     sd = torch.load(path or os.path.join(WORK, "best.pt"), map_location="cpu", weights_only=False)  # our own
     sd = sd.get("net", sd)  # a snapshot keeps the network under "net"
     depth = sum(1 for k in sd if k.startswith("localmid.") and k.endswith(".weight"))
-    net = Separator(sd["inp.weight"].shape[0], long="long_mean" in sd, level="level_target" in sd, local_depth=depth)
+    net = Separator(sd["inp.weight"].shape[0], long="long_mean" in sd, level="level_target" in sd, local_depth=depth,
+                    pitch="pitch.out.weight" in sd)
     net.load_state_dict(sd)
     return net
 
@@ -485,6 +505,9 @@ if __name__ == "__main__":
     ap.add_argument("--warm-onnx", action="store_true", help="start from the shipped separator.onnx")
     ap.add_argument("--hidden", type=int, default=HIDDEN, help="GRU width (a warm start widens the shipped one)")
     ap.add_argument("--local-depth", type=int, default=0, help="residual dilated convolutions in the local path (v10)")
+    ap.add_argument("--pitch", action="store_true", help="add the pitch branch (pitch_branch.py; v13 tries)")
+    ap.add_argument("--freeze-base", action="store_true", help="train the pitch branch alone, the rest as warm-started")
+    ap.add_argument("--reload-minutes", type=float, default=0.0, help="read the train split again this often (renders still running)")
     ap.add_argument("--variants", type=int, help="train on the renders numbered under this only (5: v8's data)")
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine decay to a tenth)")
     ap.add_argument("--seg-frames", type=int, default=SEG_FRAMES, help="frames a training sequence")
