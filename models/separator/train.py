@@ -372,6 +372,8 @@ def train(a):
         print(f"warm start from {warm}; new: {missing}", flush=True)
     # The long window's branch (new in v7) and the pitch branch learn at --long-lr-scale times
     # the rate of the rest.
+    if a.freeze_base and net.pitch is None:
+        raise SystemExit("--freeze-base trains the pitch branch alone: it needs --pitch")
     if a.freeze_base:  # only the pitch branch learns: the rest stays the warm start's
         for n, p in net.named_parameters():
             p.requires_grad_(n.startswith("pitch."))
