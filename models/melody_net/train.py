@@ -24,9 +24,17 @@ whose 16-foot bar is out sounds an octave under its key; the label is the key). 
 trained again from nothing with the organs moved every decision the node was tuned around
 (BENCHMARKS.md, seventh round); the fine-tune keeps them.
 
+Then a second fine-tune (`--fine-tune --synth`, from the first's net.bin): SYNTH_EPOCHS passes
+over the same frames and, beside them, SYNTH_LINES lines each on a random additive instrument
+of its own (synth_lines.py: stretched or bar partials, bodies, breath and bow noise, clicks,
+vibrato, chorus, notes ringing under the next), all their frames once: the network had learnt
+the SoundFonts' bodies (45.9% of the held-out random instruments' frames right) more than the
+pitch (BENCHMARKS.md, ninth round).
+
     scripts/eval/setup.sh                                   # FluidSynth, SoundFonts, the venv
     .cache/eval-venv/bin/python models/melody_net/train.py  # -> models/melody_net/net.bin
-    .cache/eval-venv/bin/python models/melody_net/train.py --fine-tune  # the shipped net.bin
+    .cache/eval-venv/bin/python models/melody_net/train.py --fine-tune
+    .cache/eval-venv/bin/python models/melody_net/train.py --fine-tune --synth  # the shipped net.bin
 
 Writes net.bin (format below), models/tests/data/melody_net_ref.bin (a test signal's features
 and outputs, for the Rust implementation's test) and prints the sha256 for manifest.toml.
@@ -57,6 +65,9 @@ SOUNDFONTS = {
 }
 sys.path.insert(0, os.path.join(ROOT, "scripts", "eval"))
 from make_families import FAMILIES, instrument_split  # noqa: E402
+
+sys.path.insert(0, HERE)
+from synth_lines import synth_line  # noqa: E402
 
 # Programs the evaluation split never uses: more keys, guitars, basses, ethnic plucked, synths.
 OUTSIDE_SPLIT = [3, 18, 20, 21, 22, 23, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 50, 51, 104, 108, 112, 114]
@@ -137,8 +148,11 @@ def expression(rng, program, notes):
 # 8', 4', 2 2/3', 2', 1 3/5', 1 1/3', 1'. ORGAN is these lines' program number in file names.
 DRAWBARS = (0.5, 1.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 ORGAN, ORGAN_LINES = 200, 24
-# --fine-tune: passes over the data, and the rate, from the shipped weights.
-FT_EPOCHS, FT_LR, FT_SHARE = 6, 2e-4, 0.4
+# Lines on random additive instruments (synth_lines.py), in the fine-tune: SYNTH in file names.
+SYNTH, SYNTH_LINES = 201, int(os.environ.get("MELODY_SYNTH_LINES", 480))
+# --fine-tune: passes over the data (with --synth: SYNTH_EPOCHS), and the rate, from net.bin.
+# MELODY_SYNTH_LINES and MELODY_FT_EPOCHS override the counts (for experiments).
+FT_EPOCHS, SYNTH_EPOCHS, FT_LR, FT_SHARE = 6, 10, 2e-4, 0.4
 
 
 def organ_line(rng, notes):
@@ -178,7 +192,7 @@ def load16(wav):
     return resample_poly(x, R // g, sr // g).astype(np.float32)
 
 
-def render_all(rng, organs):
+def render_all(rng, organs, synths):
     os.makedirs(WORK, exist_ok=True)
     clips = []
     extra = [(p, rep) for p in PROGRAMS if p not in SLOW for rep in range(REPS, REPS_FAST)]
@@ -209,6 +223,14 @@ def render_all(rng, organs):
         if not os.path.exists(wav):
             sf.write(wav, y, R, subtype="FLOAT")
         clips.append((wav, notes, ORGAN, rep))
+    for rep in range(SYNTH_LINES if synths else 0):
+        notes = melody(rng, int(rng.choice([33, 40, 24])))  # a bass's, a sustained, a plucked range
+        seed = int(rng.integers(2**31))
+        tag = hashlib.sha1(repr((notes, seed)).encode()).hexdigest()[:10]
+        wav = os.path.join(WORK, f"p{SYNTH}_{rep}_{tag}_synth.wav")
+        if not os.path.exists(wav):
+            sf.write(wav, synth_line(np.random.default_rng(seed), notes), R, subtype="FLOAT")
+        clips.append((wav, notes, SYNTH, rep))
     return clips
 
 
@@ -341,21 +363,24 @@ def held_out_accuracy(net, held, label):
 def main():
     fine_tune = "--fine-tune" in sys.argv
     rng = np.random.default_rng(20261126)
-    clips = render_all(rng, organs=fine_tune)
+    clips = render_all(rng, organs=fine_tune, synths=fine_tune and "--synth" in sys.argv)
     held, train = dataset(clips, rng)
-    if fine_tune:  # a share of the frames: the organs' all, twice, and FT_SHARE of the rest
+    if fine_tune:  # a share of the frames: the organs' all, twice, the random instruments' all, and FT_SHARE of the rest
         train = [(a, b, c, p) for a, b, c, p in train for _ in range(2 if p == ORGAN else 1)]
-        keep = [np.ones(len(b), bool) if p == ORGAN else rng.uniform(size=len(b)) < FT_SHARE for _, b, _, p in train]
+        keep = [np.ones(len(b), bool) if p in (ORGAN, SYNTH) else rng.uniform(size=len(b)) < FT_SHARE for _, b, _, p in train]
         train = [(a[k], b[k], c[k], p) for (a, b, c, p), k in zip(train, keep)]
     X = np.concatenate([a for a, _, _, _ in train])
     Y = np.concatenate([b for _, b, _, _ in train])
     del train
     print(f"{len(clips)} clips rendered; {len(X)} training frames", file=sys.stderr)
     organs = [h for h in held if h[3] == ORGAN]
+    synths = [h for h in held if h[3] == SYNTH]
     if fine_tune:
         held_out_accuracy(read_net(os.path.join(HERE, "net.bin")), held, "shipped")
         held_out_accuracy(read_net(os.path.join(HERE, "net.bin")), organs, "shipped, organs")
-        clf = fine_tuned(X, Y, FT_EPOCHS, FT_LR)
+        held_out_accuracy(read_net(os.path.join(HERE, "net.bin")), synths, "shipped, random instruments")
+        epochs = int(os.environ.get("MELODY_FT_EPOCHS", SYNTH_EPOCHS if "--synth" in sys.argv else FT_EPOCHS))
+        clf = fine_tuned(X, Y, epochs, FT_LR)
         net = [(w, b) for w, b in zip(clf.coefs_, clf.intercepts_)]
     else:
         clf = MLPClassifier(hidden_layer_sizes=(HIDDEN, HIDDEN), batch_size=512, max_iter=ITERATIONS, learning_rate_init=1e-3, alpha=1e-4, random_state=0)
@@ -364,6 +389,7 @@ def main():
         print(f"classes never seen in training: {sorted(set(range(CLASSES)) - set(clf.classes_))}", file=sys.stderr)
     held_out_accuracy(net, held, "trained")
     held_out_accuracy(net, organs, "trained, organs")
+    held_out_accuracy(net, synths, "trained, random instruments")
 
     out = os.path.join(HERE, "net.bin")
     with open(out, "wb") as f:
