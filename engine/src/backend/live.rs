@@ -255,48 +255,15 @@ impl LiveDevice {
         let (mut timing_tx, timing_rx) = RingBuffer::<u32>::new(TIMING_CAPACITY);
         // cpal calls the error callbacks on its audio thread: the error (and its String) leaves
         // through these rings and is read and freed on the control thread.
-        let (mut in_err_tx, in_err_rx) = RingBuffer::<cpal::StreamError>::new(ERROR_RING);
+        let (in_err_tx, in_err_rx) = RingBuffer::<cpal::StreamError>::new(ERROR_RING);
         let (mut out_err_tx, out_err_rx) = RingBuffer::<cpal::StreamError>::new(ERROR_RING);
         let berr = |e: &dyn std::fmt::Display| LiveError::Backend(e.to_string());
 
         // Input: its own callback pushes into a ring the output callback reads.
         let ring_frames = 16384usize;
-        let (mut in_tx, mut in_rx) = RingBuffer::<f32>::new(ring_frames * in_ch.max(1));
+        let (in_tx, mut in_rx) = RingBuffer::<f32>::new(ring_frames * in_ch.max(1));
         let input_stream = match (self.in_device, self.in_config) {
-            (Some(dev), Some(cfg)) => {
-                let st = stats.clone();
-                let err_stats = stats.clone();
-                let mut raised = false;
-                let s = dev
-                    .build_input_stream(
-                        &cfg,
-                        move |data: &[f32], _: &cpal::InputCallbackInfo| {
-                            if !raised {
-                                raised = true;
-                                raise_audio_thread(&st);
-                            }
-                            crate::alloc_check::no_alloc(|| {
-                                // Whole frames only: a partial frame would rotate every later
-                                // frame by a channel (left and right swapped for the rest of the run).
-                                let n = whole_frames(data.len().min(in_tx.slots()), in_ch);
-                                if let Ok(mut chunk) = in_tx.write_chunk_uninit(n) {
-                                    let (a, b) = chunk.as_mut_slices();
-                                    for (d, s) in a.iter_mut().chain(b.iter_mut()).zip(data) {
-                                        d.write(*s);
-                                    }
-                                    // SAFETY: the zip above wrote all n = a.len() + b.len() slots
-                                    // (data has at least n samples).
-                                    unsafe { chunk.commit_all() };
-                                }
-                                RtStats::add(&st.input_overruns, ((data.len() - n) / in_ch.max(1)) as u64);
-                            })
-                        },
-                        move |e| pass_error(&mut in_err_tx, e, &err_stats),
-                        None,
-                    )
-                    .map_err(|e| berr(&e))?;
-                Some(s)
-            }
+            (Some(dev), Some(cfg)) => Some(build_input(&dev, &cfg, in_ch, in_tx, in_err_tx, &stats)?),
             _ => None,
         };
 
@@ -324,24 +291,7 @@ impl LiveDevice {
                         }
                         let need = (frames * in_ch).min(in_buf.len());
                         if in_ch > 0 {
-                            // Keep input latency bounded: drop what is beyond four buffers.
-                            let excess = in_rx.slots().saturating_sub(need * 4);
-                            let excess = excess - excess % in_ch;
-                            if excess > 0 {
-                                if let Ok(c) = in_rx.read_chunk(excess) {
-                                    c.commit_all();
-                                }
-                                RtStats::add(&st.input_overruns, (excess / in_ch) as u64);
-                            }
-                            let have = in_rx.slots().min(need);
-                            if let Ok(c) = in_rx.read_chunk(have) {
-                                let (a, b) = c.as_slices();
-                                in_buf[..a.len()].copy_from_slice(a);
-                                in_buf[a.len()..a.len() + b.len()].copy_from_slice(b);
-                                c.commit_all();
-                            }
-                            in_buf[have..need].fill(0.0);
-                            RtStats::add(&st.input_underruns, ((need - have) / in_ch) as u64);
+                            read_input(&mut in_rx, &mut in_buf[..need], in_ch, &st);
                         }
                         engine.process(&in_buf[..need], data);
                     });
@@ -366,6 +316,72 @@ impl LiveDevice {
             lost,
         })
     }
+}
+
+/// Audio thread (the input stream's callback, built on the control thread): pushes whole
+/// frames of input into `in_tx` for the output callback; what does not fit counts as overrun.
+fn build_input(
+    dev: &cpal::Device,
+    cfg: &cpal::StreamConfig,
+    in_ch: usize,
+    mut in_tx: rtrb::Producer<f32>,
+    mut in_err_tx: rtrb::Producer<cpal::StreamError>,
+    stats: &Arc<RtStats>,
+) -> Result<cpal::Stream, LiveError> {
+    let st = stats.clone();
+    let err_stats = stats.clone();
+    let mut raised = false;
+    dev.build_input_stream(
+        cfg,
+        move |data: &[f32], _: &cpal::InputCallbackInfo| {
+            if !raised {
+                raised = true;
+                raise_audio_thread(&st);
+            }
+            crate::alloc_check::no_alloc(|| {
+                // Whole frames only: a partial frame would rotate every later
+                // frame by a channel (left and right swapped for the rest of the run).
+                let n = whole_frames(data.len().min(in_tx.slots()), in_ch);
+                if let Ok(mut chunk) = in_tx.write_chunk_uninit(n) {
+                    let (a, b) = chunk.as_mut_slices();
+                    for (d, s) in a.iter_mut().chain(b.iter_mut()).zip(data) {
+                        d.write(*s);
+                    }
+                    // SAFETY: the zip above wrote all n = a.len() + b.len() slots
+                    // (data has at least n samples).
+                    unsafe { chunk.commit_all() };
+                }
+                RtStats::add(&st.input_overruns, ((data.len() - n) / in_ch.max(1)) as u64);
+            })
+        },
+        move |e| pass_error(&mut in_err_tx, e, &err_stats),
+        None,
+    )
+    .map_err(|e| LiveError::Backend(e.to_string()))
+}
+
+/// Audio thread (the output callback): fills `buf` (whole frames of `in_ch`) from the input
+/// ring, silence where it runs short (counted); what is beyond four buffers is dropped first
+/// (counted), so the input's latency stays bounded.
+fn read_input(in_rx: &mut rtrb::Consumer<f32>, buf: &mut [f32], in_ch: usize, st: &RtStats) {
+    let need = buf.len();
+    let excess = in_rx.slots().saturating_sub(need * 4);
+    let excess = excess - excess % in_ch;
+    if excess > 0 {
+        if let Ok(c) = in_rx.read_chunk(excess) {
+            c.commit_all();
+        }
+        RtStats::add(&st.input_overruns, (excess / in_ch) as u64);
+    }
+    let have = in_rx.slots().min(need);
+    if let Ok(c) = in_rx.read_chunk(have) {
+        let (a, b) = c.as_slices();
+        buf[..a.len()].copy_from_slice(a);
+        buf[a.len()..a.len() + b.len()].copy_from_slice(b);
+        c.commit_all();
+    }
+    buf[have..need].fill(0.0);
+    RtStats::add(&st.input_underruns, ((need - have) / in_ch) as u64);
 }
 
 /// `samples` rounded down to whole frames of `channels` interleaved channels.

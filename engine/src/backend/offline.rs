@@ -102,97 +102,19 @@ pub fn render(
     let latency = schedule.latency_frames() as u64;
     let latency_text = schedule.latency_text();
     let input_latency = schedule.nodes().iter().map(|n| (n.id.clone(), n.input_latency_frames)).collect();
-    let input = input.map(|a| {
-        let samples = crate::dsp::resample_interleaved(&a.samples, a.channels, a.sample_rate, sr);
-        Audio {
-            sample_rate: sr,
-            channels: a.channels,
-            samples,
-            wav_format: a.wav_format,
-        }
-    });
-    let in_ch = match &input {
-        Some(a) => a.channels,
-        None => schedule.input_channels(),
-    };
+    let input = input.map(|a| resampled(a, sr));
+    let in_ch = input.as_ref().map_or(schedule.input_channels(), |a| a.channels);
     let out_ch = schedule.output_channels().max(1);
-    let body = match (&input, opts.duration_secs) {
-        (Some(a), None) => a.frames() as u64,
-        (Some(a), Some(d)) => (a.frames() as u64).min((d * sr as f64) as u64),
-        (None, Some(d)) => (d * sr as f64) as u64,
-        (None, None) => 0,
-    };
+    let body = body_frames(input.as_ref(), opts.duration_secs, sr);
     let keep = body + (opts.tail_secs * sr as f64) as u64;
     let skip = if opts.compensate_latency { latency } else { 0 };
-    let total = keep + skip;
-
-    let mut events = opts.events.clone();
-    for &i in schedule.device_midi_nodes() {
-        let id = &schedule.nodes()[i as usize].id;
-        events.extend(opts.device_midi.iter().map(|&(t, m)| (t, id.clone(), ScheduledEvent::Midi(m))));
-    }
-    let cfg = EngineConfig::new(sr as f32, in_ch, out_ch);
-    let (mut handle, mut engine) = EngineHandle::new(cfg);
+    let events = scheduled_events(opts, &schedule);
+    let (mut handle, mut engine) = EngineHandle::new(EngineConfig::new(sr as f32, in_ch, out_ch));
     handle.swap(schedule).map_err(RenderError::Event)?;
 
-    events.sort_by_key(|e| e.0);
-    let mut next_event = 0;
-
-    let bs = opts.block_size;
-    let mut in_buf = vec![0.0f32; bs * in_ch];
-    let mut out_buf = vec![0.0f32; bs * out_ch];
-    let mut out = Vec::with_capacity((keep as usize) * out_ch);
-    let mut timings = Vec::with_capacity(if opts.keep_timings { (total as usize).div_ceil(bs) } else { 0 });
-    let mut messages = Vec::new();
-    let mut violations = 0;
-    let mut calls = 0;
+    let mut blocks = Blocks::new(opts, in_ch, out_ch, keep, skip);
     let start = Instant::now();
-    let mut t = 0u64;
-    while t < total {
-        let n = ((total - t) as usize).min(bs);
-        // Send events due before the end of this block (the engine places them exactly).
-        while next_event < events.len() && events[next_event].0 < t + n as u64 {
-            let (at, node, ev) = &events[next_event];
-            let r = match ev {
-                ScheduledEvent::Param(p, v) => handle.set_param(node, p, *v, *at),
-                ScheduledEvent::Midi(m) => handle.send_midi(node, *m, *at),
-            };
-            r.map_err(RenderError::Event)?;
-            next_event += 1;
-        }
-        let ib = &mut in_buf[..n * in_ch];
-        match &input {
-            Some(a) => {
-                for (k, x) in ib.iter_mut().enumerate() {
-                    *x = a.samples.get(t as usize * in_ch + k).copied().unwrap_or(0.0);
-                }
-            }
-            None => ib.fill(0.0),
-        }
-        let ob = &mut out_buf[..n * out_ch];
-        let before = crate::alloc_check::thread_violations();
-        let t0 = Instant::now();
-        crate::alloc_check::no_alloc(|| engine.process(ib, ob));
-        let dt = t0.elapsed().as_nanos() as u64;
-        violations += crate::alloc_check::thread_violations() - before;
-        calls += 1;
-        if opts.keep_timings {
-            timings.push(dt);
-        }
-        // Keep frames after the latency we compensate.
-        for f in 0..n as u64 {
-            if t + f >= skip {
-                out.extend_from_slice(&ob[f as usize * out_ch..(f as usize + 1) * out_ch]);
-            }
-        }
-        handle.drain(|m| messages.push(m));
-        t += n as u64;
-        if calls % 256 == 0 {
-            handle.collect();
-            progress(t, total);
-        }
-    }
-    progress(total, total);
+    blocks.run(&mut handle, &mut engine, input.as_ref(), &events, &mut progress)?;
     let wall_secs = start.elapsed().as_secs_f64();
     // Free the engine (and its schedule) here, so writer threads finish before we return.
     drop(engine);
@@ -201,17 +123,163 @@ pub fn render(
         audio: Audio {
             sample_rate: sr,
             channels: out_ch,
-            samples: out,
+            samples: blocks.out,
             wav_format: input.and_then(|a| a.wav_format),
         },
         latency_frames: latency as u32,
         latency_text,
         input_latency,
         input_frames: body,
-        alloc_violations: violations,
-        process_calls: calls,
-        timings_ns: timings,
-        messages,
+        alloc_violations: blocks.violations,
+        process_calls: blocks.calls,
+        timings_ns: blocks.timings,
+        messages: blocks.messages,
         wall_secs,
     })
+}
+
+/// `a` at `sr`.
+fn resampled(a: &Audio, sr: u32) -> Audio {
+    Audio {
+        sample_rate: sr,
+        channels: a.channels,
+        samples: crate::dsp::resample_interleaved(&a.samples, a.channels, a.sample_rate, sr),
+        wav_format: a.wav_format,
+    }
+}
+
+/// Frames of the render before its tail: the input's, cut at `duration_secs` if given.
+fn body_frames(input: Option<&Audio>, duration_secs: Option<f64>, sr: u32) -> u64 {
+    match (input, duration_secs) {
+        (Some(a), None) => a.frames() as u64,
+        (Some(a), Some(d)) => (a.frames() as u64).min((d * sr as f64) as u64),
+        (None, Some(d)) => (d * sr as f64) as u64,
+        (None, None) => 0,
+    }
+}
+
+/// The options' events and the device's MIDI (to every `midi_in` node), in time order.
+fn scheduled_events(opts: &RenderOptions, schedule: &Schedule) -> Vec<(u64, String, ScheduledEvent)> {
+    let mut events = opts.events.clone();
+    for &i in schedule.device_midi_nodes() {
+        let id = &schedule.nodes()[i as usize].id;
+        events.extend(opts.device_midi.iter().map(|&(t, m)| (t, id.clone(), ScheduledEvent::Midi(m))));
+    }
+    events.sort_by_key(|e| e.0);
+    events
+}
+
+/// The block loop's buffers and what it gathers.
+struct Blocks {
+    block: usize,
+    in_ch: usize,
+    out_ch: usize,
+    /// Frames dropped from the start (the latency compensated), and rendered in all.
+    skip: u64,
+    total: u64,
+    keep_timings: bool,
+    in_buf: Vec<f32>,
+    out_buf: Vec<f32>,
+    out: Vec<f32>,
+    timings: Vec<u64>,
+    messages: Vec<FromRt>,
+    violations: u64,
+    calls: u64,
+}
+
+impl Blocks {
+    fn new(opts: &RenderOptions, in_ch: usize, out_ch: usize, keep: u64, skip: u64) -> Self {
+        let bs = opts.block_size;
+        let total = keep + skip;
+        Self {
+            block: bs,
+            in_ch,
+            out_ch,
+            skip,
+            total,
+            keep_timings: opts.keep_timings,
+            in_buf: vec![0.0; bs * in_ch],
+            out_buf: vec![0.0; bs * out_ch],
+            out: Vec::with_capacity(keep as usize * out_ch),
+            timings: Vec::with_capacity(if opts.keep_timings { (total as usize).div_ceil(bs) } else { 0 }),
+            messages: Vec::new(),
+            violations: 0,
+            calls: 0,
+        }
+    }
+
+    /// Every block: the events due in it sent, the input read, one process call under the
+    /// allocation guard, the output kept after the skipped latency.
+    fn run(
+        &mut self,
+        handle: &mut EngineHandle,
+        engine: &mut crate::processor::Engine,
+        input: Option<&Audio>,
+        events: &[(u64, String, ScheduledEvent)],
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<(), RenderError> {
+        let mut next_event = 0;
+        let mut t = 0u64;
+        while t < self.total {
+            let n = ((self.total - t) as usize).min(self.block);
+            next_event = send_due(handle, events, next_event, t + n as u64)?;
+            self.read_input(input, t, n);
+            self.process(engine, n);
+            for f in 0..n as u64 {
+                if t + f >= self.skip {
+                    let at = f as usize * self.out_ch;
+                    self.out.extend_from_slice(&self.out_buf[at..at + self.out_ch]);
+                }
+            }
+            handle.drain(|m| self.messages.push(m));
+            t += n as u64;
+            if self.calls.is_multiple_of(256) {
+                handle.collect();
+                progress(t, self.total);
+            }
+        }
+        progress(self.total, self.total);
+        Ok(())
+    }
+
+    fn read_input(&mut self, input: Option<&Audio>, t: u64, n: usize) {
+        let ib = &mut self.in_buf[..n * self.in_ch];
+        match input {
+            Some(a) => {
+                for (k, x) in ib.iter_mut().enumerate() {
+                    *x = a.samples.get(t as usize * self.in_ch + k).copied().unwrap_or(0.0);
+                }
+            }
+            None => ib.fill(0.0),
+        }
+    }
+
+    /// One process call of `n` frames under the allocation guard, timed.
+    fn process(&mut self, engine: &mut crate::processor::Engine, n: usize) {
+        let (ib, ob) = (&self.in_buf[..n * self.in_ch], &mut self.out_buf[..n * self.out_ch]);
+        let before = crate::alloc_check::thread_violations();
+        let t0 = Instant::now();
+        crate::alloc_check::no_alloc(|| engine.process(ib, ob));
+        let dt = t0.elapsed().as_nanos() as u64;
+        self.violations += crate::alloc_check::thread_violations() - before;
+        self.calls += 1;
+        if self.keep_timings {
+            self.timings.push(dt);
+        }
+    }
+}
+
+/// Sends the events from `next` on that are due before `end` (the engine places each at its
+/// exact sample); returns the index of the first not sent.
+fn send_due(handle: &mut EngineHandle, events: &[(u64, String, ScheduledEvent)], mut next: usize, end: u64) -> Result<usize, RenderError> {
+    while next < events.len() && events[next].0 < end {
+        let (at, node, ev) = &events[next];
+        match ev {
+            ScheduledEvent::Param(p, v) => handle.set_param(node, p, *v, *at),
+            ScheduledEvent::Midi(m) => handle.send_midi(node, *m, *at),
+        }
+        .map_err(RenderError::Event)?;
+        next += 1;
+    }
+    Ok(next)
 }
