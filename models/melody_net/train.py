@@ -151,8 +151,9 @@ ORGAN, ORGAN_LINES = 200, 24
 # Lines on random additive instruments (synth_lines.py), in the fine-tune: SYNTH in file names.
 SYNTH, SYNTH_LINES = 201, int(os.environ.get("MELODY_SYNTH_LINES", 480))
 # --fine-tune: passes over the data (with --synth: SYNTH_EPOCHS), and the rate, from net.bin.
-# MELODY_SYNTH_LINES and MELODY_FT_EPOCHS override the counts (for experiments).
-FT_EPOCHS, SYNTH_EPOCHS, FT_LR, FT_SHARE = 6, 10, 2e-4, 0.4
+# MELODY_SYNTH_LINES, MELODY_FT_EPOCHS and MELODY_FT_LR override them (for experiments).
+FT_EPOCHS, SYNTH_EPOCHS, FT_SHARE = 6, 10, 0.4
+FT_LR = float(os.environ.get("MELODY_FT_LR", 2e-4))
 
 
 def organ_line(rng, notes):
