@@ -107,7 +107,7 @@ def note_tone(ins, rng, f0_hz, n, hold_n, start_s):
     return tone / (np.abs(tone).max() + 1e-9)
 
 
-def note_noise(ins, rng, n, hold_n, tone):
+def note_noise(ins, rng, n, tone):
     """Breath or bow noise under a sustained tone (following its level), a struck note's click."""
     out = np.zeros(n)
     if ins["noise_db"] is not None:
@@ -131,6 +131,6 @@ def synth_line(rng, notes):
         n = min(len(y) - n0, hold_n + int(5 * ins["release_s"] * R))
         f0 = 440.0 * 2 ** ((p - 69) / 12)
         tone = note_tone(ins, rng, f0, n, hold_n, s)
-        tone = tone + note_noise(ins, rng, n, hold_n, tone)
+        tone = tone + note_noise(ins, rng, n, tone)
         y[n0 : n0 + n] += (v / 127) ** 1.5 * tone
     return (y / (np.abs(y).max() + 1e-9) * rng.uniform(0.3, 0.9)).astype(np.float32)
