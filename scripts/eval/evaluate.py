@@ -92,7 +92,10 @@ def score(ref, est):
 
 
 def raw_pitch_accuracy(ref, est, bends):
-    """Share of reference-voiced 10 ms frames where the estimate is within 50 cents."""
+    """Share of reference-voiced 10 ms frames where the estimate is within 50 cents: the note
+    sounding there (notes run from their onsets, placed where their sound began) plus its own
+    pitch bend, the last one sent at or after the note was (bends sent before it bent the note
+    that sounded then: a receiver never applies them to this one)."""
     t = np.arange(0, max(e for _, e, _ in ref), 0.01)
     ok = tot = 0
     bt = np.array([b[0] for b in bends]) if bends else np.array([])
@@ -101,15 +104,16 @@ def raw_pitch_accuracy(ref, est, bends):
         if not r:
             continue
         tot += 1
-        a = [p for s, e, p, _ in est if s <= x < e]
+        a = [(p, sent) for s, e, p, sent in est if s <= x < e]
         if not a:
             continue
+        note, sent = a[-1]
         bend = 0.0
         if len(bt):
             k = np.searchsorted(bt, x) - 1
-            if k >= 0:
+            if k >= 0 and (sent is None or bt[k] >= sent - 1e-9):
                 bend = bends[k][1]
-        if abs(a[-1] + bend - r[0]) <= 0.5:
+        if abs(note + bend - r[0]) <= 0.5:
             ok += 1
     return ok / tot if tot else 0.0
 
