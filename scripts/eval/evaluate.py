@@ -91,14 +91,20 @@ def score(ref, est):
     return dict(f50=f50, f100=f100, foff=foff, lat=lat)
 
 
+def own_bend(bends, bend_times, x, sent):
+    """The pitch bend (semitones) in effect at time x for a note sent at `sent`: the last one sent
+    at or after the note was (bends sent before it bent the note that sounded then: a receiver
+    never applies them to this one, whose onset is placed back where its sound began)."""
+    k = np.searchsorted(bend_times, x) - 1 if len(bend_times) else -1
+    return bends[k][1] if k >= 0 and (sent is None or bend_times[k] >= sent - 1e-9) else 0.0
+
+
 def raw_pitch_accuracy(ref, est, bends):
     """Share of reference-voiced 10 ms frames where the estimate is within 50 cents: the note
-    sounding there (notes run from their onsets, placed where their sound began) plus its own
-    pitch bend, the last one sent at or after the note was (bends sent before it bent the note
-    that sounded then: a receiver never applies them to this one)."""
+    sounding there plus its own pitch bend (`own_bend`)."""
     t = np.arange(0, max(e for _, e, _ in ref), 0.01)
     ok = tot = 0
-    bt = np.array([b[0] for b in bends]) if bends else np.array([])
+    bt = np.array([b[0] for b in bends])
     for x in t:
         r = [p for s, e, p in ref if s <= x < e]
         if not r:
@@ -108,12 +114,7 @@ def raw_pitch_accuracy(ref, est, bends):
         if not a:
             continue
         note, sent = a[-1]
-        bend = 0.0
-        if len(bt):
-            k = np.searchsorted(bt, x) - 1
-            if k >= 0 and (sent is None or bt[k] >= sent - 1e-9):
-                bend = bends[k][1]
-        if abs(note + bend - r[0]) <= 0.5:
+        if abs(note + own_bend(bends, bt, x, sent) - r[0]) <= 0.5:
             ok += 1
     return ok / tot if tot else 0.0
 

@@ -29,12 +29,6 @@ ev.BIN = sys.argv[2] if len(sys.argv) > 2 else "target/release/stagebox"
 KINDS = ["right", "none before", "none after", "none", "previous", "bent off", "octave", "other"]
 
 
-def own_bend(bends, bt, x, sent):
-    """The bend in effect at time x for a note sent at `sent` (bends sent before it are not its)."""
-    k = np.searchsorted(bt, x) - 1 if len(bt) else -1
-    return bends[k][1] if k >= 0 and (sent is None or bt[k] >= sent - 1e-9) else 0.0
-
-
 def frame_kind(ref, est, bends, bt, x):
     """What the notes give at time x, against the reference note sounding there (None: none)."""
     r = [(s, e, p) for s, e, p in ref if s <= x < e]
@@ -46,7 +40,7 @@ def frame_kind(ref, est, bends, bt, x):
         right = [s for s, e, q, _ in est if q == p and s0 - 0.05 <= s < e0]
         return "none" if not right else "none before" if x < min(right) else "none after"
     q, sent = a[-1]
-    m = q + own_bend(bends, bt, x, sent)
+    m = q + ev.own_bend(bends, bt, x, sent)
     if abs(m - p) <= 0.5:
         return "right"
     if any(abs(m - q0) <= 0.5 for s, e, q0 in ref if s0 - 0.05 < e <= s0 + 1e-6):
