@@ -36,6 +36,9 @@ import music21
 import pretty_midi
 
 SOUNDFONTS = {"fluidr3": "/usr/share/sounds/sf2/FluidR3_GM.sf2", "timgm6mb": "/usr/share/sounds/sf2/TimGM6mb.sf2"}
+# A third General MIDI SoundFont (Debian's musescore-general-soundfont-small, MIT), never used in
+# any training or tuning: every instrument body in it is unseen (`--soundfonts musescore`).
+MORE_SOUNDFONTS = {"musescore": "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"}
 # Instruments a SoundFont plays at another pitch than the MIDI note (measured: a held note's
 # spectrum at MIDI 62, 74 and 86): a clip of theirs would score every system against notes that
 # do not sound. TimGM6mb's Whistle sounds 9 semitones flat.
@@ -175,8 +178,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
     ap.add_argument("--lines", type=int, default=PIECES_PER_INSTRUMENT, help="single lines per instrument")
+    ap.add_argument("--soundfonts", default=",".join(SOUNDFONTS), help="comma-separated: " + ", ".join({**SOUNDFONTS, **MORE_SOUNDFONTS}))
+    ap.add_argument("--no-poly", action="store_true", help="single lines only")
     ap.add_argument("out", nargs="?")
     a = ap.parse_args()
+    every = {**SOUNDFONTS, **MORE_SOUNDFONTS}
+    SOUNDFONTS.clear()
+    SOUNDFONTS.update({name: every[name] for name in a.soundfonts.split(",")})
     out_dir = a.out or f".cache/eval/families-{a.split}"
     os.makedirs(out_dir, exist_ok=True)
     rng = random.Random(13)
@@ -214,7 +222,8 @@ def main():
                     index.append({"wav": wav, "kind": "single", "instrument": f"{family}:{program}", "family": family,
                                   "program": program, "attack": attack, "soundfont": sf_name, "piece": piece,
                                   "split": a.split, "notes": [list(n) for n in line]})
-    index += poly_clips(a.split, out_dir)
+    if not a.no_poly:
+        index += poly_clips(a.split, out_dir)
     json.dump(index, open(os.path.join(out_dir, "index.json"), "w"))
     print(f"{len(index)} clips ({a.split}) in {out_dir}")
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the transcription evaluation needs (idempotent): FluidSynth and two GM
+# Installs what the transcription evaluation needs (idempotent): FluidSynth and three GM
 # SoundFonts (Debian), and a Python venv with music21, mir_eval, pretty_midi and offline Basic
 # Pitch (its ONNX path: basic-pitch without TensorFlow, onnxruntime instead).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 need=()
-for p in fluidsynth fluid-soundfont-gm timgm6mb-soundfont; do
+for p in fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
