@@ -180,6 +180,8 @@ def main():
     ap.add_argument("--lines", type=int, default=PIECES_PER_INSTRUMENT, help="single lines per instrument")
     ap.add_argument("--soundfonts", default=",".join(SOUNDFONTS), help="comma-separated: " + ", ".join({**SOUNDFONTS, **MORE_SOUNDFONTS}))
     ap.add_argument("--no-poly", action="store_true", help="single lines only")
+    ap.add_argument("--programs", help="comma-separated: these programs (of any part) on the split's pieces, not the split's own; "
+                    "for instruments a part lacks, played by a SoundFont no training used (the train part's organs on musescore)")
     ap.add_argument("out", nargs="?")
     a = ap.parse_args()
     every = {**SOUNDFONTS, **MORE_SOUNDFONTS}
@@ -192,7 +194,8 @@ def main():
     index, names = [], set()
     for family, (programs, lo, hi, centre, attack) in FAMILIES.items():
         for k, program in enumerate(programs):
-            if instrument_split(program, k) != a.split:
+            wanted = instrument_split(program, k) == a.split if a.programs is None else str(program) in a.programs.split(",")
+            if not wanted:
                 continue
             for source, path, notes in rng.sample(lines, min(a.lines, len(lines))):
                 line = excerpt(notes, rng, lo, hi, centre)
