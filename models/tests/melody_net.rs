@@ -48,8 +48,8 @@ struct Reference {
     probs: Vec<Vec<f32>>,
 }
 
-fn reference() -> Reference {
-    let b = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/melody_net_ref.bin")).unwrap();
+fn reference(name: &str) -> Reference {
+    let b = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap();
     let u = |k: usize| u32::from_le_bytes(b[4 * k..4 * k + 4].try_into().unwrap()) as usize;
     let (n, nf, np) = (u(0), u(1), u(2));
     assert_eq!(nf, INPUTS);
@@ -68,11 +68,24 @@ fn reference() -> Reference {
 
 #[test]
 fn features_and_outputs_equal_the_training_script() {
-    let net = PitchNet::load(&net_path()).unwrap();
+    check_against_reference(PitchNet::load(&net_path()).unwrap(), "melody_net_ref.bin");
+}
+
+/// A harmonic network (`SBPNET02`, engine/src/pitchnet/harm.rs) with random weights, made by
+/// `train_harm.py --export` from a random state (width 16), against that script's outputs.
+#[test]
+fn a_harmonic_network_equals_its_training_script() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let net = PitchNet::load(&dir.join("melody_harm_random.bin")).unwrap();
+    assert_eq!(net.classes(), 64);
+    check_against_reference(net, "melody_harm_random_ref.bin");
+}
+
+fn check_against_reference(net: PitchNet, reference_name: &str) {
     let lowest = net.lowest();
     let mut runner = NetRunner::new(Arc::new(net));
     let y = signal();
-    let r = reference();
+    let r = reference(reference_name);
     let mut worst_f = 0.0f32;
     let mut worst_p = 0.0f32;
     for (k, &end) in r.ends.iter().enumerate() {

@@ -26,6 +26,10 @@ pub const HISTORY: usize = 512;
 pub const INPUTS: usize = 128 / 2 + 1 + 256 / 2 + 1 + 512 / 2 + 1 + 1;
 
 const MAGIC: &[u8; 8] = b"SBPNET01";
+const MAGIC_HARM: &[u8; 8] = b"SBPNET02";
+
+mod harm;
+use harm::{HarmNet, HarmScratch, Reader};
 
 struct Layer {
     inputs: usize,
@@ -35,9 +39,17 @@ struct Layer {
     b: Vec<f32>,
 }
 
-/// A trained network, read from `net.bin` (format in `models/melody_net/train.py`).
+enum Kind {
+    /// `SBPNET01`: two ReLU layers and the output layer over the features.
+    Perceptron([Layer; 3]),
+    /// `SBPNET02`: one network shared across notes over each note's harmonics (harm.rs).
+    Harmonic(HarmNet),
+}
+
+/// A trained network, read from `net.bin` (formats in `models/melody_net/train.py` and
+/// `train_harm.py`).
 pub struct PitchNet {
-    layers: Vec<Layer>,
+    kind: Kind,
     lowest: u8,
     classes: usize,
 }
@@ -49,11 +61,30 @@ impl PitchNet {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < 28 || &bytes[..8] != MAGIC {
-            return Err("not a Stagebox pitch network (SBPNET01)".into());
+        let magic = bytes.get(..8);
+        let mut r = Reader { bytes, at: 8 };
+        let net = if magic == Some(MAGIC_HARM) {
+            let (net, lowest) = HarmNet::parse(&mut r)?;
+            Self {
+                classes: net.notes + 1,
+                kind: Kind::Harmonic(net),
+                lowest,
+            }
+        } else if magic == Some(MAGIC) {
+            Self::parse_perceptron(&mut r)?
+        } else {
+            return Err("not a Stagebox pitch network (SBPNET01 or SBPNET02)".into());
+        };
+        if r.at != bytes.len() {
+            return Err(format!("{} bytes after the last layer", bytes.len() - r.at));
         }
-        let u = |k: usize| u32::from_le_bytes(bytes[8 + 4 * k..12 + 4 * k].try_into().unwrap()) as usize;
-        let (inputs, h1, h2, classes, lowest) = (u(0), u(1), u(2), u(3), u(4));
+        Ok(net)
+    }
+
+    /// `SBPNET01` after its magic: u32 inputs, hidden1, hidden2, classes, lowest MIDI note; then
+    /// each layer's weights `[outputs][inputs]` and biases.
+    fn parse_perceptron(r: &mut Reader) -> Result<Self, String> {
+        let (inputs, h1, h2, classes, lowest) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?);
         if inputs != INPUTS {
             return Err(format!("the network takes {inputs} inputs; these features are {INPUTS}"));
         }
@@ -62,38 +93,9 @@ impl PitchNet {
                 "implausible shape: {h1} and {h2} hidden, {classes} classes from MIDI {lowest}"
             ));
         }
-        let mut at = 28;
-        let mut floats = |n: usize| -> Result<Vec<f32>, String> {
-            let end = at + 4 * n;
-            if end > bytes.len() {
-                return Err(format!("the file ends early ({} bytes; the shape needs more)", bytes.len()));
-            }
-            let v = bytes[at..end]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            at = end;
-            Ok(v)
-        };
-        let mut layers = Vec::new();
-        for (i, o) in [(inputs, h1), (h1, h2), (h2, classes)] {
-            let w = floats(i * o)?;
-            let b = floats(o)?;
-            if w.iter().chain(&b).any(|x| !x.is_finite()) {
-                return Err("weights that are not finite".into());
-            }
-            layers.push(Layer {
-                inputs: i,
-                outputs: o,
-                w,
-                b,
-            });
-        }
-        if at != bytes.len() {
-            return Err(format!("{} bytes after the last layer", bytes.len() - at));
-        }
+        let layers = [r.layer(inputs, h1)?, r.layer(h1, h2)?, r.layer(h2, classes)?];
         Ok(Self {
-            layers,
+            kind: Kind::Perceptron(layers),
             lowest: lowest as u8,
             classes,
         })
@@ -118,6 +120,7 @@ pub struct NetRunner {
     scratch: Vec<Complex<f32>>,
     features: Vec<f32>,
     hidden: [Vec<f32>; 2],
+    harm: Option<HarmScratch>,
     probs: Vec<f32>,
 }
 
@@ -135,7 +138,14 @@ impl NetRunner {
                     .collect()
             })
             .collect();
-        let (h1, h2) = (net.layers[0].outputs, net.layers[1].outputs);
+        let (h1, h2) = match &net.kind {
+            Kind::Perceptron(l) => (l[0].outputs, l[1].outputs),
+            Kind::Harmonic(_) => (0, 0),
+        };
+        let harm = match &net.kind {
+            Kind::Harmonic(h) => Some(HarmScratch::new(h)),
+            Kind::Perceptron(_) => None,
+        };
         let classes = net.classes;
         Self {
             net,
@@ -146,6 +156,7 @@ impl NetRunner {
             scratch: vec![Complex::new(0.0, 0.0); scratch_len],
             features: vec![0.0; INPUTS],
             hidden: [vec![0.0; h1], vec![0.0; h2]],
+            harm,
             probs: vec![0.0; classes],
         }
     }
@@ -183,13 +194,21 @@ impl NetRunner {
             net,
             features,
             hidden,
+            harm,
             probs,
             ..
         } = self;
-        let [h1, h2] = hidden;
-        dense(&net.layers[0], features, h1, true);
-        dense(&net.layers[1], h1, h2, true);
-        dense(&net.layers[2], h2, probs, false);
+        match (&net.kind, harm) {
+            (Kind::Perceptron(layers), _) => {
+                let [h1, h2] = hidden;
+                dense(&layers[0], features, h1, true);
+                dense(&layers[1], h1, h2, true);
+                dense(&layers[2], h2, probs, false);
+            }
+            (Kind::Harmonic(h), Some(scratch)) => h.run(features, scratch, probs),
+            // `new` makes the scratch for every harmonic network; never reached.
+            (Kind::Harmonic(_), None) => probs.fill(0.0),
+        }
         let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for p in probs.iter_mut() {

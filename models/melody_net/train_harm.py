@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""An experiment, not the shipped network: melody_net's inputs read through a harmonic stack and a
+network shared across pitch (PyTorch on CPU; run by hand, never by the engine, its tests or CI).
+
+Why: the shipped network (train.py, a two-layer perceptron over the three log spectra) learns
+each note's pattern at its own place in the spectrum, so an instrument whose body it never heard
+moves every pattern it knows (BENCHMARKS.md, ninth and tenth rounds: a salience input adds
+nothing, a wider perceptron nothing). Here every candidate note reads the same thing, its own
+harmonics: for note p and each ratio in RATIOS (a subharmonic, the fifth between, partials 1-8),
+the three scaled log spectra interpolated at ratio * f0(p), with the notes a semitone either side;
+one small perceptron, the same for every note, turns that into the note's logit (plus a bias per
+note), and a second reads the pooled hidden units and the level for "no note". The outputs are
+the shipped network's (a softmax over no note and MIDI 28..90), from the same 452 inputs.
+
+The frames are train.py's, made the same way (its renders, bodies, rooms, noise floors, organs
+and random instruments, the same seed): the held-out lines there are held out here, and the
+shipped network is scored on the same frames.
+
+    .cache/eval-venv/bin/python models/melody_net/train_harm.py [--epochs N] [--width W]
+    -> .cache/melody_net/harm/ (frames cache, checkpoint per epoch, accuracy per epoch)
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import train as base  # noqa: E402
+
+OUT = os.path.join(base.WORK, "harm")
+# Ratios to the candidate's fundamental read from each spectrum.
+RATIOS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+NOTES = base.HI - base.LO + 1
+FLOOR = -1.0  # the scaled spectra's lowest value; read beyond a spectrum's Nyquist
+
+
+def stack_index():
+    """For every note and (spectrum, ratio): the two feature indices around ratio * f0 and the
+    weight of the lower one (linear interpolation over bins). Index `INPUTS - 1` (the level's
+    place) is replaced by FLOOR in `HarmNet.forward`, for frequencies a spectrum cannot hold."""
+    lo_i, hi_i, w_lo = [], [], []
+    floor = 451
+    for p in range(base.LO, base.HI + 1):
+        f0 = 440.0 * 2 ** ((p - 69) / 12)
+        row = ([], [], [])
+        offset = 0
+        for n in base.SIZES:
+            bins = n // 2 + 1
+            for r in RATIOS:
+                b = r * f0 / (base.R / n)
+                if b >= bins - 1:
+                    i0 = i1 = floor
+                    w = 1.0
+                else:
+                    i0 = offset + int(np.floor(b))
+                    i1 = i0 + 1
+                    w = 1.0 - (b - np.floor(b))
+                row[0].append(i0)
+                row[1].append(i1)
+                row[2].append(w)
+            offset += bins
+        lo_i.append(row[0])
+        hi_i.append(row[1])
+        w_lo.append(row[2])
+    return torch.tensor(lo_i), torch.tensor(hi_i), torch.tensor(w_lo, dtype=torch.float32)
+
+
+class HarmNet(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        i0, i1, w = stack_index()
+        self.register_buffer("i0", i0)
+        self.register_buffer("i1", i1)
+        self.register_buffer("w", w)
+        c = i0.shape[1]
+        self.l1 = nn.Linear(3 * c + 1, width)
+        self.l2 = nn.Linear(width, width)
+        self.note = nn.Linear(width, 1)
+        self.note_bias = nn.Parameter(torch.zeros(NOTES))
+        self.none1 = nn.Linear(width + 1, 32)
+        self.none2 = nn.Linear(32, 1)
+
+    def forward(self, x):
+        level = x[:, -1:]
+        spec = torch.cat([x[:, :-1], torch.full_like(level, FLOOR)], 1)
+        v = spec[:, self.i0] * self.w + spec[:, self.i1] * (1 - self.w)  # (B, notes, c)
+        pad = torch.full_like(v[:, :1], FLOOR)
+        vp = torch.cat([pad, v, pad], 1)
+        ctx = torch.cat([vp[:, :-2], vp[:, 1:-1], vp[:, 2:], level[:, None, :].expand(-1, NOTES, 1)], 2)
+        h = torch.relu(self.l2(torch.relu(self.l1(ctx))))
+        notes = self.note(h).squeeze(2) + self.note_bias
+        none = self.none2(torch.relu(self.none1(torch.cat([h.max(1).values, level], 1))))
+        return torch.cat([none, notes], 1)
+
+    def multiply_adds(self):
+        c = self.i0.shape[1]
+        w = self.l1.out_features
+        return NOTES * ((3 * c + 1) * w + w * w + w) + (w + 1) * 32 + 32
+
+
+def frames():
+    """train.py's frames, all of them (the fine-tunes' organ and random-instrument lines with the
+    SoundFont lines), cached as float16."""
+    os.makedirs(OUT, exist_ok=True)
+    cache = os.path.join(OUT, "frames.npz")
+    if os.path.exists(cache):
+        z = np.load(cache)
+        return {k: z[k] for k in z.files}
+    rng = np.random.default_rng(20261126)
+    clips = base.render_all(rng, organs=True, synths=True)
+    held, train = base.dataset(clips, rng)
+    d = {
+        "X": np.concatenate([a for a, *_ in train]).astype(np.float16),
+        "Y": np.concatenate([b for _, b, *_ in train]).astype(np.int8),
+        "P": np.concatenate([np.full(len(b), p, np.int16) for _, b, _, p in train]),
+    }
+    for k, v in (("hX", 0), ("hY", 1), ("hA", 2)):
+        d[k] = np.concatenate([h[v] for h in held])
+    d["hX"] = d["hX"].astype(np.float16)
+    d["hP"] = np.concatenate([np.full(len(h[1]), h[3], np.int16) for h in held])
+    np.savez(cache, **d)
+    return d
+
+
+def held_report(predict, d, label):
+    """Held-out frames right: SoundFont lines / organs / random instruments, all and attack."""
+    pred = predict(d["hX"])
+    right = pred == d["hY"]
+    parts = []
+    for name, sel in (("soundfonts", (d["hP"] != base.ORGAN) & (d["hP"] != base.SYNTH)), ("organs", d["hP"] == base.ORGAN), ("random", d["hP"] == base.SYNTH)):
+        parts.append(f"{name} {right[sel].mean():.3f} (attack {right[sel & d['hA']].mean():.3f})")
+    line = f"{label}: " + ", ".join(parts)
+    print(line, flush=True)
+    return line
+
+
+def shipped_predict(X):
+    net = base.read_net(os.path.join(HERE, "net.bin"))
+    return np.concatenate([base.forward(net, X[i : i + 65536].astype(np.float32)).argmax(1) for i in range(0, len(X), 65536)])
+
+
+def model_predict(model):
+    def predict(X):
+        with torch.no_grad():
+            return np.concatenate([model(torch.from_numpy(X[i : i + 16384].astype(np.float32))).argmax(1).numpy() for i in range(0, len(X), 16384)])
+
+    return predict
+
+
+def export(model, out, ref):
+    """`model` as an SBPNET02 file (engine/src/pitchnet/harm.rs reads it) and, for the Rust
+    implementation's test, the reference of the test signal (train.py's format)."""
+    import struct
+    import hashlib
+
+    def t(x):
+        return np.ascontiguousarray(x.detach().numpy(), dtype="<f4").tobytes()
+
+    with open(out, "wb") as f:
+        f.write(b"SBPNET02")
+        f.write(struct.pack("<5I", NOTES, base.LO, len(RATIOS), model.l1.out_features, model.none1.out_features))
+        f.write(np.asarray(RATIOS, "<f4").tobytes())
+        for layer in (model.l1, model.l2):
+            f.write(t(layer.weight) + t(layer.bias))
+        f.write(t(model.note.weight) + t(model.note.bias) + t(model.note_bias))
+        for layer in (model.none1, model.none2):
+            f.write(t(layer.weight) + t(layer.bias))
+    y = base.test_signal()
+    ends = np.array([512, 4096, 4800, 6400, 9664, 9728, 9792, 9856, 12000], dtype=int)
+    F = base.features(y, ends)
+    with torch.no_grad():
+        P = torch.softmax(model(torch.from_numpy(F)), 1).numpy()
+    with open(ref, "wb") as f:
+        f.write(struct.pack("<3I", len(ends), F.shape[1], P.shape[1]))
+        f.write(ends.astype("<u4").tobytes() + F.astype("<f4").tobytes() + P.astype("<f4").tobytes())
+    print(f"{out}: sha256 {hashlib.sha256(open(out, 'rb').read()).hexdigest()}; test signal argmax {[int(c) + base.LO - 1 if c else None for c in P.argmax(1)]}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--export", metavar="CKPT", help="write CKPT as net.bin (--out) and its Rust reference (--ref), then stop")
+    ap.add_argument("--out", default=os.path.join(OUT, "net.bin"))
+    ap.add_argument("--ref", default=os.path.join(OUT, "melody_net_ref.bin"))
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--width", type=int, default=48)
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tag", default="w48")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    if a.export:
+        model = HarmNet(a.width)
+        model.load_state_dict(torch.load(a.export))
+        model.eval()
+        export(model, a.out, a.ref)
+        return
+    t0 = time.time()
+    d = frames()
+    print(f"{len(d['Y'])} training frames, {len(d['hY'])} held out ({time.time() - t0:.0f} s)", flush=True)
+    held_report(shipped_predict, d, "shipped net.bin")
+    model = HarmNet(a.width)
+    print(f"HarmNet width {a.width}: {sum(p.numel() for p in model.parameters())} parameters, {model.multiply_adds()} multiply-adds a run", flush=True)
+    X, Y = torch.from_numpy(d["X"]), torch.from_numpy(d["Y"].astype(np.int64))
+    steps = a.epochs * (len(Y) // a.batch)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=steps, pct_start=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(0)
+    for epoch in range(a.epochs):
+        perm = torch.randperm(len(Y), generator=g)
+        total = 0.0
+        model.train()
+        for k in range(len(Y) // a.batch):
+            idx = perm[k * a.batch : (k + 1) * a.batch]
+            loss = loss_fn(model(X[idx].float()), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+            if k % 500 == 0:
+                print(f"epoch {epoch + 1} step {k}: loss {total / (k + 1):.4f} ({time.time() - t0:.0f} s)", flush=True)
+        model.eval()
+        held_report(model_predict(model), d, f"epoch {epoch + 1} ({a.tag}), loss {total / (len(Y) // a.batch):.4f}")
+        torch.save(model.state_dict(), os.path.join(OUT, f"{a.tag}_epoch{epoch + 1}.pt"))
+
+
+if __name__ == "__main__":
+    main()
