@@ -1,23 +1,29 @@
 #!/usr/bin/env python3
-"""An experiment, not the shipped network: melody_net's inputs read through a harmonic stack and a
-network shared across pitch (PyTorch on CPU; run by hand, never by the engine, its tests or CI).
+"""Trains the shipped `melody_net` (since the eleventh round, BENCHMARKS.md): melody_net's inputs
+read through a harmonic stack by a network shared across pitch (PyTorch on CPU; a training
+script, never run by the engine, its tests or CI; about 25 minutes on one core after train.py's
+renders, which it makes itself if they are missing).
 
-Why: the shipped network (train.py, a two-layer perceptron over the three log spectra) learns
-each note's pattern at its own place in the spectrum, so an instrument whose body it never heard
-moves every pattern it knows (BENCHMARKS.md, ninth and tenth rounds: a salience input adds
-nothing, a wider perceptron nothing). Here every candidate note reads the same thing, its own
-harmonics: for note p and each ratio in RATIOS (a subharmonic, the fifth between, partials 1-8),
-the three scaled log spectra interpolated at ratio * f0(p), with the notes a semitone either side;
-one small perceptron, the same for every note, turns that into the note's logit (plus a bias per
-note), and a second reads the pooled hidden units and the level for "no note". The outputs are
-the shipped network's (a softmax over no note and MIDI 28..90), from the same 452 inputs.
+Why: the perceptron train.py makes (two layers over the three log spectra) learns each note's
+pattern at its own place in the spectrum, so an instrument whose body it never heard moves every
+pattern it knows (BENCHMARKS.md, ninth and tenth rounds: a salience input adds nothing, a wider
+perceptron nothing). Here every candidate note reads the same thing, its own harmonics: for note
+p and each ratio of the set (a subharmonic, the fifth between, partials 1-8), the three scaled log
+spectra interpolated at ratio * f0(p), with the notes a semitone either side; one small
+perceptron, the same for every note, turns that into the note's logit (plus a bias per note), and
+a second reads the pooled hidden units and the level for "no note". The outputs are the
+perceptron's (a softmax over no note and MIDI 28..90), from the same 452 inputs;
+engine/src/pitchnet/harm.rs runs it (`SBPNET02`).
 
-The frames are train.py's, made the same way (its renders, bodies, rooms, noise floors, organs
-and random instruments, the same seed): the held-out lines there are held out here, and the
-shipped network is scored on the same frames.
+The frames are train.py's, made the same way (its renders, bodies, rooms, noise floors, drawbar
+organs and random instruments, the same seed), all of them: the held-out lines there are held out
+here, and the perceptron (net.bin as it is before an export) is scored on the same frames.
 
-    .cache/eval-venv/bin/python models/melody_net/train_harm.py [--epochs N] [--width W]
-    -> .cache/melody_net/harm/ (frames cache, checkpoint per epoch, accuracy per epoch)
+    scripts/eval/setup.sh && .cache/eval-venv/bin/pip install torch
+    .cache/eval-venv/bin/python models/melody_net/train_harm.py --epochs 6 --width 48 --threads 1
+    .cache/eval-venv/bin/python models/melody_net/train_harm.py --export .cache/melody_net/harm/w48_epoch6.pt \
+        --out models/melody_net/net.bin --ref models/tests/data/melody_net_ref.bin   # the shipped net.bin
+    -> .cache/melody_net/harm/ (frames cache, a checkpoint per epoch, held-out accuracy per epoch)
 """
 import argparse
 import os
@@ -33,13 +39,19 @@ sys.path.insert(0, HERE)
 import train as base  # noqa: E402
 
 OUT = os.path.join(base.WORK, "harm")
-# Ratios to the candidate's fundamental read from each spectrum.
-RATIOS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+# Ratios to the candidate's fundamental read from each spectrum (--ratios): a subharmonic, the
+# fifth between, partials 1-8; `--ratios wide` adds 2.5 and 3.5, where the key an octave above a
+# sound's fundamental has nothing and that fundamental's partials 5 and 7 have something (an
+# organ's 16-foot stop sounds under its key with no 5th or 7th partial of its own).
+RATIO_SETS = {
+    "base": (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0),
+    "wide": (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0),
+}
 NOTES = base.HI - base.LO + 1
 FLOOR = -1.0  # the scaled spectra's lowest value; read beyond a spectrum's Nyquist
 
 
-def stack_index():
+def stack_index(ratios):
     """For every note and (spectrum, ratio): the two feature indices around ratio * f0 and the
     weight of the lower one (linear interpolation over bins). Index `INPUTS - 1` (the level's
     place) is replaced by FLOOR in `HarmNet.forward`, for frequencies a spectrum cannot hold."""
@@ -51,7 +63,7 @@ def stack_index():
         offset = 0
         for n in base.SIZES:
             bins = n // 2 + 1
-            for r in RATIOS:
+            for r in ratios:
                 b = r * f0 / (base.R / n)
                 if b >= bins - 1:
                     i0 = i1 = floor
@@ -71,9 +83,10 @@ def stack_index():
 
 
 class HarmNet(nn.Module):
-    def __init__(self, width):
+    def __init__(self, width, ratios=RATIO_SETS["base"]):
         super().__init__()
-        i0, i1, w = stack_index()
+        self.ratios = tuple(ratios)
+        i0, i1, w = stack_index(self.ratios)
         self.register_buffer("i0", i0)
         self.register_buffer("i1", i1)
         self.register_buffer("w", w)
@@ -163,8 +176,8 @@ def export(model, out, ref):
 
     with open(out, "wb") as f:
         f.write(b"SBPNET02")
-        f.write(struct.pack("<5I", NOTES, base.LO, len(RATIOS), model.l1.out_features, model.none1.out_features))
-        f.write(np.asarray(RATIOS, "<f4").tobytes())
+        f.write(struct.pack("<5I", NOTES, base.LO, len(model.ratios), model.l1.out_features, model.none1.out_features))
+        f.write(np.asarray(model.ratios, "<f4").tobytes())
         for layer in (model.l1, model.l2):
             f.write(t(layer.weight) + t(layer.bias))
         f.write(t(model.note.weight) + t(model.note.bias) + t(model.note_bias))
@@ -192,11 +205,13 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="w48")
+    ap.add_argument("--organ-weight", type=int, default=1, help="times each organ frame is seen a pass")
+    ap.add_argument("--ratios", choices=sorted(RATIO_SETS), default="base")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     if a.export:
-        model = HarmNet(a.width)
+        model = HarmNet(a.width, RATIO_SETS[a.ratios])
         model.load_state_dict(torch.load(a.export))
         model.eval()
         export(model, a.out, a.ref)
@@ -205,9 +220,13 @@ def main():
     d = frames()
     print(f"{len(d['Y'])} training frames, {len(d['hY'])} held out ({time.time() - t0:.0f} s)", flush=True)
     held_report(shipped_predict, d, "shipped net.bin")
-    model = HarmNet(a.width)
-    print(f"HarmNet width {a.width}: {sum(p.numel() for p in model.parameters())} parameters, {model.multiply_adds()} multiply-adds a run", flush=True)
+    model = HarmNet(a.width, RATIO_SETS[a.ratios])
+    print(f"HarmNet width {a.width}, ratios {a.ratios}: {sum(p.numel() for p in model.parameters())} parameters, {model.multiply_adds()} multiply-adds a run", flush=True)
     X, Y = torch.from_numpy(d["X"]), torch.from_numpy(d["Y"].astype(np.int64))
+    if a.organ_weight > 1:  # the organ lines' frames repeated: a few lines among thousands
+        organ = torch.from_numpy(np.flatnonzero(d["P"] == base.ORGAN))
+        X = torch.cat([X] + [X[organ]] * (a.organ_weight - 1))
+        Y = torch.cat([Y] + [Y[organ]] * (a.organ_weight - 1))
     steps = a.epochs * (len(Y) // a.batch)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=steps, pct_start=0.05)

@@ -1,6 +1,6 @@
-//! The melody node's pitch network in Rust (engine/src/pitchnet.rs) against the script that
+//! The melody node's pitch network in Rust (engine/src/pitchnet/) against the script that
 //! trained it: models/tests/data/melody_net_ref.bin holds, for `signal()`, the features and the
-//! output probabilities models/melody_net/train.py computes. Also the manifest's checks (found,
+//! output probabilities models/melody_net/train_harm.py computes. Also the manifest's checks (found,
 //! sha256) and clear errors for damaged files. No ONNX Runtime needed.
 
 use std::path::Path;
@@ -115,19 +115,38 @@ fn check_against_reference(net: PitchNet, reference_name: &str) {
 
 #[test]
 fn damaged_networks_are_refused_with_a_reason() {
-    let bytes = std::fs::read(net_path()).unwrap();
-    let e = PitchNet::from_bytes(&bytes[..bytes.len() - 4]).err().unwrap();
-    assert!(e.contains("ends early") || e.contains("after the last layer"), "{e}");
+    // The shipped network (SBPNET02, harmonic) and a tiny perceptron (SBPNET01) made here.
+    for bytes in [std::fs::read(net_path()).unwrap(), tiny_perceptron()] {
+        assert!(PitchNet::from_bytes(&bytes).is_ok());
+        let e = PitchNet::from_bytes(&bytes[..bytes.len() - 4]).err().unwrap();
+        assert!(e.contains("ends early") || e.contains("after the last layer"), "{e}");
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0; 4]);
+        let e = PitchNet::from_bytes(&longer).err().unwrap();
+        assert!(e.contains("after the last layer"), "{e}");
+        let mut wrong = bytes.clone();
+        wrong[8..12].copy_from_slice(&200u32.to_le_bytes());
+        let e = PitchNet::from_bytes(&wrong).err().unwrap();
+        assert!(e.contains("inputs") || e.contains("implausible"), "{e}");
+        let mut nan = bytes.clone();
+        nan[40..44].copy_from_slice(&f32::NAN.to_le_bytes());
+        let e = PitchNet::from_bytes(&nan).err().unwrap();
+        assert!(e.contains("not finite"), "{e}");
+    }
     let e = PitchNet::from_bytes(b"not a network at all, not at all").err().unwrap();
-    assert!(e.contains("SBPNET01"), "{e}");
-    let mut wrong = bytes.clone();
-    wrong[8] = 7;
-    let e = PitchNet::from_bytes(&wrong).err().unwrap();
-    assert!(e.contains("inputs"), "{e}");
-    let mut nan = bytes.clone();
-    nan[40..44].copy_from_slice(&f32::NAN.to_le_bytes());
-    let e = PitchNet::from_bytes(&nan).err().unwrap();
-    assert!(e.contains("not finite"), "{e}");
+    assert!(e.contains("SBPNET01 or SBPNET02"), "{e}");
+}
+
+/// An SBPNET01 perceptron with one hidden unit a layer and two classes (no note, MIDI 60).
+fn tiny_perceptron() -> Vec<u8> {
+    let mut b = b"SBPNET01".to_vec();
+    for v in [INPUTS as u32, 1, 1, 2, 60] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for _ in 0..INPUTS + 1 + 1 + 1 + 2 + 2 {
+        b.extend_from_slice(&0.25f32.to_le_bytes());
+    }
+    b
 }
 
 #[test]

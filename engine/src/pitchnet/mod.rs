@@ -3,15 +3,17 @@
 //!
 //! Threads: `PitchNet::load`/`from_bytes` and `NetRunner::new` run on the control thread (they
 //! allocate); `NetRunner::run` runs on the audio thread: fixed buffers made in `new`, planned
-//! FFTs run with their scratch, a bounded amount of work (about 0.35 M multiply-adds), no
-//! allocation, no locks.
+//! FFTs run with their scratch, a bounded amount of work (0.35 M multiply-adds for the
+//! perceptron, 0.4-0.6 M for the harmonic networks), no allocation, no locks.
 //!
 //! The network and its features are made by `models/melody_net/train.py` (the features here equal
 //! that script's; `models/tests/melody_net.rs` checks them and the outputs against its
 //! reference). Features: for each window size (128, 256, 512 samples, ending at the newest
 //! sample), `ln(|rfft(x * hann)| + 1e-5)`, concatenated; the largest value `m` is taken off and
 //! the values clipped at -12 and scaled (`max(f - m, -12) / 6 + 1`), with `m / 6` appended.
-//! Network: two ReLU layers and a softmax over "no note" and the MIDI notes from its lowest.
+//! Two kinds of network, by the file's magic, both ending in a softmax over "no note" and the MIDI
+//! notes from its lowest: `SBPNET01`, two ReLU layers over the features (train.py); `SBPNET02`,
+//! one small network shared across notes over each note's harmonics (harm.rs, train_harm.py).
 
 use std::sync::Arc;
 
