@@ -24,8 +24,11 @@ const ATTACK_HOPS: u32 = 12;
 /// With the ninth round's network, on the organs of an unseen SoundFont (the train part's
 /// programs 17 and 19 played by MuseScore's, on validation pieces: BENCHMARKS.md tenth round) and
 /// the validation part: 2 calls 0.765 and 0.814 / 0.869; 3 calls 0.785 and 0.814 / 0.871; 5
-/// calls 0.732 and 0.813 / 0.872; 8 calls 0.722.
-const OCTAVE_UP_HOPS: u32 = 3;
+/// calls 0.732 and 0.813 / 0.872; 8 calls 0.722. With the harmonic network (eleventh round) and
+/// `net_confidence` 0.6, organs and validation FluidR3_GM / TimGM6mb / MuseScore: 1 call 0.794
+/// and 0.818 / 0.886 / 0.817; 2 calls 0.789 and 0.824 / 0.886 / 0.817; 3 calls 0.747 and the same
+/// validation; 5 calls 0.715.
+const OCTAVE_UP_HOPS: u32 = 2;
 
 impl MelodyProc {
     /// The attack detector and the pitch network, at hop `h` (level `rms`; `strict`: what YIN
