@@ -326,6 +326,9 @@ def forward(net, X):
 def read_net(path):
     """net.bin's layers as (weights [inputs][outputs], biases), as `layers` gives them."""
     raw = open(path, "rb").read()
+    if raw[:8] == b"SBPNET02":
+        sys.exit(f"{path} is a harmonic network (train_harm.py); the fine-tunes start from the perceptron: "
+                 "git show 43cd90d:models/melody_net/net.bin > models/melody_net/net.bin")
     assert raw[:8] == b"SBPNET01", f"{path} is not a melody_net file"
     dims = struct.unpack("<5I", raw[8:28])
     sizes, at, net = [dims[0], dims[1], dims[2], dims[3]], 28, []

@@ -205,6 +205,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="w48")
+    ap.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights (same width and ratios)")
     ap.add_argument("--organ-weight", type=int, default=1, help="times each organ frame is seen a pass")
     ap.add_argument("--ratios", choices=sorted(RATIO_SETS), default="base")
     a = ap.parse_args()
@@ -219,8 +220,12 @@ def main():
     t0 = time.time()
     d = frames()
     print(f"{len(d['Y'])} training frames, {len(d['hY'])} held out ({time.time() - t0:.0f} s)", flush=True)
-    held_report(shipped_predict, d, "shipped net.bin")
+    if open(os.path.join(HERE, "net.bin"), "rb").read(8) == b"SBPNET01":
+        held_report(shipped_predict, d, "shipped net.bin (perceptron)")
     model = HarmNet(a.width, RATIO_SETS[a.ratios])
+    if a.init:
+        model.load_state_dict(torch.load(a.init))
+        held_report(model_predict(model.eval()), d, f"start ({a.init})")
     print(f"HarmNet width {a.width}, ratios {a.ratios}: {sum(p.numel() for p in model.parameters())} parameters, {model.multiply_adds()} multiply-adds a run", flush=True)
     X, Y = torch.from_numpy(d["X"]), torch.from_numpy(d["Y"].astype(np.int64))
     if a.organ_weight > 1:  # the organ lines' frames repeated: a few lines among thousands
