@@ -11,7 +11,7 @@
 //! `FLOOR` where the spectrum cannot hold the frequency. A note's input is its row with the rows
 //! of the notes a semitone under and over it (`FLOOR` beyond the ends) and the level.
 
-use super::{dense, Layer, SIZES};
+use super::{dense, Layer, Reader, SIZES};
 
 /// The scaled spectra's lowest value, read beyond a spectrum's top bin.
 const FLOOR: f32 = -1.0;
@@ -29,44 +29,6 @@ pub(super) struct HarmNet {
     note_bias: Vec<f32>,
     none1: Layer,
     none2: Layer,
-}
-
-/// Reads little-endian values from a network file, with clear errors.
-pub(super) struct Reader<'a> {
-    pub(super) bytes: &'a [u8],
-    pub(super) at: usize,
-}
-
-impl Reader<'_> {
-    pub(super) fn u32(&mut self) -> Result<usize, String> {
-        let b = self.bytes.get(self.at..self.at + 4).ok_or("the file ends early, in its header")?;
-        self.at += 4;
-        Ok(u32::from_le_bytes(b.try_into().unwrap()) as usize)
-    }
-    fn floats_raw(&mut self, n: usize) -> Result<Vec<f32>, String> {
-        let end = self.at + 4 * n;
-        if end > self.bytes.len() {
-            return Err(format!("the file ends early ({} bytes; the shape needs more)", self.bytes.len()));
-        }
-        let v = self.bytes[self.at..end]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        self.at = end;
-        Ok(v)
-    }
-    pub(super) fn floats(&mut self, n: usize) -> Result<Vec<f32>, String> {
-        let v = self.floats_raw(n)?;
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err("weights that are not finite".into());
-        }
-        Ok(v)
-    }
-    pub(super) fn layer(&mut self, inputs: usize, outputs: usize) -> Result<Layer, String> {
-        let w = self.floats(inputs * outputs)?;
-        let b = self.floats(outputs)?;
-        Ok(Layer { inputs, outputs, w, b })
-    }
 }
 
 impl HarmNet {

@@ -31,7 +31,7 @@ const MAGIC: &[u8; 8] = b"SBPNET01";
 const MAGIC_HARM: &[u8; 8] = b"SBPNET02";
 
 mod harm;
-use harm::{HarmNet, HarmScratch, Reader};
+use harm::{HarmNet, HarmScratch};
 
 struct Layer {
     inputs: usize,
@@ -39,6 +39,44 @@ struct Layer {
     /// `[outputs][inputs]`.
     w: Vec<f32>,
     b: Vec<f32>,
+}
+
+/// Reads little-endian values from a network file, with clear errors.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn u32(&mut self) -> Result<usize, String> {
+        let b = self.bytes.get(self.at..self.at + 4).ok_or("the file ends early, in its header")?;
+        self.at += 4;
+        Ok(u32::from_le_bytes(b.try_into().unwrap()) as usize)
+    }
+    fn floats_raw(&mut self, n: usize) -> Result<Vec<f32>, String> {
+        let end = self.at + 4 * n;
+        if end > self.bytes.len() {
+            return Err(format!("the file ends early ({} bytes; the shape needs more)", self.bytes.len()));
+        }
+        let v = self.bytes[self.at..end]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        self.at = end;
+        Ok(v)
+    }
+    fn floats(&mut self, n: usize) -> Result<Vec<f32>, String> {
+        let v = self.floats_raw(n)?;
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err("weights that are not finite".into());
+        }
+        Ok(v)
+    }
+    fn layer(&mut self, inputs: usize, outputs: usize) -> Result<Layer, String> {
+        let w = self.floats(inputs * outputs)?;
+        let b = self.floats(outputs)?;
+        Ok(Layer { inputs, outputs, w, b })
+    }
 }
 
 enum Kind {
