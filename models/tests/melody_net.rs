@@ -10,6 +10,7 @@ mod common;
 use common::melody_notes;
 use stagebox_engine::alloc_check::CheckedAlloc;
 use stagebox_engine::pitchnet::{NetRunner, PitchNet, INPUTS};
+use stagebox_engine::ParamValue;
 
 // Process calls in offline renders run under the allocation guard: the melody node with its
 // network must not allocate on the audio thread.
@@ -244,4 +245,36 @@ fn an_organ_line_plays_its_keys_not_the_sixteen_foot_stop_under_them() {
         below >= 5,
         "YIN alone played only {below} of the keys an octave under: the fixture no longer tests the stop"
     );
+}
+
+#[test]
+fn more_agreeing_hops_start_the_networks_notes_later() {
+    // `net_agree_hops`: the hops in a row the network must name a note during an attack. The
+    // guitar line's notes with 1 and with 4: every note found on time, with its key, and the
+    // median note-on later by at least two hops (8 ms) with 4.
+    let truth: Vec<(f64, f64, u8)> = serde_json::from_str::<Vec<(f64, f64, u8)>>(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/guitar_line.json")).unwrap(),
+    )
+    .unwrap();
+    let mut medians = Vec::new();
+    for hops in [1, 4] {
+        let (ons, violations) = common::melody_notes_with("guitar_line", vec![("net_agree_hops", ParamValue::Int(hops))]);
+        println!("net_agree_hops {hops}: note-ons (onset s, emitted s, key) {ons:?}");
+        assert_eq!(violations, 0, "the melody node allocated on the audio thread");
+        let mut lat: Vec<f64> = truth
+            .iter()
+            .map(|&(on, _, k)| {
+                let hit = ons.iter().find(|&&(o, _, kk)| kk == k && (o - on).abs() <= 0.05);
+                hit.unwrap_or_else(|| panic!("net_agree_hops {hops}: key {k} at {on} s missing")).1 - on
+            })
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        medians.push(lat[lat.len() / 2]);
+    }
+    println!(
+        "median note-on latency: 1 hop {:.1} ms, 4 hops {:.1} ms",
+        medians[0] * 1e3,
+        medians[1] * 1e3
+    );
+    assert!(medians[0] + 0.008 <= medians[1], "medians {medians:?}");
 }

@@ -10,6 +10,11 @@ use stagebox_engine::{Connection, GraphDesc, NodeDesc, ParamValue, PortRef, Regi
 /// A line of make_fixture.py (`guitar_line`, `cello_slur`) through the melody node, with or
 /// without the network: notes (onset, emitted, key) in seconds, and the allocation violations.
 pub fn melody_notes(clip: &str, attack_net: bool) -> (Vec<(f64, f64, u8)>, u64) {
+    melody_notes_with(clip, vec![("attack_net", ParamValue::Bool(attack_net))])
+}
+
+/// `melody_notes` with the melody node's parameters `params` (the rest at their defaults).
+pub fn melody_notes_with(clip: &str, params: Vec<(&str, ParamValue)>) -> (Vec<(f64, f64, u8)>, u64) {
     let mut reg = Registry::builtin();
     stagebox_models::register(&mut reg);
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
@@ -24,7 +29,7 @@ pub fn melody_notes(clip: &str, attack_net: bool) -> (Vec<(f64, f64, u8)>, u64) 
     let desc = GraphDesc {
         nodes: vec![
             node("in", "input", vec![("channels", ParamValue::Int(1))]),
-            node("mel", "melody", vec![("attack_net", ParamValue::Bool(attack_net))]),
+            node("mel", "melody", params),
         ],
         connections: vec![Connection {
             from: PortRef::parse("in"),

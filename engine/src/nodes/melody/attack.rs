@@ -6,8 +6,6 @@
 
 use super::{MelodyProc, ATTACK_COOLDOWN, ATTACK_LOOK, LEVELS, NET_VETO, RATE, WIN};
 
-/// Hops in a row the network must name the same note, surely enough, to start it.
-const NET_AGREE: u32 = 2;
 /// The note the network names must be a period of the sound: YIN's normalised difference at
 /// its period (the best of the neighbouring lags) under this. Transients read near 1.
 const NET_PERIODIC: f32 = 0.6;
@@ -66,7 +64,7 @@ impl MelodyProc {
             self.net_count = sure.is_some() as u32;
         }
         let k = sure?;
-        if self.net_count < NET_AGREE || (k as f32) < self.lowest_note || (k as f32) > self.highest_note || self.active == Some(k) {
+        if self.net_count < self.net_agree || (k as f32) < self.lowest_note || (k as f32) > self.highest_note || self.active == Some(k) {
             return None;
         }
         // YIN clearly hears another note: not this one.

@@ -55,6 +55,17 @@ pub(super) const PARAMS: &[ParamSpec] = &[
         "",
         "probability the network must give a note to start it during an attack",
     ),
+    // 2: the lowest latency. Validation part (BENCHMARKS.md, twelfth round), mean onset F1
+    // FluidR3_GM / TimGM6mb / MuseScore and fast-attack p90: 1 hop 0.797 / 0.875 / 0.800, 53 / 63
+    // ms; 2 hops 0.824 / 0.886 / 0.817, 62 / 64 ms; 3 hops 0.838 / 0.887 / 0.826, 68 / 65 ms (an
+    // electric piano's and a calliope's early misreads gone, each note a hop later).
+    ParamSpec::int(
+        "net_agree_hops",
+        1,
+        4,
+        2,
+        "hops (4 ms) in a row the network must name a note during an attack to start it (more: fewer wrong notes, later ones)",
+    ),
 ];
 
 pub const MELODY: NodeType = NodeType {
@@ -148,6 +159,7 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
             n_out: 0,
             net,
             net_confidence: p.f32("net_confidence"),
+            net_agree: (p.usize("net_agree_hops") as u32).max(1),
             lowest_note: midi_of(lo),
             highest_note: midi_of(hi),
             attack_left: 0,

@@ -173,6 +173,8 @@ struct MelodyProc {
     /// The pitch network (None: YIN alone) and what it needs.
     net: Option<NetRunner>,
     net_confidence: f32,
+    /// Hops in a row the network must name the same note, surely enough, to start it.
+    net_agree: u32,
     lowest_note: f32,
     highest_note: f32,
     attack_left: u32,
