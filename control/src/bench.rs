@@ -116,16 +116,17 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
 /// per 4-ms hop): features (three FFTs) and the network, per run, and the share of one core if
 /// it ran on every hop (it runs only for the 48 ms after an attack).
 fn bench_pitch_net() -> anyhow::Result<()> {
-    use stagebox_engine::pitchnet::{NetRunner, PitchNet, HISTORY};
+    use stagebox_engine::pitchnet::{NetRunner, PitchNet, HISTORY, RISE_BACK};
     let path = stagebox_models::find_model("melody_net")?.verify()?;
     let mut runner = NetRunner::new(std::sync::Arc::new(PitchNet::load(&path).map_err(|e| anyhow::anyhow!(e))?));
-    let x: Vec<f32> = (0..HISTORY + 4096).map(|i| (i as f32 * 0.0712).sin() * 0.3).collect();
+    let n = HISTORY + RISE_BACK;
+    let x: Vec<f32> = (0..n + 4096).map(|i| (i as f32 * 0.0712).sin() * 0.3).collect();
     let mut ns = Vec::new();
     let mut sink = 0usize;
     for k in 0..5000 {
         let o = k % 4096;
         let t = std::time::Instant::now();
-        let (note, _) = runner.run(&x[o..o + HISTORY]);
+        let (note, _) = runner.run(&x[o..o + n]);
         ns.push(t.elapsed().as_nanos() as u64);
         sink += note.map_or(0, |n| n as usize);
     }

@@ -24,6 +24,12 @@ here, and the perceptron (net.bin as it is before an export) is scored on the sa
     .cache/eval-venv/bin/python models/melody_net/train_harm.py --export .cache/melody_net/harm/w48_epoch6.pt \
         --out models/melody_net/net.bin --ref models/tests/data/melody_net_ref.bin   # the shipped net.bin
     -> .cache/melody_net/harm/ (frames cache, a checkpoint per epoch, held-out accuracy per epoch)
+
+`--rise` (BENCHMARKS.md, twelfth round): every note also reads how much each of its harmonics
+rose over the last 32 ms (the same spectra of the window that ended `RISE_BACK` samples earlier,
+scaled by the newest window's peak, follow the features; a note struck over one still ringing
+rises, the ringing one does not); its frames are cached apart (frames_rise.npz); `--export` with
+`--rise` writes `SBPNET03`.
 """
 import argparse
 import os
@@ -48,7 +54,14 @@ RATIO_SETS = {
     "wide": (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0),
 }
 NOTES = base.HI - base.LO + 1
-FLOOR = -1.0  # the scaled spectra's lowest value; read beyond a spectrum's Nyquist
+FLOOR = -1.0
+SPECTRA = sum(n // 2 + 1 for n in base.SIZES)  # 451: the three spectra's bins, then the level
+# `--rise`: the same spectra of the window that ended this many samples (32 ms at 16 kHz)
+# earlier, scaled by the newest window's peak, follow the newest features; each note reads, beside
+# its harmonics, how much each rose since (a note struck over one still ringing rises; the
+# ringing one does not).
+RISE_BACK = 512
+PLAIN_FEATURES = base.features  # the scaled spectra's lowest value; read beyond a spectrum's Nyquist
 
 
 def stack_index(ratios):
@@ -83,28 +96,37 @@ def stack_index(ratios):
 
 
 class HarmNet(nn.Module):
-    def __init__(self, width, ratios=RATIO_SETS["base"]):
+    def __init__(self, width, ratios=RATIO_SETS["base"], rise=False):
         super().__init__()
         self.ratios = tuple(ratios)
+        self.rise = rise
         i0, i1, w = stack_index(self.ratios)
         self.register_buffer("i0", i0)
         self.register_buffer("i1", i1)
         self.register_buffer("w", w)
         c = i0.shape[1]
-        self.l1 = nn.Linear(3 * c + 1, width)
+        self.l1 = nn.Linear(3 * c + 1 + (c if rise else 0), width)
         self.l2 = nn.Linear(width, width)
         self.note = nn.Linear(width, 1)
         self.note_bias = nn.Parameter(torch.zeros(NOTES))
         self.none1 = nn.Linear(width + 1, 32)
         self.none2 = nn.Linear(32, 1)
 
+    def stack(self, spec):
+        """Each note's harmonics read from `spec` (B, 452: the spectra, then FLOOR): (B, notes, c)."""
+        return spec[:, self.i0] * self.w + spec[:, self.i1] * (1 - self.w)
+
     def forward(self, x):
-        level = x[:, -1:]
-        spec = torch.cat([x[:, :-1], torch.full_like(level, FLOOR)], 1)
-        v = spec[:, self.i0] * self.w + spec[:, self.i1] * (1 - self.w)  # (B, notes, c)
+        level = x[:, SPECTRA : SPECTRA + 1]
+        spec = torch.cat([x[:, :SPECTRA], torch.full_like(level, FLOOR)], 1)
+        v = self.stack(spec)
         pad = torch.full_like(v[:, :1], FLOOR)
         vp = torch.cat([pad, v, pad], 1)
-        ctx = torch.cat([vp[:, :-2], vp[:, 1:-1], vp[:, 2:], level[:, None, :].expand(-1, NOTES, 1)], 2)
+        parts = [vp[:, :-2], vp[:, 1:-1], vp[:, 2:], level[:, None, :].expand(-1, NOTES, 1)]
+        if self.rise:
+            past = torch.cat([x[:, SPECTRA + 1 : 2 * SPECTRA + 1], torch.full_like(level, FLOOR)], 1)
+            parts.append(v - self.stack(past))
+        ctx = torch.cat(parts, 2)
         h = torch.relu(self.l2(torch.relu(self.l1(ctx))))
         notes = self.note(h).squeeze(2) + self.note_bias
         none = self.none2(torch.relu(self.none1(torch.cat([h.max(1).values, level], 1))))
@@ -113,14 +135,36 @@ class HarmNet(nn.Module):
     def multiply_adds(self):
         c = self.i0.shape[1]
         w = self.l1.out_features
-        return NOTES * ((3 * c + 1) * w + w * w + w) + (w + 1) * 32 + 32
+        return NOTES * (self.l1.in_features * w + w * w + w) + (w + 1) * 32 + 32
 
 
-def frames():
+def log_spectra(y, ends):
+    """The three log magnitude spectra of the windows ending at `ends` (train.features before
+    its scaling)."""
+    out = []
+    for n in base.SIZES:
+        idx = ends[:, None] - n + np.arange(n)[None, :]
+        seg = np.where(idx >= 0, y[np.clip(idx, 0, len(y) - 1)], 0).astype(np.float32)
+        out.append(np.log(np.abs(np.fft.rfft(seg * base.WINDOWS[n], axis=1)) + 1e-5))
+    return np.concatenate(out, 1)
+
+
+def features_with_rise(y, ends):
+    """train.features, then the spectra of the windows `RISE_BACK` samples earlier scaled by the
+    newest window's peak (as float16: the frames of every line are held at once)."""
+    now = PLAIN_FEATURES(y, ends)
+    top = now[:, -1:] * 6
+    past = np.maximum(log_spectra(y, ends - RISE_BACK) - top, -12) / 6 + 1
+    return np.concatenate([now, past], 1).astype(np.float16)
+
+
+def frames(rise=False):
     """train.py's frames, all of them (the fine-tunes' organ and random-instrument lines with the
-    SoundFont lines), cached as float16."""
+    SoundFont lines), cached as float16; with `rise`, each with its past spectra too."""
     os.makedirs(OUT, exist_ok=True)
-    cache = os.path.join(OUT, "frames.npz")
+    cache = os.path.join(OUT, "frames_rise.npz" if rise else "frames.npz")
+    if rise:
+        base.features = features_with_rise
     if os.path.exists(cache):
         z = np.load(cache)
         return {k: z[k] for k in z.files}
@@ -175,7 +219,7 @@ def export(model, out, ref):
         return np.ascontiguousarray(x.detach().numpy(), dtype="<f4").tobytes()
 
     with open(out, "wb") as f:
-        f.write(b"SBPNET02")
+        f.write(b"SBPNET03" if model.rise else b"SBPNET02")
         f.write(struct.pack("<5I", NOTES, base.LO, len(model.ratios), model.l1.out_features, model.none1.out_features))
         f.write(np.asarray(model.ratios, "<f4").tobytes())
         for layer in (model.l1, model.l2):
@@ -185,7 +229,7 @@ def export(model, out, ref):
             f.write(t(layer.weight) + t(layer.bias))
     y = base.test_signal()
     ends = np.array([512, 4096, 4800, 6400, 9664, 9728, 9792, 9856, 12000], dtype=int)
-    F = base.features(y, ends)
+    F = features_with_rise(y, ends).astype(np.float32) if model.rise else PLAIN_FEATURES(y, ends)
     with torch.no_grad():
         P = torch.softmax(model(torch.from_numpy(F)), 1).numpy()
     with open(ref, "wb") as f:
@@ -208,21 +252,22 @@ def main():
     ap.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights (same width and ratios)")
     ap.add_argument("--organ-weight", type=int, default=1, help="times each organ frame is seen a pass")
     ap.add_argument("--ratios", choices=sorted(RATIO_SETS), default="base")
+    ap.add_argument("--rise", action="store_true", help="each note also reads how much its harmonics rose in the last 32 ms (SBPNET03)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     if a.export:
-        model = HarmNet(a.width, RATIO_SETS[a.ratios])
+        model = HarmNet(a.width, RATIO_SETS[a.ratios], a.rise)
         model.load_state_dict(torch.load(a.export))
         model.eval()
         export(model, a.out, a.ref)
         return
     t0 = time.time()
-    d = frames()
+    d = frames(a.rise)
     print(f"{len(d['Y'])} training frames, {len(d['hY'])} held out ({time.time() - t0:.0f} s)", flush=True)
     if open(os.path.join(HERE, "net.bin"), "rb").read(8) == b"SBPNET01":
         held_report(shipped_predict, d, "shipped net.bin (perceptron)")
-    model = HarmNet(a.width, RATIO_SETS[a.ratios])
+    model = HarmNet(a.width, RATIO_SETS[a.ratios], a.rise)
     if a.init:
         model.load_state_dict(torch.load(a.init))
         held_report(model_predict(model.eval()), d, f"start ({a.init})")

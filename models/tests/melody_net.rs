@@ -9,7 +9,7 @@ use std::sync::Arc;
 mod common;
 use common::melody_notes;
 use stagebox_engine::alloc_check::CheckedAlloc;
-use stagebox_engine::pitchnet::{NetRunner, PitchNet, INPUTS};
+use stagebox_engine::pitchnet::{NetRunner, PitchNet, HISTORY, INPUTS, RISE_BACK};
 use stagebox_engine::ParamValue;
 
 // Process calls in offline renders run under the allocation guard: the melody node with its
@@ -53,7 +53,7 @@ fn reference(name: &str) -> Reference {
     let b = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap();
     let u = |k: usize| u32::from_le_bytes(b[4 * k..4 * k + 4].try_into().unwrap()) as usize;
     let (n, nf, np) = (u(0), u(1), u(2));
-    assert_eq!(nf, INPUTS);
+    assert!(nf == INPUTS || nf == 2 * INPUTS - 1, "{nf} features");
     let ends = (0..n).map(|k| u(3 + k)).collect();
     let f: Vec<f32> = b[4 * (3 + n)..]
         .chunks_exact(4)
@@ -82,6 +82,17 @@ fn a_harmonic_network_equals_its_training_script() {
     check_against_reference(net, "melody_harm_random_ref.bin");
 }
 
+/// The same with the harmonics' rise (`SBPNET03`, `train_harm.py --rise`): random weights (width
+/// 16, `torch.manual_seed(3)` then `HarmNet(16, rise=True)` saved and exported with `--rise
+/// --width 16`), the features with the earlier window's spectra, against the script's outputs.
+#[test]
+fn a_harmonic_network_reading_the_rise_equals_its_training_script() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let net = PitchNet::load(&dir.join("melody_rise_random.bin")).unwrap();
+    assert_eq!(net.classes(), 64);
+    check_against_reference(net, "melody_rise_random_ref.bin");
+}
+
 fn check_against_reference(net: PitchNet, reference_name: &str) {
     let lowest = net.lowest();
     let mut runner = NetRunner::new(Arc::new(net));
@@ -90,15 +101,22 @@ fn check_against_reference(net: PitchNet, reference_name: &str) {
     let mut worst_f = 0.0f32;
     let mut worst_p = 0.0f32;
     for (k, &end) in r.ends.iter().enumerate() {
-        // The runner reads the newest samples; before the signal's start they are silence.
-        let mut x = vec![0.0f32; 512];
+        // The runner reads the newest samples (an SBPNET03 network RISE_BACK more); before the
+        // signal's start they are silence.
+        let n = HISTORY + RISE_BACK;
+        let mut x = vec![0.0f32; n];
         for (j, v) in x.iter_mut().enumerate() {
-            let i = end as i64 - 512 + j as i64;
+            let i = end as i64 - n as i64 + j as i64;
             if i >= 0 {
                 *v = y[i as usize];
             }
         }
         let (note, p) = runner.run(&x);
+        assert_eq!(
+            runner.features().len(),
+            r.features[k].len(),
+            "features of the window ending at {end}"
+        );
         for (a, b) in runner.features().iter().zip(&r.features[k]) {
             worst_f = worst_f.max((a - b).abs());
         }
@@ -116,8 +134,10 @@ fn check_against_reference(net: PitchNet, reference_name: &str) {
 
 #[test]
 fn damaged_networks_are_refused_with_a_reason() {
-    // The shipped network (SBPNET02, harmonic) and a tiny perceptron (SBPNET01) made here.
-    for bytes in [std::fs::read(net_path()).unwrap(), tiny_perceptron()] {
+    // The shipped network (SBPNET03), the random SBPNET02 fixture and a tiny perceptron (SBPNET01)
+    // made here.
+    let harm = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/melody_harm_random.bin");
+    for bytes in [std::fs::read(net_path()).unwrap(), std::fs::read(harm).unwrap(), tiny_perceptron()] {
         assert!(PitchNet::from_bytes(&bytes).is_ok());
         let e = PitchNet::from_bytes(&bytes[..bytes.len() - 4]).err().unwrap();
         assert!(e.contains("ends early") || e.contains("after the last layer"), "{e}");
@@ -135,7 +155,7 @@ fn damaged_networks_are_refused_with_a_reason() {
         assert!(e.contains("not finite"), "{e}");
     }
     let e = PitchNet::from_bytes(b"not a network at all, not at all").err().unwrap();
-    assert!(e.contains("SBPNET01 or SBPNET02"), "{e}");
+    assert!(e.contains("SBPNET01, SBPNET02 or SBPNET03"), "{e}");
 }
 
 /// An SBPNET01 perceptron with one hidden unit a layer and two classes (no note, MIDI 60).

@@ -10,8 +10,13 @@
 //! 16 kHz), the value at the fractional bin `r * f0(p) / (16000 / n)`, linearly interpolated;
 //! `FLOOR` where the spectrum cannot hold the frequency. A note's input is its row with the rows
 //! of the notes a semitone under and over it (`FLOOR` beyond the ends) and the level.
+//!
+//! `SBPNET03` (train_harm.py `--rise`) is the same network whose notes also read how much each of
+//! their harmonics rose: the row minus the same row read from the spectra of the window that ended
+//! `RISE_BACK` samples earlier (scaled by the newest window's peak; they follow the level in the
+//! features). A note struck over one still ringing rises; the ringing one does not.
 
-use super::{dense, Layer, Reader, SIZES};
+use super::{dense, Layer, Reader, INPUTS, SIZES};
 
 /// The scaled spectra's lowest value, read beyond a spectrum's top bin.
 const FLOOR: f32 = -1.0;
@@ -22,6 +27,8 @@ pub(super) struct HarmNet {
     /// Per note, per (spectrum, ratio): the lower bin's feature index (None: `FLOOR`) and weight.
     taps: Vec<(Option<u16>, f32)>,
     row: usize,
+    /// `SBPNET03`: each note reads its harmonics' rise too.
+    pub(super) rise: bool,
     l1: Layer,
     l2: Layer,
     note_w: Vec<f32>,
@@ -34,8 +41,9 @@ pub(super) struct HarmNet {
 impl HarmNet {
     /// The body of an `SBPNET02` file after its magic: u32 notes, lowest MIDI note, ratios,
     /// width, the no-note layer's width; f32 ratios; then l1, l2 (weights `[outputs][inputs]`,
-    /// biases), the note layer's weights and bias, the per-note biases, none1, none2.
-    pub(super) fn parse(r: &mut Reader) -> Result<(Self, u8), String> {
+    /// biases), the note layer's weights and bias, the per-note biases, none1, none2. With `rise`
+    /// (`SBPNET03`) l1 takes a row more.
+    pub(super) fn parse(r: &mut Reader, rise: bool) -> Result<(Self, u8), String> {
         let (notes, lowest, n_ratios, width, none_width) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?);
         if notes == 0
             || lowest + notes > 128
@@ -59,7 +67,8 @@ impl HarmNet {
             notes,
             taps: taps(notes, lowest, &ratios),
             row,
-            l1: r.layer(3 * row + 1, width)?,
+            rise,
+            l1: r.layer(3 * row + 1 + if rise { row } else { 0 }, width)?,
             l2: r.layer(width, width)?,
             note_w: r.floats(width)?,
             note_b: r.floats(1)?[0],
@@ -75,21 +84,26 @@ impl HarmNet {
     }
 
     /// Audio thread: logits ("no note", then each note) into `out` from `features` (the scaled
-    /// spectra and the level), with `s`'s buffers.
+    /// spectra and the level; for `rise`, then the earlier window's spectra), with `s`'s buffers.
     pub(super) fn run(&self, features: &[f32], s: &mut HarmScratch, out: &mut [f32]) {
-        let level = features[features.len() - 1];
+        let level = features[INPUTS - 1];
         let row = self.row;
         // Rows 0 and notes + 1 stay FLOOR (made so in `HarmScratch::new`).
-        for (k, &(i0, w)) in self.taps.iter().enumerate() {
-            s.stack[row + k] = match i0 {
-                Some(i) => features[i as usize] * w + features[i as usize + 1] * (1.0 - w),
-                None => FLOOR,
-            };
+        read_taps(&self.taps, features, &mut s.stack[row..(self.notes + 1) * row]);
+        if self.rise {
+            read_taps(&self.taps, &features[INPUTS..], &mut s.past);
         }
         s.pooled.fill(0.0);
         for p in 0..self.notes {
             s.input[..3 * row].copy_from_slice(&s.stack[p * row..(p + 3) * row]);
             s.input[3 * row] = level;
+            if self.rise {
+                let now = &s.stack[(p + 1) * row..(p + 2) * row];
+                let before = &s.past[p * row..(p + 1) * row];
+                for ((d, &a), &b) in s.input[3 * row + 1..].iter_mut().zip(now).zip(before) {
+                    *d = a - b;
+                }
+            }
             dense(&self.l1, &s.input, &mut s.h1, true);
             dense(&self.l2, &s.h1, &mut s.h2, true);
             let dot: f32 = self.note_w.iter().zip(&s.h2).map(|(a, b)| a * b).sum();
@@ -104,6 +118,16 @@ impl HarmNet {
         let mut none = [0.0f32];
         dense(&self.none2, &s.none_h, &mut none, false);
         out[0] = none[0];
+    }
+}
+
+/// Each note's harmonics read from `spectra` (the three scaled spectra) at `taps` into `out`.
+fn read_taps(taps: &[(Option<u16>, f32)], spectra: &[f32], out: &mut [f32]) {
+    for (o, &(i0, w)) in out.iter_mut().zip(taps) {
+        *o = match i0 {
+            Some(i) => spectra[i as usize] * w + spectra[i as usize + 1] * (1.0 - w),
+            None => FLOOR,
+        };
     }
 }
 
@@ -133,6 +157,8 @@ fn taps(notes: usize, lowest: usize, ratios: &[f32]) -> Vec<(Option<u16>, f32)> 
 pub(super) struct HarmScratch {
     /// The notes' rows with a FLOOR row either side.
     stack: Vec<f32>,
+    /// `rise`: the notes' rows read from the earlier window's spectra.
+    past: Vec<f32>,
     input: Vec<f32>,
     h1: Vec<f32>,
     h2: Vec<f32>,
@@ -145,7 +171,8 @@ impl HarmScratch {
     pub(super) fn new(net: &HarmNet) -> Self {
         Self {
             stack: vec![FLOOR; (net.notes + 2) * net.row],
-            input: vec![0.0; 3 * net.row + 1],
+            past: vec![FLOOR; if net.rise { net.notes * net.row } else { 0 }],
+            input: vec![0.0; net.l1.inputs],
             h1: vec![0.0; net.width()],
             h2: vec![0.0; net.width()],
             pooled: vec![0.0; net.width() + 1],

@@ -13,7 +13,10 @@
 //! the values clipped at -12 and scaled (`max(f - m, -12) / 6 + 1`), with `m / 6` appended.
 //! Two kinds of network, by the file's magic, both ending in a softmax over "no note" and the MIDI
 //! notes from its lowest: `SBPNET01`, two ReLU layers over the features (train.py); `SBPNET02`,
-//! one small network shared across notes over each note's harmonics (harm.rs, train_harm.py).
+//! one small network shared across notes over each note's harmonics (harm.rs, train_harm.py);
+//! `SBPNET03`, that network reading its harmonics' rise too, from the same spectra of the window
+//! that ended `RISE_BACK` samples earlier (scaled by the newest window's peak `m`, appended to the
+//! features).
 
 use std::sync::Arc;
 
@@ -22,13 +25,18 @@ use realfft::{RealFftPlanner, RealToComplex};
 
 /// Window sizes of the three spectra, in 16 kHz samples.
 pub const SIZES: [usize; 3] = [128, 256, 512];
-/// Samples a run needs (the longest window).
+/// Samples a run needs (the longest window; an `SBPNET03` network reads `RISE_BACK` more, zeros
+/// where they are not given).
 pub const HISTORY: usize = 512;
+/// How far back (16 kHz samples, 32 ms) the window ends whose spectra an `SBPNET03` network
+/// compares with the newest.
+pub const RISE_BACK: usize = 512;
 /// Inputs of the network: the three spectra and the level.
 pub const INPUTS: usize = 128 / 2 + 1 + 256 / 2 + 1 + 512 / 2 + 1 + 1;
 
 const MAGIC: &[u8; 8] = b"SBPNET01";
 const MAGIC_HARM: &[u8; 8] = b"SBPNET02";
+const MAGIC_RISE: &[u8; 8] = b"SBPNET03";
 
 mod harm;
 use harm::{HarmNet, HarmScratch};
@@ -103,8 +111,8 @@ impl PitchNet {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let magic = bytes.get(..8);
         let mut r = Reader { bytes, at: 8 };
-        let net = if magic == Some(MAGIC_HARM) {
-            let (net, lowest) = HarmNet::parse(&mut r)?;
+        let net = if magic == Some(MAGIC_HARM) || magic == Some(MAGIC_RISE) {
+            let (net, lowest) = HarmNet::parse(&mut r, magic == Some(MAGIC_RISE))?;
             Self {
                 classes: net.notes + 1,
                 kind: Kind::Harmonic(net),
@@ -113,7 +121,7 @@ impl PitchNet {
         } else if magic == Some(MAGIC) {
             Self::parse_perceptron(&mut r)?
         } else {
-            return Err("not a Stagebox pitch network (SBPNET01 or SBPNET02)".into());
+            return Err("not a Stagebox pitch network (SBPNET01, SBPNET02 or SBPNET03)".into());
         };
         if r.at != bytes.len() {
             return Err(format!("{} bytes after the last layer", bytes.len() - r.at));
@@ -187,6 +195,7 @@ impl NetRunner {
             Kind::Perceptron(_) => None,
         };
         let classes = net.classes;
+        let rise = matches!(&net.kind, Kind::Harmonic(h) if h.rise);
         Self {
             net,
             ffts,
@@ -194,7 +203,7 @@ impl NetRunner {
             frame: vec![0.0; HISTORY],
             spectrum: vec![Complex::new(0.0, 0.0); HISTORY / 2 + 1],
             scratch: vec![Complex::new(0.0, 0.0); scratch_len],
-            features: vec![0.0; INPUTS],
+            features: vec![0.0; if rise { 2 * INPUTS - 1 } else { INPUTS }],
             hidden: [vec![0.0; h1], vec![0.0; h2]],
             harm,
             probs: vec![0.0; classes],
@@ -202,13 +211,34 @@ impl NetRunner {
     }
 
     /// Audio thread. Computes the features of `x` (the newest samples, oldest first; at least
-    /// `HISTORY`) into `features()`.
+    /// `HISTORY`) into `features()`: the scaled spectra and the level, then for an `SBPNET03`
+    /// network the spectra of the window ending `RISE_BACK` samples earlier, scaled alike.
     pub fn compute_features(&mut self, x: &[f32]) {
         debug_assert!(x.len() >= HISTORY);
-        let mut off = 0;
+        let spectra = INPUTS - 1;
+        self.log_spectra(x, x.len(), 0);
+        let top = self.features[..spectra].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        self.features[spectra] = top / 6.0;
+        let past = self.features.len() > INPUTS;
+        if past {
+            self.log_spectra(x, x.len().saturating_sub(RISE_BACK), INPUTS);
+        }
+        for (k, f) in self.features.iter_mut().enumerate() {
+            if k != spectra {
+                *f = (*f - top).max(-12.0) / 6.0 + 1.0;
+            }
+        }
+    }
+
+    /// The three log spectra of the windows of `x` ending (exclusive) at `end` (zeros before
+    /// `x`'s start) into `features[at..at + INPUTS - 1]`.
+    fn log_spectra(&mut self, x: &[f32], end: usize, at: usize) {
+        let mut off = at;
         for (s, &n) in SIZES.iter().enumerate() {
-            let src = &x[x.len() - n..];
-            for ((d, &v), &w) in self.frame[..n].iter_mut().zip(src).zip(&self.windows[s]) {
+            let missing = n.saturating_sub(end);
+            self.frame[..missing].fill(0.0);
+            let src = &x[end + missing - n..end];
+            for ((d, &v), &w) in self.frame[missing..n].iter_mut().zip(src).zip(&self.windows[s][missing..]) {
                 *d = v * w;
             }
             let bins = n / 2 + 1;
@@ -219,11 +249,6 @@ impl NetRunner {
             }
             off += bins;
         }
-        let top = self.features[..off].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for f in &mut self.features[..off] {
-            *f = (*f - top).max(-12.0) / 6.0 + 1.0;
-        }
-        self.features[off] = top / 6.0;
     }
 
     /// Audio thread. Runs the network on the newest samples `x` (oldest first; at least

@@ -25,8 +25,15 @@ const ATTACK_HOPS: u32 = 12;
 /// calls 0.732 and 0.813 / 0.872; 8 calls 0.722. With the harmonic network (eleventh round) and
 /// `net_confidence` 0.6, organs and validation FluidR3_GM / TimGM6mb / MuseScore: 1 call 0.794
 /// and 0.818 / 0.886 / 0.817; 2 calls 0.789 and 0.824 / 0.886 / 0.817; 3 calls 0.747 and the same
-/// validation; 5 calls 0.715.
+/// validation; 5 calls 0.715. With the network that reads the rise (twelfth round) and
+/// `net_confidence` 0.8: 1 call 0.686, 2 calls 0.685, 3 calls 0.672 (organs).
 const OCTAVE_UP_HOPS: u32 = 2;
+/// The probability at least which the network's likeliest note must have, as the octave above
+/// YIN's, to count towards `OCTAVE_UP_HOPS`. Organs and validation FluidR3_GM / TimGM6mb /
+/// MuseScore with the network that reads the rise (BENCHMARKS.md, twelfth round): 0.5 (NET_VETO,
+/// as before) 0.685 and 0.823 / 0.888 / 0.817; 0.3 0.715 and 0.822 / 0.888 / 0.814; 0.2 0.730
+/// and the same; 0.1 0.730 (MuseScore's mallets 0.475 -> 0.447: a tubular bell's octave).
+const OCTAVE_UP_P: f32 = 0.2;
 
 impl MelodyProc {
     /// The attack detector and the pitch network, at hop `h` (level `rms`; `strict`: what YIN
@@ -99,7 +106,7 @@ impl MelodyProc {
     /// audio, surely names another (the blend of two notes in a legato change reads as a pitch
     /// between them for a while, a breathy or bowed attack as a stray period: the network hears
     /// the whole spectrum): none yet; or the octave above `k` when the network has named it
-    /// surely on `OCTAVE_UP_HOPS` calls in a row (an organ's 16-foot stop sounds an octave
+    /// (`OCTAVE_UP_P`) on `OCTAVE_UP_HOPS` calls in a row (an organ's 16-foot stop sounds an octave
     /// under the key, and is the sound's true period: YIN reads it; the network, trained on
     /// organs labelled by their keys, names the key). At most two network runs a hop (this and
     /// `attack_note`). (Taking the network's note at once when it is an octave from YIN's scored
@@ -109,7 +116,7 @@ impl MelodyProc {
             return Some(k);
         };
         let named = net.run(&self.buf[self.pos..self.pos + self.span]);
-        let up = matches!(named, (Some(n), p) if n == k + 12 && p >= NET_VETO);
+        let up = matches!(named, (Some(n), p) if n == k + 12 && p >= OCTAVE_UP_P);
         self.up_count = if up { self.up_count + 1 } else { 0 };
         match named {
             (Some(n), _) if up && self.up_count >= OCTAVE_UP_HOPS => Some(n),

@@ -45,13 +45,14 @@ pub(super) const PARAMS: &[ParamSpec] = &[
         false,
         "name notes from their attack with the pitch network (models/melody_net) before YIN hears their period; off: YIN alone",
     ),
-    // 0.6 with the harmonic network (BENCHMARKS.md, eleventh round; validation mean onset F1
-    // over three SoundFonts 0.842 at 0.6 and at 0.7, fast-attack p90 62 / 64 ms against 69 / 66).
+    // 0.8 with the network that reads its harmonics' rise (BENCHMARKS.md, twelfth round;
+    // validation mean onset F1 FluidR3_GM / TimGM6mb / MuseScore 0.803 / 0.885 / 0.806 at 0.6,
+    // 0.816 / 0.887 / 0.813 at 0.7, 0.823 / 0.888 / 0.817 at 0.8, fast-attack p90 47-50 ms).
     ParamSpec::float_fixed(
         "net_confidence",
         0.3,
         0.99,
-        0.6,
+        0.8,
         "",
         "probability the network must give a note to start it during an attack",
     ),
@@ -91,7 +92,8 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
     }
     let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
     let ready = (WIN + tau_max + 1).max(HISTORY);
-    let span = ready.max(partial_rise::HISTORY);
+    // The network reads RISE_BACK samples before its windows (an SBPNET03 network).
+    let span = ready.max(partial_rise::HISTORY).max(HISTORY + RISE_BACK);
     // Without a model locator (an engine built without the models crate) YIN works alone.
     let net = (notes && p.bool("attack_net") && !ctx.dry_run)
         .then_some(ctx.locate_model)

@@ -16,7 +16,7 @@ use crate::dsp::Resampler;
 use crate::loudness::{ALoudness, FLOOR_DB};
 use crate::node::{BuildCtx, Built, NodeInfo, NodeType, Params, PortSpec, ProcessIo, Processor};
 use crate::param::ParamSpec;
-use crate::pitchnet::{NetRunner, PitchNet, HISTORY};
+use crate::pitchnet::{NetRunner, PitchNet, HISTORY, RISE_BACK};
 
 mod attack;
 mod build;
