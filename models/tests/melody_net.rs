@@ -170,31 +170,42 @@ fn tiny_perceptron() -> Vec<u8> {
     b
 }
 
+/// The guitar line's notes (onset, end, key), as make_fixture.py wrote them.
+fn guitar_truth() -> Vec<(f64, f64, u8)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/guitar_line.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Each of `truth`'s notes found in `ons` on time (onset within 50 ms) with its key, or a panic
+/// naming `label`: the note-on latencies (emitted minus true onset, s), sorted.
+fn latencies(truth: &[(f64, f64, u8)], ons: &[(f64, f64, u8)], label: &str) -> Vec<f64> {
+    let mut lat: Vec<f64> = truth
+        .iter()
+        .map(|&(on, _, k)| {
+            let hit = ons.iter().find(|&&(o, _, kk)| kk == k && (o - on).abs() <= 0.05);
+            hit.unwrap_or_else(|| panic!("{label}: key {k} at {on} s missing")).1 - on
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
 #[test]
 fn a_guitar_line_starts_its_notes_sooner_with_the_network() {
-    let truth: Vec<(f64, f64, u8)> = serde_json::from_str::<Vec<(f64, f64, u8)>>(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/guitar_line.json")).unwrap(),
-    )
-    .unwrap();
+    let truth = guitar_truth();
     let mut medians = Vec::new();
     for attack_net in [true, false] {
         let (ons, violations) = melody_notes("guitar_line", attack_net);
         println!("attack_net {attack_net}: note-ons (onset s, emitted s, key) {ons:?}");
         assert_eq!(violations, 0, "the melody node allocated on the audio thread");
         // Every note is found, on time (onset within 50 ms), with its key; at most one extra.
-        let mut lat = Vec::new();
-        for &(on, _, k) in &truth {
-            let hit = ons.iter().find(|&&(o, _, kk)| kk == k && (o - on).abs() <= 0.05);
-            let &(_, emitted, _) = hit.unwrap_or_else(|| panic!("attack_net {attack_net}: key {k} at {on} s missing"));
-            lat.push(emitted - on);
-        }
+        let lat = latencies(&truth, &ons, &format!("attack_net {attack_net}"));
         assert!(
             ons.len() <= truth.len() + 1,
             "attack_net {attack_net}: {} note-ons for {} notes",
             ons.len(),
             truth.len()
         );
-        lat.sort_by(f64::total_cmp);
         medians.push(lat[lat.len() / 2]);
     }
     println!(
@@ -272,23 +283,13 @@ fn more_agreeing_hops_start_the_networks_notes_later() {
     // `net_agree_hops`: the hops in a row the network must name a note during an attack. The
     // guitar line's notes with 1 and with 4: every note found on time, with its key, and the
     // median note-on later by at least two hops (8 ms) with 4.
-    let truth: Vec<(f64, f64, u8)> = serde_json::from_str::<Vec<(f64, f64, u8)>>(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/guitar_line.json")).unwrap(),
-    )
-    .unwrap();
+    let truth = guitar_truth();
     let mut medians = Vec::new();
     for hops in [1, 4] {
         let (ons, violations) = common::melody_notes_with("guitar_line", vec![("net_agree_hops", ParamValue::Int(hops))]);
         println!("net_agree_hops {hops}: note-ons (onset s, emitted s, key) {ons:?}");
         assert_eq!(violations, 0, "the melody node allocated on the audio thread");
-        let mut lat: Vec<f64> = truth
-            .iter()
-            .map(|&(on, _, k)| {
-                let hit = ons.iter().find(|&&(o, _, kk)| kk == k && (o - on).abs() <= 0.05);
-                hit.unwrap_or_else(|| panic!("net_agree_hops {hops}: key {k} at {on} s missing")).1 - on
-            })
-            .collect();
-        lat.sort_by(f64::total_cmp);
+        let lat = latencies(&truth, &ons, &format!("net_agree_hops {hops}"));
         medians.push(lat[lat.len() / 2]);
     }
     println!(

@@ -11,7 +11,7 @@
 //! reference). Features: for each window size (128, 256, 512 samples, ending at the newest
 //! sample), `ln(|rfft(x * hann)| + 1e-5)`, concatenated; the largest value `m` is taken off and
 //! the values clipped at -12 and scaled (`max(f - m, -12) / 6 + 1`), with `m / 6` appended.
-//! Two kinds of network, by the file's magic, both ending in a softmax over "no note" and the MIDI
+//! Three kinds of network, by the file's magic, all ending in a softmax over "no note" and the MIDI
 //! notes from its lowest: `SBPNET01`, two ReLU layers over the features (train.py); `SBPNET02`,
 //! one small network shared across notes over each note's harmonics (harm.rs, train_harm.py);
 //! `SBPNET03`, that network reading its harmonics' rise too, from the same spectra of the window
