@@ -57,9 +57,11 @@ pub(super) const PARAMS: &[ParamSpec] = &[
         "probability the network must give a note to start it during an attack",
     ),
     // 2: the lowest latency. Validation part (BENCHMARKS.md, twelfth round), mean onset F1
-    // FluidR3_GM / TimGM6mb / MuseScore and fast-attack p90: 1 hop 0.797 / 0.875 / 0.800, 53 / 63
-    // ms; 2 hops 0.824 / 0.886 / 0.817, 62 / 64 ms; 3 hops 0.838 / 0.887 / 0.826, 68 / 65 ms (an
-    // electric piano's and a calliope's early misreads gone, each note a hop later).
+    // FluidR3_GM / TimGM6mb / MuseScore and fast-attack p90, with the eleventh round's network: 1
+    // hop 0.797 / 0.875 / 0.800, 53 / 63 ms; 2 hops 0.824 / 0.886 / 0.817, 62 / 64 ms; 3 hops 0.838
+    // / 0.887 / 0.826, 68 / 65 ms (an electric piano's and a calliope's early misreads gone). With
+    // the shipped network (it reads the rise) and `net_confidence` 0.8: 2 hops 0.822 / 0.888 /
+    // 0.814, 49 / 48 ms; 3 hops 0.821 / 0.887 / 0.816, 53 / 51 ms.
     ParamSpec::int(
         "net_agree_hops",
         1,
