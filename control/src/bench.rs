@@ -113,7 +113,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The melody node's pitch network, as the audio thread runs it during an attack (at most once
-/// per 4-ms hop): features (three FFTs) and the network, per run, and the share of one core if
+/// per 4-ms hop): features (three FFTs, six for a network that reads the rise) and the network, per run, and the share of one core if
 /// it ran on every hop (it runs only for the 48 ms after an attack).
 fn bench_pitch_net() -> anyhow::Result<()> {
     use stagebox_engine::pitchnet::{NetRunner, PitchNet, HISTORY, RISE_BACK};

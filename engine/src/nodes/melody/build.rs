@@ -67,7 +67,7 @@ pub(super) const PARAMS: &[ParamSpec] = &[
         1,
         4,
         2,
-        "hops (4 ms) in a row the network must name a note during an attack to start it (more: fewer wrong notes, later ones)",
+        "hops (4 ms) in a row the network must name a note during an attack to start it (more: later notes, fewer wrong ones where the network misreads attacks)",
     ),
 ];
 
