@@ -136,16 +136,40 @@ fn a_glide_becomes_pitch_bend() {
     // A4 sine, then slid up a quarter tone: bends upward on the same note, no new note.
     let ev = vec![(24000, "t".to_string(), ScheduledEvent::Param("freq_hz".into(), 452.9))];
     let r = sine_into_melody(-12.0, 1.0, ev);
-    let out = midi_out(&r);
     assert_eq!(notes_started(&r), vec![69]);
-    let last_bend = out
+    let last_bend = *bends_sent(&r).last().unwrap();
+    // +50 cents of a 2-semitone range = +2048 (within 10 cents).
+    assert!((last_bend - 2048).abs() < 410, "bend {last_bend}");
+}
+
+/// The pitch bends `melody` sends, in order, as signed 14-bit values (0 = none).
+fn bends_sent(r: &stagebox_engine::backend::offline::Rendered) -> Vec<i32> {
+    midi_out(r)
         .iter()
         .filter(|(_, _, m)| m[0] & 0xf0 == 0xe0)
         .map(|(_, _, m)| ((m[2] as i32) << 7 | m[1] as i32) - 8192)
-        .next_back()
-        .unwrap();
-    // +50 cents of a 2-semitone range = +2048 (within 10 cents).
-    assert!((last_bend - 2048).abs() < 410, "bend {last_bend}");
+        .collect()
+}
+
+#[test]
+fn a_reading_that_jumps_away_does_not_bend_the_note() {
+    // A4 held; for 20 ms a louder D5 sounds over it (what YIN reads in a slur's blend or on a
+    // strong harmonic), then stops: the reading jumps a fourth and back, which is not the note
+    // bending, so no bend passes the note's 0.8-semitone hysteresis (before: the note was pinned
+    // at the range's edge, +2 semitones, for those hops).
+    let g = graph(
+        vec![
+            node("t", "osc", &[("freq_hz", f(440.0)), ("gain_db", f(-12.0))]),
+            node("u", "osc", &[("freq_hz", f(587.3)), ("gain_db", f(-120.0))]),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("t", "mel"), conn("u", "mel"), conn("t", "out")],
+    );
+    let loud = |at: u64, db: f32| (at, "u".to_string(), ScheduledEvent::Param("gain_db".into(), db));
+    let r = render_guarded(&g, 1.0, vec![loud(24000, -3.0), loud(24960, -120.0)]);
+    let bends = bends_sent(&r);
+    assert!(bends.iter().all(|b| b.abs() < 3400), "bends {bends:?}");
 }
 
 #[test]

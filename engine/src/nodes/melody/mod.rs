@@ -42,6 +42,10 @@ const HOLD_THRESHOLD: f32 = 1.6;
 const GLIDE_STEP: f32 = 0.15;
 /// YIN reads a pitch clearly when its dip is under this times the threshold.
 const CLEAR: f32 = 0.5;
+/// Semitones a hop a bend may move and still be the note's own glide (a guitar's whole-tone
+/// bend in 30 ms moves 0.27 a hop); a reading that jumps further is another note's or a
+/// harmonic's, and does not bend the note.
+const BEND_STEP: f32 = 0.3;
 /// A level jump (over 16 ms) that strikes the sounding note again: 15 dB (a re-plucked or
 /// re-struck note; tremolo, flutter and breath swell less: FluidR3_GM's whistle and calliope
 /// swell by 12 dB and more inside one note). Mean onset F1 on the validation part, FluidR3_GM /
@@ -412,7 +416,7 @@ impl MelodyProc {
             }
             self.regap = false;
         }
-        self.send_bend(p, now16);
+        self.send_bend(p, k, clear, now16);
     }
 
     /// Pitch `f` (fractional MIDI) as the sounding note's: YIN's reading an octave under the
@@ -450,20 +454,31 @@ impl MelodyProc {
         }
     }
 
-    /// Bends the sounding note to pitch `p` (fractional MIDI), when it moved enough.
-    fn send_bend(&mut self, p: f32, now16: u64) {
+    /// Bends the sounding note to pitch `p` (fractional MIDI; YIN read note `k` there, `clear`ly
+    /// or not), when it moved enough. Only the note's own pitch bends it: a clear reading that
+    /// holds the note (within the 0.8-semitone hysteresis) or carries on a glide from the bent
+    /// pitch (at most `BEND_STEP` a hop), within the bend range. A reading that jumps away (the
+    /// next note's blend, a harmonic, a period multiple) holds the last bend: it pinned the note
+    /// at the range's edge for those hops (raw pitch on the validation part 87.4 -> 88.9%).
+    fn send_bend(&mut self, p: f32, k: u8, clear: bool, now16: u64) {
         let Some(a) = self.active else {
             return;
         };
-        if self.bend_range > 0.0 {
-            let bend = (((p - a as f32) / self.bend_range).clamp(-1.0, 1.0) * 8191.0) as i32;
-            if (bend - self.last_bend).abs() >= 41 {
-                // ~1 cent steps at a 2-semitone range are inaudible; send changes of 0.5% of the range.
-                let v = (bend + 8192).clamp(0, 16383) as u16;
-                self.push_event([0xe0 | (self.channel - 1), (v & 0x7f) as u8, (v >> 7) as u8], now16);
-                self.last_bend = bend;
-                self.sent_bend = bend;
-            }
+        if self.bend_range <= 0.0 {
+            return;
+        }
+        let bent = a as f32 + self.last_bend as f32 / 8191.0 * self.bend_range;
+        let own = k == a || (p - bent).abs() <= BEND_STEP;
+        if !clear || !own || (p - a as f32).abs() > self.bend_range {
+            return;
+        }
+        let bend = ((p - a as f32) / self.bend_range * 8191.0) as i32;
+        if (bend - self.last_bend).abs() >= 41 {
+            // ~1 cent steps at a 2-semitone range are inaudible; send changes of 0.5% of the range.
+            let v = (bend + 8192).clamp(0, 16383) as u16;
+            self.push_event([0xe0 | (self.channel - 1), (v & 0x7f) as u8, (v >> 7) as u8], now16);
+            self.last_bend = bend;
+            self.sent_bend = bend;
         }
     }
 }
