@@ -35,6 +35,19 @@ const OCTAVE_UP_HOPS: u32 = 2;
 /// and the same; 0.1 0.730 (MuseScore's mallets 0.475 -> 0.447: a tubular bell's octave).
 const OCTAVE_UP_P: f32 = 0.2;
 
+/// An attack also where new partials rise and the level does not (a music box's or a harp's note
+/// struck under the last one, still ringing as loud), in a periodic sound: the spectral flux
+/// (`flux.rs`) at least this. A window opened so needs `FLUX_AGREE_MORE` more agreeing hops (a
+/// swell, a vibrato or a blend rises in its partials too). Validation FluidR3_GM / TimGM6mb /
+/// MuseScore, fast-attack p90, organs (BENCHMARKS.md thirteenth round): without 0.822 / 0.888 /
+/// 0.814, 49 / 48 ms, 0.730; 0.5 with no more hops 0.821 / 0.885 / 0.811, 43 / 46 ms, 0.728; 0.5
+/// with one more 0.825 / 0.887 / 0.814, 44 / 47 ms, 0.756; 0.35 with one more 0.820 / 0.888 /
+/// 0.814, 45 / 49 ms, 0.775 (all these in any sound: noise opened windows on most hops, the
+/// callback's median 68 -> 170 us); 0.5 with one more, periodic sound only (shipped) 0.824 /
+/// 0.888 / 0.814, 46 / 48 ms, 0.731.
+const FLUX_ONSET: f32 = 0.5;
+const FLUX_AGREE_MORE: u32 = 1;
+
 impl MelodyProc {
     /// The attack detector and the pitch network, at hop `h` (level `rms`; `strict`: what YIN
     /// heard at its own threshold). Returns the note to start now, if the network names one
@@ -43,11 +56,15 @@ impl MelodyProc {
     pub(super) fn attack_note(&mut self, h: u64, rms: f32, voiced: bool, strict: Option<(f32, f32)>) -> Option<u8> {
         self.net.as_ref()?;
         self.since_attack = self.since_attack.saturating_add(1);
+        let flux = self.flux.measure(&self.buf[self.pos..self.pos + self.span]);
         if self.attack_left == 0 && self.since_attack >= ATTACK_COOLDOWN && rms >= self.gate {
             let lo = (1..=ATTACK_LOOK.min(h))
                 .map(|b| self.levels[((h - b) % LEVELS as u64) as usize])
                 .fold(f32::INFINITY, f32::min);
-            if rms >= ATTACK_RISE * lo {
+            // (Only in a periodic sound: noise, a breath or a bow's hiss, rises in its bins at random.)
+            let partials = self.flux_attacks && flux >= FLUX_ONSET && strict.is_some();
+            if partials || rms >= ATTACK_RISE * lo {
+                self.flux_window = partials;
                 self.attack_left = ATTACK_HOPS;
                 self.since_attack = 0;
                 self.attack16 = self.n16.saturating_sub((WIN / 2) as u64);
@@ -63,6 +80,7 @@ impl MelodyProc {
         }
         let net = self.net.as_mut()?;
         let (note, p) = net.run(&self.buf[self.pos..self.pos + self.span]);
+        let agree = self.net_agree + FLUX_AGREE_MORE * self.flux_window as u32;
         let sure = note.filter(|_| p >= self.net_confidence);
         if sure.is_some() && sure == self.net_note {
             self.net_count += 1;
@@ -71,7 +89,7 @@ impl MelodyProc {
             self.net_count = sure.is_some() as u32;
         }
         let k = sure?;
-        if self.net_count < self.net_agree || (k as f32) < self.lowest_note || (k as f32) > self.highest_note || self.active == Some(k) {
+        if self.net_count < agree || (k as f32) < self.lowest_note || (k as f32) > self.highest_note || self.active == Some(k) {
             return None;
         }
         // YIN clearly hears another note: not this one.

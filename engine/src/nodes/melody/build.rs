@@ -69,6 +69,16 @@ pub(super) const PARAMS: &[ParamSpec] = &[
         2,
         "hops (4 ms) in a row the network must name a note during an attack to start it (more: later notes, fewer wrong ones where the network misreads attacks)",
     ),
+    // On: validation FluidR3_GM / TimGM6mb / MuseScore 0.822 / 0.888 / 0.814 -> 0.824 / 0.888 /
+    // 0.814, fast-attack p90 49 / 48 -> 46 / 48 ms; the test part 0.834 / 0.887 / 0.842 -> 0.833 /
+    // 0.877 / 0.842, p90 53 / 49 / 48 -> 51 / 44 / 47 ms, TimGM6mb's brass 0.902 -> 0.855
+    // (BENCHMARKS.md, thirteenth round).
+    ParamSpec::boolean(
+        "flux_attacks",
+        true,
+        false,
+        "an attack is also where new partials rise and the level does not (a struck note under the last one, still ringing as loud: music box, harp, mallets in fast runs); off: only a rise in level (a little surer on blown and bowed lines)",
+    ),
 ];
 
 pub const MELODY: NodeType = NodeType {
@@ -95,7 +105,10 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
     let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
     let ready = (WIN + tau_max + 1).max(HISTORY);
     // The network reads RISE_BACK samples before its windows (an SBPNET03 network).
-    let span = ready.max(partial_rise::HISTORY).max(HISTORY + RISE_BACK);
+    let span = ready
+        .max(partial_rise::HISTORY)
+        .max(HISTORY + RISE_BACK)
+        .max(super::flux::FLUX_WINDOW);
     // Without a model locator (an engine built without the models crate) YIN works alone.
     let net = (notes && p.bool("attack_net") && !ctx.dry_run)
         .then_some(ctx.locate_model)
@@ -168,6 +181,8 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
             highest_note: midi_of(hi),
             attack_left: 0,
             since_attack: ATTACK_COOLDOWN,
+            flux_window: false,
+            flux_attacks: p.bool("flux_attacks"),
             attack16: 0,
             grace_left: 0,
             guard: None,
@@ -178,6 +193,7 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
             notes,
             loudness: ALoudness::new(WIN, RATE as f32),
             rise: PartialRise::new(),
+            flux: super::flux::SpectralFlux::new(),
             f0_hz: 0.0,
             voiced: 0.0,
             loudness_db: FLOOR_DB,

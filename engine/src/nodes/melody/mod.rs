@@ -20,6 +20,7 @@ use crate::pitchnet::{NetRunner, PitchNet, HISTORY, RISE_BACK};
 
 mod attack;
 mod build;
+mod flux;
 mod onset;
 mod partial_rise;
 mod yin;
@@ -183,6 +184,10 @@ struct MelodyProc {
     highest_note: f32,
     attack_left: u32,
     since_attack: u32,
+    /// Whether the attack window open now was opened by `flux` alone (no rise in level).
+    flux_window: bool,
+    /// `flux_attacks`: whether the flux opens attack windows.
+    flux_attacks: bool,
     /// Where the attack heard last began (16 kHz time, a window's centre).
     attack16: u64,
     grace_left: u32,
@@ -199,6 +204,7 @@ struct MelodyProc {
     loudness: ALoudness,
     /// Where a legato note began, from its partials.
     rise: PartialRise,
+    flux: flux::SpectralFlux,
     /// The newest hop's readings, written to the control outputs every sample.
     f0_hz: f32,
     voiced: f32,
