@@ -56,13 +56,17 @@ impl MelodyProc {
     pub(super) fn attack_note(&mut self, h: u64, rms: f32, voiced: bool, strict: Option<(f32, f32)>) -> Option<u8> {
         self.net.as_ref()?;
         self.since_attack = self.since_attack.saturating_add(1);
-        let flux = self.flux.measure(&self.buf[self.pos..self.pos + self.span]);
+        let flux = if self.flux_attacks {
+            self.flux.measure(&self.buf[self.pos..self.pos + self.span])
+        } else {
+            0.0
+        };
         if self.attack_left == 0 && self.since_attack >= ATTACK_COOLDOWN && rms >= self.gate {
             let lo = (1..=ATTACK_LOOK.min(h))
                 .map(|b| self.levels[((h - b) % LEVELS as u64) as usize])
                 .fold(f32::INFINITY, f32::min);
             // (Only in a periodic sound: noise, a breath or a bow's hiss, rises in its bins at random.)
-            let partials = self.flux_attacks && flux >= FLUX_ONSET && strict.is_some();
+            let partials = flux >= FLUX_ONSET && strict.is_some();
             if partials || rms >= ATTACK_RISE * lo {
                 self.flux_window = partials;
                 self.attack_left = ATTACK_HOPS;
