@@ -172,20 +172,22 @@ pub struct NetRunner {
     probs: Vec<f32>,
 }
 
+/// Control thread: a Hann window of `n` points without its zero end points (numpy's
+/// `hanning(n + 2)[1:-1]`), the window the network's features were trained with; the melody
+/// node's spectral flux uses it too.
+pub(crate) fn hann_inner(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|k| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * (k + 1) as f64 / (n + 1) as f64).cos()) as f32)
+        .collect()
+}
+
 impl NetRunner {
     /// Control thread: plans the FFTs and makes the buffers.
     pub fn new(net: Arc<PitchNet>) -> Self {
         let mut planner = RealFftPlanner::<f32>::new();
         let ffts: Vec<_> = SIZES.iter().map(|&n| planner.plan_fft_forward(n)).collect();
         let scratch_len = ffts.iter().map(|f| f.get_scratch_len()).max().unwrap_or(0);
-        let windows = SIZES
-            .iter()
-            .map(|&n| {
-                (0..n)
-                    .map(|k| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * (k + 1) as f64 / (n + 1) as f64).cos()) as f32)
-                    .collect()
-            })
-            .collect();
+        let windows = SIZES.iter().map(|&n| hann_inner(n)).collect();
         let (h1, h2) = match &net.kind {
             Kind::Perceptron(l) => (l[0].outputs, l[1].outputs),
             Kind::Harmonic(_) => (0, 0),

@@ -94,6 +94,16 @@ fn control_outputs() -> Vec<PortSpec> {
     vec![PortSpec::control("f0"), PortSpec::control("voiced"), PortSpec::control("loudness")]
 }
 
+/// Samples (16 kHz) of audio every reader of the hop needs at once: YIN (`ready`), the legato
+/// partials, the network (which reads `RISE_BACK` samples before its windows, an SBPNET03
+/// network) and the spectral flux.
+fn buffer_span(ready: usize) -> usize {
+    ready
+        .max(partial_rise::HISTORY)
+        .max(HISTORY + RISE_BACK)
+        .max(super::flux::FLUX_WINDOW)
+}
+
 /// Builds the tracker: with notes (`melody`) or only its control curves (`features`, whose
 /// parameters lack the note ones: those read as 0, are clamped to valid values, and no note is
 /// ever sent).
@@ -104,11 +114,7 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
     }
     let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
     let ready = (WIN + tau_max + 1).max(HISTORY);
-    // The network reads RISE_BACK samples before its windows (an SBPNET03 network).
-    let span = ready
-        .max(partial_rise::HISTORY)
-        .max(HISTORY + RISE_BACK)
-        .max(super::flux::FLUX_WINDOW);
+    let span = buffer_span(ready);
     // Without a model locator (an engine built without the models crate) YIN works alone.
     let net = (notes && p.bool("attack_net") && !ctx.dry_run)
         .then_some(ctx.locate_model)

@@ -32,12 +32,9 @@ impl SpectralFlux {
     pub(super) fn new() -> Self {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FLUX_WINDOW);
         let scratch = vec![Complex::default(); fft.get_scratch_len()];
-        let window = (0..FLUX_WINDOW)
-            .map(|k| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * (k + 1) as f64 / (FLUX_WINDOW + 1) as f64).cos()) as f32)
-            .collect();
         Self {
             fft,
-            window,
+            window: crate::pitchnet::hann_inner(FLUX_WINDOW),
             frame: vec![0.0; FLUX_WINDOW],
             spectrum: vec![Complex::default(); BINS],
             scratch,
