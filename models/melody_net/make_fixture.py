@@ -4,7 +4,8 @@ FluidSynth, mono 16-bit at 22050 Hz, and their notes: a nylon-guitar line (pluck
 network's first use), a slurred cello line (cello is never in the network's training
 material: a validation instrument of scripts/eval/make_families.py) and the guitar's line on
 FluidR3_GM's percussive organ (its 16-foot stop sounds an octave under each key: YIN alone
-reads that octave), no line in the evaluation set.
+reads that octave), and two held notes on that organ (the network names their keys only some
+hops after YIN starts them an octave under), no line in the evaluation set.
 
     .cache/eval-venv/bin/python models/melody_net/make_fixture.py
 """
@@ -26,6 +27,9 @@ NOTES = [(0.30, 0.62, 64), (0.62, 0.94, 67), (0.94, 1.26, 71), (1.26, 1.58, 69),
 # Slurred (each note ends where the next begins): steps, a leap, a turn, a held end.
 SLUR = [(0.30, 0.70, 57), (0.70, 1.10, 59), (1.10, 1.50, 60), (1.50, 1.90, 64), (1.90, 2.30, 62),
         (2.30, 2.70, 60), (2.70, 3.10, 59), (3.10, 3.80, 57)]
+
+# Two held organ notes, the line's first: no earlier note has shown the stop.
+HELD = [(0.20, 2.50, 62), (2.50, 4.80, 60)]
 
 
 def render(name, program, notes):
@@ -49,3 +53,4 @@ def render(name, program, notes):
 render("guitar_line", 24, NOTES)
 render("cello_slur", 42, SLUR)
 render("organ_line", 17, NOTES)
+render("organ_held", 17, HELD)

@@ -1,8 +1,9 @@
-//! `melody`: the pitch network's two uses. During an attack it names the note before YIN hears
+//! `melody`: the pitch network's three uses. During an attack it names the note before YIN hears
 //! a clean period (`attack_note`); before YIN starts a note it may hold it back, or name the
-//! octave above it (`net_verdict`).
-//! Runs on the audio thread, inside the processor's hop (at most two network runs a hop, no
-//! allocation).
+//! octave above it (`net_verdict`); early in a note YIN started it may move it up an octave
+//! (`octave_fix`).
+//! Runs on the audio thread, inside the processor's hop (the network runs at most once a hop,
+//! its answer shared by the three; no allocation).
 
 use super::{MelodyProc, ATTACK_COOLDOWN, ATTACK_LOOK, LEVELS, NET_VETO, RATE, WIN};
 
@@ -48,6 +49,22 @@ const OCTAVE_UP_P: f32 = 0.2;
 const FLUX_ONSET: f32 = 0.5;
 const FLUX_AGREE_MORE: u32 = 1;
 
+/// For its first `OCTAVE_FIX_HOPS` hops (200 ms), a note YIN started (or the network, in an
+/// attack) moves up an octave, its onset kept, when the network names the octave above it at
+/// `OCTAVE_FIX_P` or surer on `OCTAVE_FIX_CALLS` hops in a row: an organ's 16-foot stop read as
+/// the note while the network, early in the note, still named it too (`net_verdict` let it
+/// play), and named the key a few hops later. Validation FluidR3_GM / TimGM6mb / MuseScore, fast
+/// p90, and the organs (the train part's 17 and 19 on validation pieces, FluidR3_GM / TimGM6mb /
+/// MuseScore; BENCHMARKS.md fourteenth round): without 0.824 / 0.888 / 0.814, 46 / 48 ms, 0.634
+/// / 0.674 / 0.731; 25 hops, 0.8, 3 calls 0.824 / 0.890 / 0.813, 46 / 49 ms, 0.664 / 0.723 /
+/// 0.776; 50 hops, 0.8, 3 calls 0.824 / 0.890 / 0.813, 46 / 49, 0.663 / 0.744 / 0.783 (a
+/// tubular bell's octave: MuseScore's mallets 0.447 -> 0.438); 0.65 0.824 / 0.889 / 0.810, 0.668
+/// / 0.765 / 0.780; 50 hops, 0.8, 5 calls (kept) 0.824 / 0.888 / 0.814, 46 / 48 ms, 0.660 /
+/// 0.740 / 0.779.
+const OCTAVE_FIX_HOPS: u32 = 50;
+const OCTAVE_FIX_P: f32 = 0.8;
+const OCTAVE_FIX_CALLS: u32 = 5;
+
 impl MelodyProc {
     /// The attack detector and the pitch network, at hop `h` (level `rms`; `strict`: what YIN
     /// heard at its own threshold). Returns the note to start now, if the network names one
@@ -82,8 +99,7 @@ impl MelodyProc {
             // Too quiet for YIN's difference function this hop (it is not computed).
             return None;
         }
-        let net = self.net.as_mut()?;
-        let (note, p) = net.run(&self.buf[self.pos..self.pos + self.span]);
+        let (note, p) = self.net_at(h)?;
         let agree = self.net_agree + FLUX_AGREE_MORE * self.flux_window as u32;
         let sure = note.filter(|_| p >= self.net_confidence);
         if sure.is_some() && sure == self.net_note {
@@ -130,20 +146,55 @@ impl MelodyProc {
     /// the whole spectrum): none yet; or the octave above `k` when the network has named it
     /// (`OCTAVE_UP_P`) on `OCTAVE_UP_HOPS` calls in a row (an organ's 16-foot stop sounds an octave
     /// under the key, and is the sound's true period: YIN reads it; the network, trained on
-    /// organs labelled by their keys, names the key). At most two network runs a hop (this and
-    /// `attack_note`). (Taking the network's note at once when it is an octave from YIN's scored
+    /// organs labelled by their keys, names the key). (Taking the network's note at once when it is an octave from YIN's scored
     /// lower on the validation part: 0.717 / 0.754 up an octave only, 0.702 / 0.734 either way.)
-    pub(super) fn net_verdict(&mut self, k: u8) -> Option<u8> {
-        let Some(net) = self.net.as_mut() else {
+    pub(super) fn net_verdict(&mut self, k: u8, h: u64) -> Option<u8> {
+        let Some(named) = self.net_at(h) else {
             return Some(k);
         };
-        let named = net.run(&self.buf[self.pos..self.pos + self.span]);
         let up = matches!(named, (Some(n), p) if n == k + 12 && p >= OCTAVE_UP_P);
         self.up_count = if up { self.up_count + 1 } else { 0 };
         match named {
             (Some(n), _) if up && self.up_count >= OCTAVE_UP_HOPS => Some(n),
             (Some(n), p) if n != k && p >= NET_VETO => None,
             _ => Some(k),
+        }
+    }
+}
+
+impl MelodyProc {
+    /// The network's answer on the newest audio at hop `h` (None: no network). It runs once a
+    /// hop at most: `attack_note`, `net_verdict` and `octave_fix` share the answer.
+    fn net_at(&mut self, h: u64) -> Option<(Option<u8>, f32)> {
+        if self.net_hop != Some(h) {
+            let net = self.net.as_mut()?;
+            self.net_named = net.run(&self.buf[self.pos..self.pos + self.span]);
+            self.net_hop = Some(h);
+        }
+        Some(self.net_named)
+    }
+
+    /// Moves the sounding note up an octave (`OCTAVE_FIX_HOPS`), keeping its onset: a note-off
+    /// for it and a note-on for the octave above, stamped at the note's onset. From then on
+    /// YIN's reading an octave under it is that note (`octave_up`).
+    pub(super) fn octave_fix(&mut self, h: u64, rms: f32, now16: u64) {
+        let Some(a) = self.active.filter(|&a| a + 12 <= 127) else {
+            return;
+        };
+        if self.octave_up || self.active_hops > OCTAVE_FIX_HOPS {
+            self.fix_count = 0;
+            return;
+        }
+        let named = self.net_at(h);
+        let up = matches!(named, Some((Some(n), p)) if n == a + 12 && p >= OCTAVE_FIX_P);
+        self.fix_count = if up { self.fix_count + 1 } else { 0 };
+        if self.fix_count >= OCTAVE_FIX_CALLS {
+            let (onset, from) = (self.active_onset, self.active_from);
+            self.start_note(a + 12, rms, onset, now16);
+            self.active_from = from;
+            self.octave_up = true;
+            self.candidate = Some(a + 12);
+            self.fix_count = 0;
         }
     }
 }

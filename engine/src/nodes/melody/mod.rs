@@ -199,6 +199,11 @@ struct MelodyProc {
     /// The note the network named on the last hops, and on how many in a row.
     net_note: Option<u8>,
     net_count: u32,
+    /// The network's answer at hop `net_hop` (it runs once a hop at most).
+    net_hop: Option<u64>,
+    net_named: (Option<u8>, f32),
+    /// Hops in a row the network named the octave above the sounding note (`octave_fix`).
+    fix_count: u32,
     /// Whether notes go out (`melody`) or only the control curves (`features`).
     notes: bool,
     loudness: ALoudness,
@@ -405,7 +410,7 @@ impl MelodyProc {
         let ready = self.cand_count >= needed && (self.active != Some(k) || restrike);
         let play = match (ready, disputable) {
             (false, _) => None,
-            (true, true) => self.net_verdict(k),
+            (true, true) => self.net_verdict(k, h),
             (true, false) => Some(k),
         };
         let up = play.is_some_and(|note| note == k + 12);
@@ -422,6 +427,7 @@ impl MelodyProc {
             }
             self.regap = false;
         }
+        self.octave_fix(h, rms, now16);
         self.send_bend(p, k, clear, now16);
     }
 
