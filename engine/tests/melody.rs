@@ -379,7 +379,8 @@ fn a_slur_whose_blend_reads_as_no_pitch_is_placed_where_the_old_note_was_last_he
     // A2 fades out (60 ms) as C#3 fades in (60 ms) at 0.40 s: the blend of the two has no period
     // in range, so A2 ends and C#3 is heard only once it dominates; their partials lie too close
     // for a 32 ms window to tell them apart. C#3's onset goes back to where A2 was last heard
-    // clearly, not to where the blend ended. (The blend ends A2 when 4 unvoiced hops do.)
+    // clearly, not to where the blend ended. (A2 rings on through the blend, whose level falls:
+    // a decay YIN no longer reads is not a hop that heard A2, nor silence.)
     let sr = 48000u64;
     let g = graph(
         vec![
