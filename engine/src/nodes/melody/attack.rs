@@ -47,6 +47,12 @@ const OCTAVE_UP_P: f32 = 0.2;
 /// callback's median 68 -> 170 us); 0.5 with one more, periodic sound only (shipped) 0.824 /
 /// 0.888 / 0.814, 46 / 48 ms, 0.731.
 const FLUX_ONSET: f32 = 0.5;
+/// In a window a rise in level opened, a note the network names this surely needs one agreeing
+/// hop fewer (`net_agree_hops` 2, the default: it starts on the first hop it is named). Validation FluidR3_GM / TimGM6mb /
+/// MuseScore and fast-attack p90 (BENCHMARKS.md fourteenth round): never 0.827 / 0.892 / 0.817,
+/// 46 / 48 ms (median 28 / 29); 0.98 the same; 0.95 0.827 / 0.892 / 0.817, 46 / 47; 0.9 0.826 /
+/// 0.893 / 0.817, 46 / 46 (median 28 / 27); 0.85 0.822 / 0.889 / 0.813, 46 / 45.
+const NET_AT_ONCE: f32 = 0.9;
 const FLUX_AGREE_MORE: u32 = 1;
 
 /// For its first `OCTAVE_FIX_HOPS` hops (200 ms), a note YIN started (or the network, in an
@@ -101,6 +107,7 @@ impl MelodyProc {
         }
         let (note, p) = self.net_at(h)?;
         let agree = self.net_agree + FLUX_AGREE_MORE * self.flux_window as u32;
+        let agree = if p >= NET_AT_ONCE && !self.flux_window { agree - 1 } else { agree }.max(1);
         let sure = note.filter(|_| p >= self.net_confidence);
         if sure.is_some() && sure == self.net_note {
             self.net_count += 1;

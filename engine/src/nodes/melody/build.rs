@@ -67,7 +67,7 @@ pub(super) const PARAMS: &[ParamSpec] = &[
         1,
         4,
         2,
-        "hops (4 ms) in a row the network must name a note during an attack to start it (more: later notes, fewer wrong ones where the network misreads attacks)",
+        "hops (4 ms) in a row the network must name a note during an attack to start it, one fewer where it names it with probability 0.9 or more (more: later notes, fewer wrong ones where the network misreads attacks)",
     ),
     // On: validation FluidR3_GM / TimGM6mb / MuseScore 0.822 / 0.888 / 0.814 -> 0.824 / 0.888 /
     // 0.814, fast-attack p90 49 / 48 -> 46 / 48 ms; the test part 0.834 / 0.887 / 0.842 -> 0.833 /
