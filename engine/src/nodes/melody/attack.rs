@@ -47,13 +47,15 @@ const OCTAVE_UP_P: f32 = 0.2;
 /// callback's median 68 -> 170 us); 0.5 with one more, periodic sound only (shipped) 0.824 /
 /// 0.888 / 0.814, 46 / 48 ms, 0.731.
 const FLUX_ONSET: f32 = 0.5;
-/// In a window a rise in level opened, a note the network names this surely needs one agreeing
-/// hop fewer (`net_agree_hops` 2, the default: it starts on the first hop it is named). Validation FluidR3_GM / TimGM6mb /
-/// MuseScore and fast-attack p90 (BENCHMARKS.md fourteenth round): never 0.827 / 0.892 / 0.817,
-/// 46 / 48 ms (median 28 / 29); 0.98 the same; 0.95 0.827 / 0.892 / 0.817, 46 / 47; 0.9 0.826 /
-/// 0.893 / 0.817, 46 / 46 (median 28 / 27); 0.85 0.822 / 0.889 / 0.813, 46 / 45.
-const NET_AT_ONCE: f32 = 0.9;
 const FLUX_AGREE_MORE: u32 = 1;
+
+/// In a window a rise in level opened, a note the network names this surely needs one agreeing
+/// hop fewer (`net_agree_hops` 2, the default: it starts on the first hop it is named).
+/// Validation FluidR3_GM / TimGM6mb / MuseScore and fast-attack p90 (BENCHMARKS.md fourteenth
+/// round): never 0.827 / 0.892 / 0.817, 46 / 48 ms (median 28 / 29); 0.98 the same; 0.95 0.827 /
+/// 0.892 / 0.817, 46 / 47; 0.9 0.826 / 0.893 / 0.817, 46 / 46 (median 28 / 27); 0.85 0.822 /
+/// 0.889 / 0.813, 46 / 45.
+const NET_AT_ONCE: f32 = 0.9;
 
 /// For its first `OCTAVE_FIX_HOPS` hops (200 ms), a note YIN started (or the network, in an
 /// attack) moves up an octave, its onset kept, when the network names the octave above it at
@@ -153,8 +155,9 @@ impl MelodyProc {
     /// the whole spectrum): none yet; or the octave above `k` when the network has named it
     /// (`OCTAVE_UP_P`) on `OCTAVE_UP_HOPS` calls in a row (an organ's 16-foot stop sounds an octave
     /// under the key, and is the sound's true period: YIN reads it; the network, trained on
-    /// organs labelled by their keys, names the key). (Taking the network's note at once when it is an octave from YIN's scored
-    /// lower on the validation part: 0.717 / 0.754 up an octave only, 0.702 / 0.734 either way.)
+    /// organs labelled by their keys, names the key). (Taking the network's note at once when it
+    /// is an octave from YIN's scored lower on the validation part: 0.717 / 0.754 up an octave
+    /// only, 0.702 / 0.734 either way.)
     pub(super) fn net_verdict(&mut self, k: u8, h: u64) -> Option<u8> {
         let Some(named) = self.net_at(h) else {
             return Some(k);

@@ -104,6 +104,22 @@ fn buffer_span(ready: usize) -> usize {
         .max(super::flux::FLUX_WINDOW)
 }
 
+/// The pitch network, where notes go out and `attack_net` is on (a missing or damaged file: none,
+/// and the log says so). Without a model locator (an engine built without the models crate) YIN
+/// works alone.
+fn load_net(p: &Params, ctx: &BuildCtx, notes: bool) -> Option<NetRunner> {
+    (notes && p.bool("attack_net") && !ctx.dry_run)
+        .then_some(ctx.locate_model)
+        .flatten()
+        .and_then(|locate| {
+            locate("melody_net", "")
+                .and_then(|path| PitchNet::load(&path))
+                .map_err(|e| tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them"))
+                .ok()
+        })
+        .map(|net| NetRunner::new(std::sync::Arc::new(net)))
+}
+
 /// Builds the tracker: with notes (`melody`) or only its control curves (`features`, whose
 /// parameters lack the note ones: those read as 0, are clamped to valid values, and no note is
 /// ever sent).
@@ -115,17 +131,7 @@ pub(crate) fn build(p: &Params, ctx: &BuildCtx, notes: bool) -> Result<Built, St
     let tau_max = (RATE as f32 / lo).ceil() as usize + 1;
     let ready = (WIN + tau_max + 1).max(HISTORY);
     let span = buffer_span(ready);
-    // Without a model locator (an engine built without the models crate) YIN works alone.
-    let net = (notes && p.bool("attack_net") && !ctx.dry_run)
-        .then_some(ctx.locate_model)
-        .flatten()
-        .and_then(|locate| {
-            locate("melody_net", "")
-                .and_then(|path| PitchNet::load(&path))
-                .map_err(|e| tracing::warn!("melody: pitch network not used ({e}); notes start when YIN hears them"))
-                .ok()
-        })
-        .map(|net| NetRunner::new(std::sync::Arc::new(net)));
+    let net = load_net(p, ctx, notes);
     let tau_min = ((RATE as f32 / hi).floor() as usize).max(2);
     let gate = 10f32.powf(p.f32("gate_db") / 20.0);
     Ok(Built {
