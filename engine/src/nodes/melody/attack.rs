@@ -67,11 +67,13 @@ const NET_AT_ONCE: f32 = 0.9;
 /// / 0.674 / 0.731; 25 hops, 0.8, 3 calls 0.824 / 0.890 / 0.813, 46 / 49 ms, 0.664 / 0.723 /
 /// 0.776; 50 hops, 0.8, 3 calls 0.824 / 0.890 / 0.813, 46 / 49, 0.663 / 0.744 / 0.783 (a
 /// tubular bell's octave: MuseScore's mallets 0.447 -> 0.438); 0.65 0.824 / 0.889 / 0.810, 0.668
-/// / 0.765 / 0.780; 50 hops, 0.8, 5 calls (kept) 0.824 / 0.888 / 0.814, 46 / 48 ms, 0.660 /
-/// 0.740 / 0.779.
+/// / 0.765 / 0.780; 50 hops, 0.8, 5 calls 0.824 / 0.888 / 0.814, 46 / 48 ms, 0.660 / 0.740 /
+/// 0.779. With `NET_AT_ONCE` and the decay rule: 5 calls 0.826 / 0.893 / 0.817, 46 / 46 ms,
+/// 0.694 / 0.744 / 0.788; 4 calls (kept) 0.825 / 0.894 / 0.817, 46 / 46 ms, 0.693 / 0.756 /
+/// 0.787; 75 hops and 5 calls 0.826 / 0.892 / 0.817, 0.687 / 0.756 / 0.774.
 const OCTAVE_FIX_HOPS: u32 = 50;
 const OCTAVE_FIX_P: f32 = 0.8;
-const OCTAVE_FIX_CALLS: u32 = 5;
+const OCTAVE_FIX_CALLS: u32 = 4;
 
 impl MelodyProc {
     /// The attack detector and the pitch network, at hop `h` (level `rms`; `strict`: what YIN
