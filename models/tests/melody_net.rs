@@ -264,9 +264,9 @@ fn an_organ_line_plays_its_keys_not_the_sixteen_foot_stop_under_them() {
     // FluidR3_GM's percussive organ sounds a 16-foot stop as loud as the key's own: the sound's
     // period is an octave under each key, and YIN alone plays that octave. The network (trained
     // on organs labelled by their keys) names the keys; after it has named the octave above
-    // YIN's note on 2 calls in a row (`OCTAVE_UP_HOPS`) the node plays the key. With the network at least 7 of the
-    // 9 keys start within 50 ms and at most 2 notes more play; without it most notes come out
-    // an octave under their keys (what the fixture is for).
+    // YIN's note on 2 calls in a row (`OCTAVE_UP_HOPS`) the node plays the key. With the network
+    // at least 7 of the 9 keys start within 50 ms and at most 2 notes more play; without it most
+    // notes come out an octave under their keys (what the fixture is for).
     let truth = truth_of("organ_line");
     let found = |ons: &[(f64, f64, u8)], shift: u8| found_of(&truth, ons, shift, f64::INFINITY);
     let (ons, violations) = melody_notes("organ_line", true);
