@@ -54,7 +54,8 @@ const FLUX_AGREE_MORE: u32 = 1;
 /// Validation FluidR3_GM / TimGM6mb / MuseScore and fast-attack p90 (BENCHMARKS.md fourteenth
 /// round): never 0.827 / 0.892 / 0.817, 46 / 48 ms (median 28 / 29); 0.98 the same; 0.95 0.827 /
 /// 0.892 / 0.817, 46 / 47; 0.9 0.826 / 0.893 / 0.817, 46 / 46 (median 28 / 27); 0.85 0.822 /
-/// 0.889 / 0.813, 46 / 45.
+/// 0.889 / 0.813, 46 / 45; 0.9 in the flux's windows too 0.825 / 0.892 / 0.817, 44 / 45 (a lower
+/// mean: not taken).
 const NET_AT_ONCE: f32 = 0.9;
 
 /// For its first `OCTAVE_FIX_HOPS` hops (200 ms), a note YIN started (or the network, in an
