@@ -173,9 +173,7 @@ impl MelodyProc {
             _ => Some(k),
         }
     }
-}
 
-impl MelodyProc {
     /// The network's answer on the newest audio at hop `h` (None: no network). It runs once a
     /// hop at most: `attack_note`, `net_verdict` and `octave_fix` share the answer.
     fn net_at(&mut self, h: u64) -> Option<(Option<u8>, f32)> {

@@ -242,6 +242,7 @@ impl MelodyProc {
         self.push_event([0x90 | ch, k, vel], onset);
         self.active = Some(k);
         self.octave_up = false;
+        self.fix_count = 0;
         self.active_onset = onset;
         self.active_from = old;
         self.last_note = k;
