@@ -529,3 +529,39 @@ fn a_note_whose_odd_partials_weaken_is_not_the_octave_above_until_they_are_gone(
     // Gone (the octave above itself), it is played.
     assert_eq!(notes_of_samples("octave", a3_with_odd_partials(0.0, true), &[]), vec![57, 69]);
 }
+
+#[test]
+fn a_note_swelling_in_after_a_rest_is_placed_where_it_began() {
+    // A2 stops at 0.3 s; after a rest, C#3 swells in from silence at 0.6 s over 300 ms (a bow or
+    // a voice from nothing, a slow string section): its pitch is heard over 200 ms after it
+    // began. Its onset is placed where its own partials rose out of the rest, within the first
+    // quarter of the swell, not where its pitch was first heard (the code before placed it at
+    // its first hearing when the last note had ended over 100 ms before: 244 ms late).
+    let sr = 48000u64;
+    let g = graph(
+        vec![
+            triangle_voice("a", -24.0, 2.0, 20.0),
+            triangle_voice("b", -24.0, 300.0, 2.0),
+            node("mel", "melody", &[]),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
+    );
+    let start = sr * 3 / 5;
+    let events = vec![
+        (sr / 20, "a".to_string(), ScheduledEvent::Midi([0x90, 45, 100])),
+        (sr * 3 / 10, "a".to_string(), ScheduledEvent::Midi([0x80, 45, 0])),
+        (start, "b".to_string(), ScheduledEvent::Midi([0x90, 49, 100])),
+    ];
+    let r = render_guarded(&g, 1.4, events);
+    let ms = |t: u64| (t as f64 - start as f64) * 1e3 / sr as f64;
+    let all = midi_out(&r);
+    let on = |m: &[u8; 3]| m[0] & 0xf0 == 0x90 && m[2] > 0;
+    let &(sent, onset, _) = all
+        .iter()
+        .find(|(_, _, m)| on(m) && m[1] == 49)
+        .unwrap_or_else(|| panic!("C#3 played: {all:?}"));
+    eprintln!("C#3 sent {:.1} ms after it began, placed at {:.1} ms", ms(sent), ms(onset));
+    assert!(ms(sent) > 200.0, "the swell is heard late here: {:.1} ms", ms(sent));
+    assert!(ms(onset).abs() <= 75.0, "C#3 placed {:.1} ms from where it began", ms(onset));
+}

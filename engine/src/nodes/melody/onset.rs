@@ -4,7 +4,7 @@
 //! passage before it. Runs on the audio thread, inside the processor's hop (bounded work, no
 //! allocation).
 
-use super::{MelodyProc, HOP, LEVELS, WIN};
+use super::{partial_rise, MelodyProc, HOP, LEVELS, WIN};
 
 /// A note heard this many hops or fewer (200 ms) may be the passage into the next (`passing`).
 const PASSING_HOPS: u32 = 50;
@@ -21,6 +21,17 @@ const GAP_LEGATO: u64 = 1600;
 /// early). Mean onset F1 on the validation part, FluidR3_GM / TimGM6mb: no bound 0.716 /
 /// 0.820; 0 ms 0.732 / 0.819; 15 ms 0.732 / 0.820; 30 ms 0.732 / 0.821; 60 ms 0.730 / 0.821.
 const LEGATO_BACK: u64 = 480;
+
+/// A rise found only in a window that reaches back over the old note's onset places the new note
+/// at that onset only when the old note began at most this long ago (16 kHz samples: 256 ms): a
+/// short note there was a misreading of the new one's attack (a bell's), while over a longer one
+/// whose partials the new note's do not part from (A2 under C#3: the new note's own partials
+/// never rose, the old note's attack reads as their rise out of the silence before it) the old
+/// note was a note of its own. Validation part (onset F1 FluidR3_GM / TimGM6mb / MuseScore, with
+/// `LOOK_STEPS` 64 and notes after any gap): never 0.825 / 0.898 / 0.817, 200 ms 0.827 / 0.898 /
+/// 0.821, 256 ms 0.828 / 0.898 / 0.822, always 0.829 / 0.900 / 0.824 (but a slurred C#3 placed at
+/// the onset of the A2 before it, 356 ms early).
+const RISE_AT_OLD_ONSET_MAX: usize = 4096;
 
 impl MelodyProc {
     /// Where the attack of a note confirmed now began (16 kHz time): a slow attack (bowed,
@@ -94,19 +105,32 @@ impl MelodyProc {
     }
 
     /// Where legato note `new` began under the sounding `old` (16 kHz time), by its own partials
-    /// (`partial_rise`); no earlier than `old`'s onset.
+    /// (`partial_rise`); no earlier than `old`'s onset, and there only when `old` was short
+    /// (`RISE_AT_OLD_ONSET_MAX`).
     pub(super) fn rise_start(&mut self, old: u8, new: u8, now16: u64) -> Option<u64> {
         let limit = now16.saturating_sub(self.active_onset) as usize;
         let x = &self.buf[self.pos..self.pos + self.span];
         let back = self.rise.onset_back(x, new, old, limit)?;
+        // The window the rise was found in reached back over `old`'s onset.
+        let at_old_onset = back - partial_rise::ONSET_IN_WINDOW + partial_rise::STEP + partial_rise::WINDOW > limit;
+        if at_old_onset && limit > RISE_AT_OLD_ONSET_MAX {
+            return None;
+        }
         Some(now16.saturating_sub(back as u64))
     }
 
-    /// A note that starts just after the last one ended (a slur's blend read as no pitch for a
-    /// few hops ended it): legato all the same, placed by its partials like `rise_start`.
+    /// A note that starts after the last one ended, at another pitch: placed by its partials like
+    /// `rise_start` (out of the last note's release, or out of the rest). Whatever the gap: a slow
+    /// string's or a voice's slur read as no pitch for longer than `GAP_LEGATO` ended the old note
+    /// (FluidR3_GM's slow strings: a note found 290 ms after it began, 110 ms after the last
+    /// ended, was placed where YIN first heard it), and a mallet's note after its last one's tail
+    /// was given up rises out of it all the same. Validation part (onset F1 FluidR3_GM / TimGM6mb /
+    /// MuseScore, with `LOOK_STEPS` 64, before `RISE_AT_OLD_ONSET_MAX`): gaps up to 100 ms 0.826 /
+    /// 0.899 / 0.820, 300 ms 0.827 / 0.899 / 0.822, 500 ms 0.827 / 0.900 / 0.823, 1 s 0.828 /
+    /// 0.900 / 0.823, any 0.829 / 0.900 / 0.824 (mallets 0.594 / 0.643 / 0.463 -> 0.621 / 0.680 /
+    /// 0.518); with it, any gap: 0.828 / 0.898 / 0.822.
     pub(super) fn after_gap(&mut self, new: u8, now16: u64) -> Option<u64> {
-        let gap = now16.saturating_sub(self.last_off16);
-        if self.last_note == 0 || self.last_note == new || gap > GAP_LEGATO {
+        if self.last_note == 0 || self.last_note == new {
             return None;
         }
         self.rise_start(self.last_note, new, now16)

@@ -1,6 +1,6 @@
 //! Where a legato note began, and whether a note still sounds, from partials (`melody`). Runs on
-//! the audio thread, inside the `melody` processor: `onset_back` once per legato note change (at
-//! most `LOOK_STEPS` windows of `WINDOW` samples for each partial), `odd_over_even` on the hops
+//! the audio thread, inside the `melody` processor: `onset_back` once per note that follows
+//! another (at most `LOOK_STEPS` windows of `WINDOW` samples for each partial), `odd_over_even` on the hops
 //! an octave-up candidate waits (one window for each of six partials); fixed tables, no
 //! allocation.
 //!
@@ -14,9 +14,14 @@
 const RATE: f32 = 16000.0;
 /// Window (32 ms at 16 kHz: partials two semitones apart resolve from about 200 Hz).
 pub(crate) const WINDOW: usize = 512;
-/// Step between windows walking back (8 ms), and how many steps at most (256 ms).
-const STEP: usize = 128;
-pub(crate) const LOOK_STEPS: usize = 32;
+/// Step between windows walking back (8 ms), and how many steps at most (512 ms: a slow string
+/// section or a mallet's note is heard as its pitch up to 300 ms after it began). Validation part
+/// (onset F1 FluidR3_GM / TimGM6mb / MuseScore, BENCHMARKS.md fifteenth round): 32 steps 0.825 /
+/// 0.894 / 0.817, 48 0.826 / 0.897 / 0.819, 64 0.826 / 0.899 / 0.820, 96 as 64. The walk stops at
+/// the first window under the rise's level: its worst case (no rise found: 64 windows of six
+/// partials) is about 0.2 M multiply-adds, once per note.
+pub(crate) const STEP: usize = 128;
+pub(crate) const LOOK_STEPS: usize = 64;
 /// Samples of history it needs.
 pub(crate) const HISTORY: usize = WINDOW + STEP * LOOK_STEPS;
 /// Partials of the new note looked at (1..=PARTIALS), under this frequency.
@@ -37,7 +42,7 @@ const SWELL_STEPS: usize = 8;
 /// Where in the first window that hears the note (-9 dB) the note began, back from its end: a
 /// Hann window holds a quarter to a third of a steady sound's amplitude when the sound fills its
 /// last 37-45% (30%, 37% and 45% scored the same on the validation part).
-const ONSET_IN_WINDOW: usize = WINDOW * 37 / 100;
+pub(crate) const ONSET_IN_WINDOW: usize = WINDOW * 37 / 100;
 
 fn hz_of(midi: u8) -> f32 {
     440.0 * 2f32.powf((midi as f32 - 69.0) / 12.0)
@@ -168,6 +173,20 @@ mod tests {
         }
         let back = PartialRise::new().onset_back(&x, 71, 69, HISTORY).expect("found");
         assert!((back as i64 - 3200).abs() <= 800, "onset {back} samples back, began 3200 back");
+    }
+
+    #[test]
+    fn finds_a_note_that_began_400_ms_before_it_was_heard() {
+        // A4 throughout; B4 from 6400 samples (400 ms) back: further than the 256 ms the walk
+        // reached before, where a slow string section's note is still only just heard.
+        let mut x = vec![0.0; HISTORY];
+        tone(69, 0, HISTORY, &mut x);
+        tone(71, HISTORY - 6400, HISTORY, &mut x);
+        let back = PartialRise::new().onset_back(&x, 71, 69, HISTORY).expect("found");
+        assert!(
+            (back as i64 - 6400).abs() <= STEP as i64,
+            "onset {back} samples back, began 6400 back"
+        );
     }
 
     #[test]
