@@ -256,6 +256,20 @@ fn triangle_voice(id: &str, gain_db: f64, attack_ms: f64, release_ms: f64) -> No
     )
 }
 
+/// Voices `a` and `b` (their MIDI events sent to each by id) into `melody` (with `mel_params`);
+/// `a` alone to the output.
+fn a_then_b(a: NodeDesc, b: NodeDesc, mel_params: &[(&str, ParamValue)]) -> GraphDesc {
+    graph(
+        vec![
+            a,
+            b,
+            node("mel", "melody", mel_params),
+            node("out", "output", &[("channels", i(1))]),
+        ],
+        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
+    )
+}
+
 #[test]
 fn a_slurred_note_is_placed_where_it_began_under_the_last() {
     // A4 rings on (a 300 ms release) under B4, which comes in at 0.5 s over 60 ms (a slur, a
@@ -263,15 +277,7 @@ fn a_slurred_note_is_placed_where_it_began_under_the_last() {
     // it began, but the note-on's onset is placed where B4's own partials rose.
     let sr = 48000u64;
     let swell = |id: &str, attack_ms: f64, release_ms: f64| triangle_voice(id, -6.0, attack_ms, release_ms);
-    let g = graph(
-        vec![
-            swell("a", 2.0, 300.0),
-            swell("b", 60.0, 20.0),
-            node("mel", "melody", &[]),
-            node("out", "output", &[("channels", i(1))]),
-        ],
-        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
-    );
+    let g = a_then_b(swell("a", 2.0, 300.0), swell("b", 60.0, 20.0), &[]);
     let change = sr / 2;
     let events = vec![
         (4800, "a".to_string(), ScheduledEvent::Midi([0x90, 69, 100])),
@@ -327,15 +333,7 @@ fn a_flicker_in_the_rest_before_a_note_is_not_its_attack() {
 /// from each (on, off) pair of times in `a4_ms`; every note-on it played, for messages.
 fn b4_onset_after_a4(a4_ms: &[(u64, u64)]) -> (f64, Vec<(u64, u8)>) {
     let sr = 48000u64;
-    let g = graph(
-        vec![
-            triangle_voice("a", -12.0, 1.0, 1.0),
-            triangle_voice("b", -12.0, 1.0, 1.0),
-            node("mel", "melody", &[]),
-            node("out", "output", &[("channels", i(1))]),
-        ],
-        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
-    );
+    let g = a_then_b(triangle_voice("a", -12.0, 1.0, 1.0), triangle_voice("b", -12.0, 1.0, 1.0), &[]);
     let ms = |m: u64| sr * m / 1000;
     let mut events = Vec::new();
     for &(on, off) in a4_ms {
@@ -382,14 +380,10 @@ fn a_slur_whose_blend_reads_as_no_pitch_is_placed_where_the_old_note_was_last_he
     // clearly, not to where the blend ended. (A2 rings on through the blend, whose level falls:
     // a decay YIN no longer reads is not a hop that heard A2, nor silence.)
     let sr = 48000u64;
-    let g = graph(
-        vec![
-            triangle_voice("a", -12.0, 2.0, 60.0),
-            triangle_voice("b", -12.0, 60.0, 2.0),
-            node("mel", "melody", &[("off_hops", i(4))]),
-            node("out", "output", &[("channels", i(1))]),
-        ],
-        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
+    let g = a_then_b(
+        triangle_voice("a", -12.0, 2.0, 60.0),
+        triangle_voice("b", -12.0, 60.0, 2.0),
+        &[("off_hops", i(4))],
     );
     let change = sr * 2 / 5;
     let events = vec![
@@ -474,15 +468,7 @@ fn a_short_rough_pitch_is_not_a_note_and_a_short_clear_one_is() {
 /// `b` comes in on `to` over 40 ms as `a` lets go at 0.5 s: a legato change.
 fn legato_change(from: u8, to: u8) -> Vec<u8> {
     let sr = 48000u64;
-    let g = graph(
-        vec![
-            triangle_voice("a", -6.0, 2.0, 150.0),
-            triangle_voice("b", -6.0, 40.0, 20.0),
-            node("mel", "melody", &[]),
-            node("out", "output", &[("channels", i(1))]),
-        ],
-        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
-    );
+    let g = a_then_b(triangle_voice("a", -6.0, 2.0, 150.0), triangle_voice("b", -6.0, 40.0, 20.0), &[]);
     let change = sr / 2;
     let events = vec![
         (4800, "a".to_string(), ScheduledEvent::Midi([0x90, from, 100])),
@@ -538,15 +524,7 @@ fn a_note_swelling_in_after_a_rest_is_placed_where_it_began() {
     // quarter of the swell, not where its pitch was first heard (the code before placed it at
     // its first hearing when the last note had ended over 100 ms before: 244 ms late).
     let sr = 48000u64;
-    let g = graph(
-        vec![
-            triangle_voice("a", -24.0, 2.0, 20.0),
-            triangle_voice("b", -24.0, 300.0, 2.0),
-            node("mel", "melody", &[]),
-            node("out", "output", &[("channels", i(1))]),
-        ],
-        vec![conn("a", "mel"), conn("b", "mel"), conn("a", "out")],
-    );
+    let g = a_then_b(triangle_voice("a", -24.0, 2.0, 20.0), triangle_voice("b", -24.0, 300.0, 2.0), &[]);
     let start = sr * 3 / 5;
     let events = vec![
         (sr / 20, "a".to_string(), ScheduledEvent::Midi([0x90, 45, 100])),
