@@ -4,7 +4,7 @@
 //! passage before it. Runs on the audio thread, inside the processor's hop (bounded work, no
 //! allocation).
 
-use super::{partial_rise, MelodyProc, HOP, LEVELS, WIN};
+use super::{MelodyProc, HOP, LEVELS, WIN};
 
 /// A note heard this many hops or fewer (200 ms) may be the passage into the next (`passing`).
 const PASSING_HOPS: u32 = 50;
@@ -110,13 +110,12 @@ impl MelodyProc {
     pub(super) fn rise_start(&mut self, old: u8, new: u8, now16: u64) -> Option<u64> {
         let limit = now16.saturating_sub(self.active_onset) as usize;
         let x = &self.buf[self.pos..self.pos + self.span];
-        let back = self.rise.onset_back(x, new, old, limit)?;
-        // The window the rise was found in reached back over `old`'s onset.
-        let at_old_onset = back - partial_rise::ONSET_IN_WINDOW + partial_rise::STEP + partial_rise::WINDOW > limit;
-        if at_old_onset && limit > RISE_AT_OLD_ONSET_MAX {
+        let rise = self.rise.onset_back(x, new, old, limit)?;
+        if rise.window_back > limit && limit > RISE_AT_OLD_ONSET_MAX {
+            // Heard rising only in a window that reaches back over `old`'s onset.
             return None;
         }
-        Some(now16.saturating_sub(back as u64))
+        Some(now16.saturating_sub(rise.back as u64))
     }
 
     /// A note that starts after the last one ended, at another pitch: placed by its partials like

@@ -1,8 +1,8 @@
 //! Where a legato note began, and whether a note still sounds, from partials (`melody`). Runs on
 //! the audio thread, inside the `melody` processor: `onset_back` once per note that follows
-//! another (at most `LOOK_STEPS` windows of `WINDOW` samples for each partial), `odd_over_even` on the hops
-//! an octave-up candidate waits (one window for each of six partials); fixed tables, no
-//! allocation.
+//! another (at most `LOOK_STEPS` windows of `WINDOW` samples for each partial), `odd_over_even`
+//! on the hops an octave-up candidate waits (one window for each of six partials); fixed tables,
+//! no allocation.
 //!
 //! In a slurred line (bowed strings, voices, winds) the next note fades in under the last one,
 //! and YIN hears it as the pitch only once it dominates, 50-150 ms after it began. Its partials
@@ -20,7 +20,7 @@ pub(crate) const WINDOW: usize = 512;
 /// 0.894 / 0.817, 48 0.826 / 0.897 / 0.819, 64 0.826 / 0.899 / 0.820, 96 as 64. The walk stops at
 /// the first window under the rise's level: its worst case (no rise found: 64 windows of six
 /// partials) is about 0.2 M multiply-adds, once per note.
-pub(crate) const STEP: usize = 128;
+const STEP: usize = 128;
 pub(crate) const LOOK_STEPS: usize = 64;
 /// Samples of history it needs.
 pub(crate) const HISTORY: usize = WINDOW + STEP * LOOK_STEPS;
@@ -42,10 +42,18 @@ const SWELL_STEPS: usize = 8;
 /// Where in the first window that hears the note (-9 dB) the note began, back from its end: a
 /// Hann window holds a quarter to a third of a steady sound's amplitude when the sound fills its
 /// last 37-45% (30%, 37% and 45% scored the same on the validation part).
-pub(crate) const ONSET_IN_WINDOW: usize = WINDOW * 37 / 100;
+const ONSET_IN_WINDOW: usize = WINDOW * 37 / 100;
 
 fn hz_of(midi: u8) -> f32 {
     440.0 * 2f32.powf((midi as f32 - 69.0) / 12.0)
+}
+
+/// Where a note began by its partials' rise (`onset_back`), in samples back from now.
+pub(crate) struct Rise {
+    /// Where the note began.
+    pub(crate) back: usize,
+    /// Where the window it was found rising in begins (further back than `back`).
+    pub(crate) window_back: usize,
 }
 
 pub(crate) struct PartialRise {
@@ -82,10 +90,11 @@ impl PartialRise {
         total
     }
 
-    /// Samples back from now (the end of `x`, 16 kHz, oldest first, at least `HISTORY` long)
-    /// where note `new`, which took over from `old`, began; at most `limit` samples back. None
+    /// Where, back from now (the end of `x`, 16 kHz, oldest first, at least `HISTORY` long), note
+    /// `new`, which took over from `old`, began; the windows walked end at most `limit` samples
+    /// back (and begin up to `WINDOW` further). None
     /// when `new` has no partial apart from `old`'s (an octave or twelfth) or nothing sounds.
-    pub(crate) fn onset_back(&mut self, x: &[f32], new: u8, old: u8, limit: usize) -> Option<usize> {
+    pub(crate) fn onset_back(&mut self, x: &[f32], new: u8, old: u8, limit: usize) -> Option<Rise> {
         debug_assert!(x.len() >= HISTORY);
         let (f_new, f_old) = (hz_of(new), hz_of(old));
         let mut n = 0;
@@ -112,7 +121,11 @@ impl PartialRise {
         // A slow swell (a string section, a pad, a voice) is 9 dB under now well after it
         // began: its start is where it was 15 dB under, if that lies a little further back.
         let swell = (rose..=steps.min(rose + SWELL_STEPS)).find(|&j| self.energy(&x[..x.len() - j * STEP], n) < now * SWELL_RATIO);
-        Some((swell.unwrap_or(rose) - 1) * STEP + ONSET_IN_WINDOW)
+        let j = swell.unwrap_or(rose);
+        Some(Rise {
+            back: (j - 1) * STEP + ONSET_IN_WINDOW,
+            window_back: j * STEP + WINDOW,
+        })
     }
 
     /// The energy of note `note`'s odd partials (1, 3, 5) over its even ones (2, 4, 6) in the
@@ -152,7 +165,7 @@ mod tests {
         let mut x = vec![0.0; HISTORY];
         tone(69, 0, HISTORY, &mut x);
         tone(71, HISTORY - began, HISTORY, &mut x);
-        let back = PartialRise::new().onset_back(&x, 71, 69, HISTORY).expect("found");
+        let back = PartialRise::new().onset_back(&x, 71, 69, HISTORY).expect("found").back;
         assert!(
             (back as i64 - began as i64).abs() <= STEP as i64,
             "onset {back} samples back, began {began} back"
@@ -177,7 +190,7 @@ mod tests {
         for (k, (v, s)) in x.iter_mut().zip(&swell).enumerate().skip(HISTORY - 3200) {
             *v += s * (k + 3200 - HISTORY) as f32 / 3200.0;
         }
-        let back = PartialRise::new().onset_back(&x, 71, 69, HISTORY).expect("found");
+        let back = PartialRise::new().onset_back(&x, 71, 69, HISTORY).expect("found").back;
         assert!((back as i64 - 3200).abs() <= 800, "onset {back} samples back, began 3200 back");
     }
 
@@ -193,13 +206,13 @@ mod tests {
         let mut x = vec![0.0; HISTORY];
         tone(57, 0, HISTORY, &mut x);
         tone(69, HISTORY - 1200, HISTORY, &mut x);
-        assert_eq!(PartialRise::new().onset_back(&x, 69, 57, HISTORY), None);
+        assert!(PartialRise::new().onset_back(&x, 69, 57, HISTORY).is_none());
     }
 
     #[test]
     fn a_note_sounding_all_along_is_not_placed_anywhere() {
         let mut x = vec![0.0; HISTORY];
         tone(71, 0, HISTORY, &mut x);
-        assert_eq!(PartialRise::new().onset_back(&x, 71, 69, HISTORY), None);
+        assert!(PartialRise::new().onset_back(&x, 71, 69, HISTORY).is_none());
     }
 }
