@@ -49,6 +49,8 @@ const SWELL_STEPS: usize = 8;
 /// crosses both within a step of the windows' own smoothing; extrapolated, a legato note that
 /// enters at once was placed 9 ms early): 0.828 / 0.902 / 0.836 (bowed 0.554 / 0.772 / 0.761).
 const SWELL_EXTEND: usize = 8;
+/// Windows at least between a swell's -9 and -15 dB points for it to be extrapolated (above).
+const SWELL_APART: usize = 2;
 /// Where in the first window that hears the note (-9 dB) the note began, back from its end: a
 /// Hann window holds a quarter to a third of a steady sound's amplitude when the sound fills its
 /// last 37-45% (30%, 37% and 45% scored the same on the validation part).
@@ -132,7 +134,7 @@ impl PartialRise {
         // began: its start is where it was 15 dB under, if that lies a little further back.
         let swell = (rose..=steps.min(rose + SWELL_STEPS)).find(|&j| self.energy(&x[..x.len() - j * STEP], n) < now * SWELL_RATIO);
         let j = match swell {
-            Some(s) if s >= rose + 2 => self.swell_start(x, n, now, rose, s, steps),
+            Some(s) if s >= rose + SWELL_APART => self.swell_start(x, n, now, rose, s, steps),
             _ => swell.unwrap_or(rose),
         };
         Some(Rise {
