@@ -4,11 +4,8 @@ an attack (`attack.rs`), or YIN (and then how far the network got: no attack hea
 the sounding note, named the note once but not twice in a row, YIN clearly heard another, the
 note not a period of the sound, its octave or twelfth periodic instead). Needs a binary built
 with `attack_paths.diff` applied (a measuring build, never shipped: it writes that code as each
-note's velocity, and reads `SB_EXP_AGREE`, `SB_EXP_HOPS`, `SB_EXP_RISE`, `SB_EXP_HF` for the
-hops the network must agree, the hops after an attack it may name a note, the attack's rise in
-level, and a rise of the high end that also marks an attack). Single lines of the fast-attack
-families only; notes matched to the reference by mir_eval at 50 ms; latency is when the note-on
-was emitted minus its true onset.
+note's velocity). Single lines of the fast-attack families only; notes matched to the
+reference by mir_eval at 50 ms; latency is when the note-on was emitted minus its true onset.
 
     git apply scripts/eval/attack_paths.diff && cargo build --release -p stagebox
     .cache/eval-venv/bin/python scripts/eval/attack_paths.py .cache/eval/families-val6
