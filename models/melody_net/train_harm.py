@@ -30,6 +30,10 @@ rose over the last 32 ms (the same spectra of the window that ended `RISE_BACK` 
 scaled by the newest window's peak, follow the features; a note struck over one still ringing
 rises, the ringing one does not); its frames are cached apart (frames_rise.npz); `--export` with
 `--rise` writes `SBPNET03`.
+
+`--early-weight W` (BENCHMARKS.md, sixteenth round; not the shipped network): each frame in the
+first `--early-ms` of its note counts W times in the loss, so that a fine-tune (`--init`) learns
+to name a note sooner after its onset; the frames' ages come from onset_ages.py.
 """
 import argparse
 import os
@@ -253,6 +257,8 @@ def main():
     ap.add_argument("--organ-weight", type=int, default=1, help="times each organ frame is seen a pass")
     ap.add_argument("--ratios", choices=sorted(RATIO_SETS), default="base")
     ap.add_argument("--rise", action="store_true", help="each note also reads how much its harmonics rose in the last 32 ms (SBPNET03)")
+    ap.add_argument("--early-weight", type=float, default=1.0, help="weight of the frames in a note's first --early-ms (their ages: onset_ages.py)")
+    ap.add_argument("--early-ms", type=float, default=24.0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -273,14 +279,20 @@ def main():
         held_report(model_predict(model.eval()), d, f"start ({a.init})")
     print(f"HarmNet width {a.width}, ratios {a.ratios}: {sum(p.numel() for p in model.parameters())} parameters, {model.multiply_adds()} multiply-adds a run", flush=True)
     X, Y = torch.from_numpy(d["X"]), torch.from_numpy(d["Y"].astype(np.int64))
+    W = torch.ones(len(Y))
+    if a.early_weight != 1.0:
+        age = torch.from_numpy(np.load(os.path.join(OUT, "ages.npz"))["age"])
+        assert len(age) == len(Y), "ages.npz was made for other frames"
+        W[(age >= 0) & (age < a.early_ms / 1000)] = a.early_weight
     if a.organ_weight > 1:  # the organ lines' frames repeated: a few lines among thousands
         organ = torch.from_numpy(np.flatnonzero(d["P"] == base.ORGAN))
         X = torch.cat([X] + [X[organ]] * (a.organ_weight - 1))
         Y = torch.cat([Y] + [Y[organ]] * (a.organ_weight - 1))
+        W = torch.cat([W] + [W[organ]] * (a.organ_weight - 1))
     steps = a.epochs * (len(Y) // a.batch)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=steps, pct_start=0.05)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
     g = torch.Generator().manual_seed(0)
     for epoch in range(a.epochs):
         perm = torch.randperm(len(Y), generator=g)
@@ -288,7 +300,7 @@ def main():
         model.train()
         for k in range(len(Y) // a.batch):
             idx = perm[k * a.batch : (k + 1) * a.batch]
-            loss = loss_fn(model(X[idx].float()), Y[idx])
+            loss = (loss_fn(model(X[idx].float()), Y[idx]) * W[idx]).sum() / W[idx].sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
