@@ -39,6 +39,7 @@ import argparse
 import os
 import sys
 import time
+import zlib
 
 import numpy as np
 import torch
@@ -162,11 +163,53 @@ def features_with_rise(y, ends):
     return np.concatenate([now, past], 1).astype(np.float16)
 
 
-def frames(rise=False):
+def sub_octave(y, notes, rng):
+    """`y` (16 kHz) with a sound an octave under each of its notes: a sine at half the note's
+    frequency (an organ's 16-foot stop, a saxophone's subtone), on some clips the fifth above it
+    too (the 5 1/3-foot stop), following the clip's own level at 6-20 dB under it. The label
+    stays the note: the key, not the lowest period."""
+    level = np.sqrt(np.convolve(y * y, np.ones(192) / 192, "same"))
+    gain = 10 ** (rng.uniform(-20, -6) / 20)
+    fifth = 10 ** (-rng.uniform(0, 10) / 20) if rng.uniform() < 0.4 else 0.0
+    out = y.astype(np.float64)
+    for s, e, p, _ in notes:
+        n0, n1 = int(s * base.R), min(len(y), int((e + 0.05) * base.R))
+        if n1 <= n0:
+            continue
+        t = np.arange(n1 - n0) / base.R
+        f = 440.0 * 2 ** ((p - 69) / 12) / 2
+        tone = np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+        if fifth and 3 * f < 7800:
+            tone += fifth * np.sin(2 * np.pi * 3 * f * t + rng.uniform(0, 2 * np.pi))
+        out[n0:n1] += np.sqrt(2) * gain * np.clip(t / 0.005, 0, 1) * tone * level[n0:n1]
+    return out.astype(np.float32)
+
+
+def with_sub_octaves(clips, share):
+    """base.load16 replaced, for `frames`: a share of the SoundFont lines outside the held-out
+    ones gain `sub_octave` (their own random stream, seeded by the file's name, so the frames'
+    stream and picks stay those of the plain frames)."""
+    lines = {wav: (notes, program, rep) for wav, notes, program, rep in clips}
+    plain = base.load16
+
+    def load16(wav):
+        y = plain(wav)
+        notes, program, rep = lines[wav]
+        rng = np.random.default_rng(zlib.crc32(os.path.basename(wav).encode()))
+        if program not in (base.ORGAN, base.SYNTH) and (program + rep) % 8 != 0 and rng.uniform() < share:
+            y = sub_octave(y, notes, rng)
+        return y
+
+    base.load16 = load16
+
+
+def frames(rise=False, sub_octaves=0.0):
     """train.py's frames, all of them (the fine-tunes' organ and random-instrument lines with the
-    SoundFont lines), cached as float16; with `rise`, each with its past spectra too."""
+    SoundFont lines), cached as float16; with `rise`, each with its past spectra too; with
+    `sub_octaves`, that share of the SoundFont lines with a sound an octave under each note."""
     os.makedirs(OUT, exist_ok=True)
-    cache = os.path.join(OUT, "frames_rise.npz" if rise else "frames.npz")
+    name = ("frames_rise" if rise else "frames") + (f"_sub{round(100 * sub_octaves)}" if sub_octaves else "")
+    cache = os.path.join(OUT, name + ".npz")
     if rise:
         base.features = features_with_rise
     if os.path.exists(cache):
@@ -174,6 +217,8 @@ def frames(rise=False):
         return {k: z[k] for k in z.files}
     rng = np.random.default_rng(20261126)
     clips = base.render_all(rng, organs=True, synths=True)
+    if sub_octaves:
+        with_sub_octaves(clips, sub_octaves)
     held, train = base.dataset(clips, rng)
     d = {
         "X": np.concatenate([a for a, *_ in train]).astype(np.float16),
@@ -259,6 +304,7 @@ def main():
     ap.add_argument("--rise", action="store_true", help="each note also reads how much its harmonics rose in the last 32 ms (SBPNET03)")
     ap.add_argument("--early-weight", type=float, default=1.0, help="weight of the frames in a note's first --early-ms (their ages: onset_ages.py)")
     ap.add_argument("--early-ms", type=float, default=24.0)
+    ap.add_argument("--sub-octaves", type=float, default=0.0, help="share of the SoundFont lines given a sound an octave under each note (sub_octave)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -269,7 +315,7 @@ def main():
         export(model, a.out, a.ref)
         return
     t0 = time.time()
-    d = frames(a.rise)
+    d = frames(a.rise, a.sub_octaves)
     print(f"{len(d['Y'])} training frames, {len(d['hY'])} held out ({time.time() - t0:.0f} s)", flush=True)
     if open(os.path.join(HERE, "net.bin"), "rb").read(8) == b"SBPNET01":
         held_report(shipped_predict, d, "shipped net.bin (perceptron)")
