@@ -76,6 +76,33 @@ const OCTAVE_FIX_HOPS: u32 = 50;
 const OCTAVE_FIX_P: f32 = 0.8;
 const OCTAVE_FIX_CALLS: u32 = 4;
 
+/// While the network names the octave above YIN's new note at least this surely (and at least
+/// `OCTAVE_UP_P`), but not yet on `OCTAVE_UP_HOPS` calls, the note waits a hop (within the veto's
+/// bound): played at once, an organ's note read by its 16-foot stop sounded an octave low for
+/// 20-40 ms before the network's second naming or `octave_fix` moved it up, an extra note.
+/// Validation FluidR3_GM / TimGM6mb / MuseScore, fast p90, and the organs view (BENCHMARKS.md
+/// sixteenth round): never (as `NET_VETO`, 0.5) 0.828 / 0.902 / 0.836, 47 / 48 ms, 0.739 / 0.736
+/// / 0.780; 0.42 0.827 / 0.902 / 0.837, 46 / 48 ms, 0.739 / 0.748 / 0.793; 0.35 0.828 / 0.904 /
+/// 0.837, 46 / 48 ms, 0.743 / 0.752 / 0.806; 0.28 0.827 / 0.904 / 0.837, 46 / 46 ms, 0.741 /
+/// 0.754 / 0.807; 0.2 0.825 / 0.904 / 0.834 (a tubular bell's or a music box's octave holds
+/// their notes back: mallets 0.608 / 0.656 / 0.508 -> 0.577 / 0.666 / 0.482).
+const OCTAVE_WAIT_P: f32 = 0.35;
+
+/// What YIN's new note `k` becomes, given the network's answer `named` (its likeliest note and
+/// that note's probability) and the calls in a row before this one on which it named the octave
+/// above (`up_before`): the note to play (None: wait a hop) and the new count (`net_verdict`).
+fn verdict(k: u8, named: (Option<u8>, f32), up_before: u32) -> (Option<u8>, u32) {
+    let up = matches!(named, (Some(n), p) if n == k + 12 && p >= OCTAVE_UP_P);
+    let up_count = if up { up_before + 1 } else { 0 };
+    let play = match named {
+        (Some(n), _) if up && up_count >= OCTAVE_UP_HOPS => Some(n),
+        (Some(_), p) if up && p >= OCTAVE_WAIT_P => None,
+        (Some(n), p) if n != k && p >= NET_VETO => None,
+        _ => Some(k),
+    };
+    (play, up_count)
+}
+
 impl MelodyProc {
     /// The attack detector and the pitch network, at hop `h` (level `rms`; `strict`: what YIN
     /// heard at its own threshold). Returns the note to start now, if the network names one
@@ -158,20 +185,17 @@ impl MelodyProc {
     /// the whole spectrum): none yet; or the octave above `k` when the network has named it
     /// (`OCTAVE_UP_P`) on `OCTAVE_UP_HOPS` calls in a row (an organ's 16-foot stop sounds an octave
     /// under the key, and is the sound's true period: YIN reads it; the network, trained on
-    /// organs labelled by their keys, names the key). (Taking the network's note at once when it
+    /// organs labelled by their keys, names the key; while it names it at `OCTAVE_WAIT_P` or
+    /// surer, not yet on enough calls, `k` waits). (Taking the network's note at once when it
     /// is an octave from YIN's scored lower on the validation part: 0.717 / 0.754 up an octave
     /// only, 0.702 / 0.734 either way.)
     pub(super) fn net_verdict(&mut self, k: u8, h: u64) -> Option<u8> {
         let Some(named) = self.net_at(h) else {
             return Some(k);
         };
-        let up = matches!(named, (Some(n), p) if n == k + 12 && p >= OCTAVE_UP_P);
-        self.up_count = if up { self.up_count + 1 } else { 0 };
-        match named {
-            (Some(n), _) if up && self.up_count >= OCTAVE_UP_HOPS => Some(n),
-            (Some(n), p) if n != k && p >= NET_VETO => None,
-            _ => Some(k),
-        }
+        let (play, up_count) = verdict(k, named, self.up_count);
+        self.up_count = up_count;
+        play
     }
 
     /// The network's answer on the newest audio at hop `h` (None: no network). It runs once a
@@ -207,5 +231,32 @@ impl MelodyProc {
             self.candidate = Some(a + 12);
             self.fix_count = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_waits_while_the_octave_above_is_named_surely_but_once() {
+        // YIN reads A3 (57); the network names A4 (69) at 0.4: not yet twice, so A3 waits.
+        assert_eq!(verdict(57, (Some(69), 0.4), 0), (None, 1));
+        // Named again: the octave above plays.
+        assert_eq!(verdict(57, (Some(69), 0.4), 1), (Some(69), 2));
+    }
+
+    #[test]
+    fn a_note_plays_when_the_octave_above_is_named_only_faintly_or_not_at_all() {
+        // Under OCTAVE_WAIT_P the octave above counts towards OCTAVE_UP_HOPS but holds nothing.
+        assert_eq!(verdict(57, (Some(69), 0.25), 0), (Some(57), 1));
+        assert_eq!(verdict(57, (Some(57), 0.9), 1), (Some(57), 0));
+        assert_eq!(verdict(57, (None, 0.9), 1), (Some(57), 0));
+    }
+
+    #[test]
+    fn a_note_waits_while_another_is_named_surely() {
+        assert_eq!(verdict(57, (Some(59), 0.6), 0), (None, 0));
+        assert_eq!(verdict(57, (Some(59), 0.4), 0), (Some(57), 0));
     }
 }
