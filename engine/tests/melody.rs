@@ -543,3 +543,25 @@ fn a_note_swelling_in_after_a_rest_is_placed_where_it_began() {
     assert!(ms(sent) > 200.0, "the swell is heard late here: {:.1} ms", ms(sent));
     assert!(ms(onset).abs() <= 75.0, "C#3 placed {:.1} ms from where it began", ms(onset));
 }
+
+/// One second at 48 kHz of partials of `f_hz` at the given multiples, amplitude 0.1 each.
+fn partials_of(f_hz: f64, multiples: &[f64]) -> Vec<f32> {
+    (0..48000)
+        .map(|n| {
+            let t = n as f64 / 48000.0;
+            let sum: f64 = multiples.iter().map(|m| (2.0 * std::f64::consts::PI * f_hz * m * t).sin()).sum();
+            (0.1 * sum) as f32
+        })
+        .collect()
+}
+
+#[test]
+fn an_organ_note_read_by_its_16_foot_stop_is_played_by_its_key() {
+    // A3's key on an organ with its 16-, 8-, 5 1/3-, 4-, 2 2/3- and 2-foot stops out: the
+    // sound's period is A2's; read there, it has even partials above the fourth and no odd ones.
+    let organ = partials_of(220.0, &[0.5, 1.0, 1.5, 2.0, 3.0, 4.0]);
+    assert_eq!(notes_of_samples("organ-16-foot", organ, &[]), vec![57]);
+    // A2 played by an instrument (partials 1-8, odd ones among them) stays A2.
+    let low = partials_of(110.0, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+    assert_eq!(notes_of_samples("a2-all-partials", low, &[]), vec![45]);
+}

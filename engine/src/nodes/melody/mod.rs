@@ -91,6 +91,24 @@ const BLEND_HOPS: u32 = 25;
 /// voices 0.741 -> 0.797, plucked 0.896 -> 0.916).
 const ODD_EVEN: f32 = 0.03;
 
+/// An organ's stops sound at the key's pitch times 1/2 (16-foot), 1, 3/2, 2, 3, 4, 5, 6 and 8:
+/// with the 16-foot stop out, the sound's period is an octave under the key, and YIN (and often
+/// the network) reads that. Read on that lower note, such a sound has even partials above the
+/// fourth (the key's 3rd, 4th, 5th... harmonics) and no odd ones (5, 7, 9, 11: 5/2, 7/2... of the
+/// key, which no stop sounds), where an instrument's own note has both. So a new note whose
+/// even partials 6-12 hold at least `ORGAN_EVEN` of the energy of its partials 1-4 (-20 dB) while
+/// its odd partials 5-11 stay under `ORGAN_ODD` of the even ones (-15 dB) is played as the key an
+/// octave above (`keyed`). Validation FluidR3_GM / TimGM6mb / MuseScore onset F1, the organs
+/// view (the train part's organs 17 and 19 on validation pieces, the same three SoundFonts) and
+/// the synthetic organs (train.py's drawbar organ, three registrations a line, on the same
+/// pieces: `make_synth_organs.py`) (BENCHMARKS.md sixteenth round): never 0.828 / 0.904 / 0.837,
+/// 0.743 / 0.752 / 0.806, 0.633; 0.01 and 0.03 (shipped) 0.828 / 0.904 / 0.838, 0.777 / 0.852 /
+/// 0.859, 0.768; 0.01 and 0.01 0.828 / 0.905 / 0.839, 0.774 / 0.842 / 0.840, 0.770; 0.03 and
+/// 0.03 0.828 / 0.905 / 0.838, 0.776 / 0.852 / 0.859, 0.737; 0.01 and 0.1 0.826 / 0.901 / 0.829
+/// (brass, reeds and plucked read as organs); 0.003 and 0.03 0.824 / 0.902 / 0.835 (mallets).
+const ORGAN_EVEN: f32 = 0.01;
+const ORGAN_ODD: f32 = 0.03;
+
 /// Where, within each `frame`-sample stretch of a node's life, the tracker's hops end (its
 /// control outputs change): a hop ends on the engine sample whose push makes the resampler emit
 /// the hop's last 16 kHz sample. A node that reads these outputs every 4 ms (`timbre`) frames on
@@ -318,7 +336,10 @@ impl MelodyProc {
         }
         .map_or(onset, |r| r.min(onset));
         self.fast_onset = onset;
-        self.guard = self.start_note(k, rms, onset, now16);
+        let key = self.keyed(k);
+        self.guard = self.start_note(key, rms, onset, now16);
+        self.octave_up = key != k;
+        let k = key;
         self.guard_left = GUARD_HOPS;
         self.grace_left = GRACE_HOPS;
         self.candidate = Some(k);
@@ -429,6 +450,7 @@ impl MelodyProc {
             (true, true) => self.net_verdict(k, h),
             (true, false) => Some(k),
         };
+        let play = play.map(|n| if n == k { self.keyed(k) } else { n });
         let up = play.is_some_and(|note| note == k + 12);
         if up && self.active == play {
             // YIN reads the sounding note an octave below: it goes on.
@@ -453,6 +475,21 @@ impl MelodyProc {
         match self.active {
             Some(a) if self.octave_up && (f + 12.0 - a as f32).abs() < 0.8 => f + 12.0,
             _ => f,
+        }
+    }
+
+    /// The note to start where YIN (or the network) names `k`: `k`, or the key an octave above
+    /// it where `k` sounds like an organ's 16-foot stop (`ORGAN_EVEN`, `ORGAN_ODD`).
+    fn keyed(&mut self, k: u8) -> u8 {
+        if k + 12 > 127 || (k + 12) as f32 > self.highest_note {
+            return k;
+        }
+        let x = &self.buf[self.pos..self.pos + self.span];
+        let (low, odd, even) = self.rise.upper_partials(x, k);
+        if even > ORGAN_EVEN * low && odd < ORGAN_ODD * even {
+            k + 12
+        } else {
+            k
         }
     }
 

@@ -173,6 +173,26 @@ impl PartialRise {
         }
         energy[1] / energy[0].max(1e-12)
     }
+
+    /// The energy of note `note`'s partials 1-4, of its odd partials 5-11 and of its even
+    /// partials 6-12 (those under `TOP_HZ`) in the newest window of `x`.
+    pub(crate) fn upper_partials(&mut self, x: &[f32], note: u8) -> (f32, f32, f32) {
+        let f = hz_of(note);
+        let (mut low, mut odd, mut even) = (0.0f32, 0.0f32, 0.0f32);
+        for h in 1..=12usize {
+            if f * h as f32 > TOP_HZ {
+                break;
+            }
+            self.coefs[0] = 2.0 * (2.0 * std::f32::consts::PI * f * h as f32 / RATE).cos();
+            let e = self.energy(x, 1);
+            match h {
+                1..=4 => low += e,
+                _ if h % 2 == 1 => odd += e,
+                _ => even += e,
+            }
+        }
+        (low, odd, even)
+    }
 }
 
 #[cfg(test)]
