@@ -265,8 +265,11 @@ fn an_organ_line_plays_its_keys_not_the_sixteen_foot_stop_under_them() {
     // period is an octave under each key, and YIN alone plays that octave. The network (trained
     // on organs labelled by their keys) names the keys; after it has named the octave above
     // YIN's note on 2 calls in a row (`OCTAVE_UP_HOPS`) the node plays the key. With the network
-    // at least 7 of the 9 keys start within 50 ms and at most 2 notes more play; without it most
-    // notes come out an octave under their keys (what the fixture is for).
+    // at least 7 of the 9 keys start within 50 ms and at most 2 notes more play. Without it, the
+    // line's first notes come out an octave under their keys (the stop is what the fixture is
+    // for), and the organ rule (`keyed`: even partials above the fourth, no odd ones, on the note
+    // YIN reads) plays at least 5 keys (before that rule, YIN alone played 5 or more of them an
+    // octave under).
     let truth = truth_of("organ_line");
     let found = |ons: &[(f64, f64, u8)], shift: u8| found_of(&truth, ons, shift, f64::INFINITY);
     let (ons, violations) = melody_notes("organ_line", true);
@@ -279,19 +282,23 @@ fn an_organ_line_plays_its_keys_not_the_sixteen_foot_stop_under_them() {
     println!("YIN alone: note-ons {ons:?}");
     let below = found(&ons, 12);
     assert!(
-        below >= 5,
-        "YIN alone played only {below} of the keys an octave under: the fixture no longer tests the stop"
+        below >= 1,
+        "YIN alone played none of the keys an octave under: the fixture no longer tests the stop"
     );
+    let keys = found(&ons, 0);
+    assert!(keys >= 5, "YIN alone played {keys} keys: the organ rule no longer reads the stop");
 }
 
 #[test]
 fn a_held_organ_note_read_at_its_sixteen_foot_stop_moves_up_to_its_key() {
-    // Two held notes on FluidR3_GM's percussive organ, the line's first (no earlier note has
-    // shown the stop): YIN starts each an octave under its key while the network, early in the
-    // note, names nothing else; some hops later the network names the key, and the note moves up
-    // (a note-off, and the key's note-on stamped at the note's onset). Both keys start within
-    // 50 ms of their onsets, sent within 200 ms, at most one note more each; YIN alone plays both
-    // an octave under (what the fixture is for). Before `octave_fix` the node played 50 and 48.
+    // Two held notes on FluidR3_GM's percussive organ. The first, the line's first (no earlier
+    // note has shown the stop): YIN starts it an octave under its key while the network, early in
+    // the note, names nothing else; some hops later the network names the key, and the note moves
+    // up (a note-off, and the key's note-on stamped at the note's onset). The second the organ
+    // rule (`keyed`) plays by its key at once. Both keys start within 50 ms of their onsets, sent
+    // within 200 ms, at most one note more each; YIN alone plays the first an octave under (what
+    // the fixture is for; before the organ rule, both). Before `octave_fix` the node played 50
+    // and 48.
     let truth = truth_of("organ_held");
     let found = |ons: &[(f64, f64, u8)], shift: u8| found_of(&truth, ons, shift, 0.2);
     let (ons, violations) = melody_notes("organ_held", true);
@@ -301,7 +308,7 @@ fn a_held_organ_note_read_at_its_sixteen_foot_stop_moves_up_to_its_key() {
     assert!(ons.len() <= 2 * truth.len(), "{} note-ons for {} notes", ons.len(), truth.len());
     let (ons, _) = melody_notes("organ_held", false);
     println!("YIN alone: note-ons {ons:?}");
-    assert_eq!(found(&ons, 12), truth.len(), "YIN alone no longer reads the stop: {ons:?}");
+    assert!(found(&ons, 12) >= 1, "YIN alone no longer reads the stop: {ons:?}");
 }
 
 #[test]
