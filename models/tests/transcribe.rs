@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use stagebox_engine::alloc_check::CheckedAlloc;
+use stagebox_engine::audio_file::Audio;
 use stagebox_engine::backend::offline::{render, RenderOptions, ScheduledEvent};
 use stagebox_engine::msg::FromRt;
 use stagebox_engine::{Connection, GraphDesc, NodeDesc, ParamValue, PortRef, Registry};
@@ -25,25 +26,14 @@ fn conn(a: &str, b: &str) -> Connection {
     }
 }
 
-#[test]
-fn a_rendered_melody_and_chord_come_back_as_notes() {
-    let mut reg = Registry::builtin();
-    stagebox_models::register(&mut reg);
-    let sr = 48000u64;
-    // Known notes: C4 E4 G4 C5 one after another, then a C major chord.
-    let notes: Vec<(f64, f64, u8)> = vec![
-        (0.5, 0.9, 60),
-        (1.0, 1.4, 64),
-        (1.5, 1.9, 67),
-        (2.0, 2.4, 72),
-        (2.8, 3.6, 60),
-        (2.8, 3.6, 64),
-        (2.8, 3.6, 67),
-    ];
+const SR: u64 = 48000;
+
+/// `notes` (onset s, end s, key) played by a triangle synth, 4.5 s at `SR`.
+fn synth_clip(reg: &Registry, notes: &[(f64, f64, u8)]) -> Audio {
     let mut events = Vec::new();
-    for &(on, off, k) in &notes {
-        events.push(((on * sr as f64) as u64, "keys".to_string(), ScheduledEvent::Midi([0x90, k, 100])));
-        events.push(((off * sr as f64) as u64, "keys".to_string(), ScheduledEvent::Midi([0x80, k, 0])));
+    for &(on, off, k) in notes {
+        events.push(((on * SR as f64) as u64, "keys".to_string(), ScheduledEvent::Midi([0x90, k, 100])));
+        events.push(((off * SR as f64) as u64, "keys".to_string(), ScheduledEvent::Midi([0x80, k, 0])));
     }
     let synth = GraphDesc {
         nodes: vec![
@@ -62,9 +52,9 @@ fn a_rendered_melody_and_chord_come_back_as_notes() {
         base_dir: std::env::temp_dir(),
         takes_dir: None,
     };
-    let clip = render(
+    render(
         &synth,
-        &reg,
+        reg,
         None,
         &RenderOptions {
             duration_secs: Some(4.5),
@@ -74,8 +64,38 @@ fn a_rendered_melody_and_chord_come_back_as_notes() {
         |_, _| {},
     )
     .unwrap()
-    .audio;
+    .audio
+}
 
+/// The note-ons a render sent: (estimated onset s, emitted s, key).
+fn note_ons(r: &stagebox_engine::backend::offline::Rendered) -> Vec<(f64, f64, u8)> {
+    let sr = SR as f64;
+    r.messages
+        .iter()
+        .filter_map(|m| match *m {
+            FromRt::Midi {
+                sample_time, origin, msg, ..
+            } if msg[0] & 0xf0 == 0x90 && msg[2] > 0 => Some((origin as f64 / sr, sample_time as f64 / sr, msg[1])),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_rendered_melody_and_chord_come_back_as_notes() {
+    let mut reg = Registry::builtin();
+    stagebox_models::register(&mut reg);
+    // Known notes: C4 E4 G4 C5 one after another, then a C major chord.
+    let notes: Vec<(f64, f64, u8)> = vec![
+        (0.5, 0.9, 60),
+        (1.0, 1.4, 64),
+        (1.5, 1.9, 67),
+        (2.0, 2.4, 72),
+        (2.8, 3.6, 60),
+        (2.8, 3.6, 64),
+        (2.8, 3.6, 67),
+    ];
+    let clip = synth_clip(&reg, &notes);
     let transcribe = GraphDesc {
         nodes: vec![
             node("in", "input", &[("channels", ParamValue::Int(1))]),
@@ -98,16 +118,7 @@ fn a_rendered_melody_and_chord_come_back_as_notes() {
     )
     .unwrap();
     assert_eq!(r.alloc_violations, 0, "the basic_pitch node allocated on the audio thread");
-    let ons: Vec<(f64, f64, u8)> = r
-        .messages
-        .iter()
-        .filter_map(|m| match *m {
-            FromRt::Midi {
-                sample_time, origin, msg, ..
-            } if msg[0] & 0xf0 == 0x90 && msg[2] > 0 => Some((origin as f64 / sr as f64, sample_time as f64 / sr as f64, msg[1])),
-            _ => None,
-        })
-        .collect();
+    let ons = note_ons(&r);
     println!("latency {} frames; note-ons (onset s, emitted s, key): {ons:?}", r.latency_frames);
     // Every true note is found with the right key, its onset within 50 ms.
     for &(on, _, k) in &notes {
@@ -122,7 +133,7 @@ fn a_rendered_melody_and_chord_come_back_as_notes() {
     // (a hop of 4 frames + 4 frames of lookahead at 22050 Hz, the resampler, a 15 ms margin:
     // 109 ms).
     let lat: Vec<f64> = ons.iter().map(|&(o, e, _)| e - o).collect();
-    assert!(lat.iter().all(|l| (l - lat[0]).abs() < 1.0 / sr as f64 + 1e-9), "{lat:?}");
+    assert!(lat.iter().all(|l| (l - lat[0]).abs() < 1.0 / SR as f64 + 1e-9), "{lat:?}");
     let declared = 8.0 * 256.0 / 22050.0 + 0.015;
     assert!((lat[0] - declared).abs() < 0.002, "latency {} s, expected {declared} s", lat[0]);
     // MPE: notes on member channels 2-16, the chord's three on three channels; steady
