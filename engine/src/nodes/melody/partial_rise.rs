@@ -60,6 +60,11 @@ fn hz_of(midi: u8) -> f32 {
     440.0 * 2f32.powf((midi as f32 - 69.0) / 12.0)
 }
 
+/// The Goertzel coefficient (2 cos w) of frequency `f_hz` at `RATE`.
+fn goertzel_coef(f_hz: f32) -> f32 {
+    2.0 * (2.0 * std::f32::consts::PI * f_hz / RATE).cos()
+}
+
 /// Where a note began by its partials' rise (`onset_back`), in samples back from now.
 pub(crate) struct Rise {
     /// Where the note began.
@@ -117,7 +122,7 @@ impl PartialRise {
             }
             let k = (f / f_old).round().max(1.0);
             if (f - k * f_old).abs() > SHARED_HZ {
-                self.coefs[n] = 2.0 * (2.0 * std::f32::consts::PI * f / RATE).cos();
+                self.coefs[n] = goertzel_coef(f);
                 n += 1;
             }
         }
@@ -162,36 +167,34 @@ impl PartialRise {
     /// newest window of `x` (16 kHz, at least `WINDOW` long). A note an octave above it has only
     /// the even ones: while the odd ones sound, `note` is still what plays.
     pub(crate) fn odd_over_even(&mut self, x: &[f32], note: u8) -> f32 {
-        let f = hz_of(note);
         let mut energy = [0.0f32; 2];
-        for h in 1..=PARTIALS {
-            if f * h as f32 > TOP_HZ {
-                break;
-            }
-            self.coefs[0] = 2.0 * (2.0 * std::f32::consts::PI * f * h as f32 / RATE).cos();
-            energy[h % 2] += self.energy(x, 1);
-        }
+        self.each_partial(x, note, PARTIALS, |h, e| energy[h % 2] += e);
         energy[1] / energy[0].max(1e-12)
     }
 
     /// The energy of note `note`'s partials 1-4, of its odd partials 5-11 and of its even
     /// partials 6-12 (those under `TOP_HZ`) in the newest window of `x`.
     pub(crate) fn upper_partials(&mut self, x: &[f32], note: u8) -> (f32, f32, f32) {
-        let f = hz_of(note);
         let (mut low, mut odd, mut even) = (0.0f32, 0.0f32, 0.0f32);
-        for h in 1..=12usize {
+        self.each_partial(x, note, 12, |h, e| match h {
+            1..=4 => low += e,
+            _ if h % 2 == 1 => odd += e,
+            _ => even += e,
+        });
+        (low, odd, even)
+    }
+
+    /// `add(h, energy)` for each of note `note`'s partials 1..=`count` under `TOP_HZ`, in the
+    /// newest window of `x`.
+    fn each_partial(&mut self, x: &[f32], note: u8, count: usize, mut add: impl FnMut(usize, f32)) {
+        let f = hz_of(note);
+        for h in 1..=count {
             if f * h as f32 > TOP_HZ {
                 break;
             }
-            self.coefs[0] = 2.0 * (2.0 * std::f32::consts::PI * f * h as f32 / RATE).cos();
-            let e = self.energy(x, 1);
-            match h {
-                1..=4 => low += e,
-                _ if h % 2 == 1 => odd += e,
-                _ => even += e,
-            }
+            self.coefs[0] = goertzel_coef(f * h as f32);
+            add(h, self.energy(x, 1));
         }
-        (low, odd, even)
     }
 }
 
