@@ -62,7 +62,7 @@ def summary(results, offline):
         if clip["attack"] == "fast":
             lat += s["lat"]
     worst = min(fam, key=lambda k: np.mean(fam[k]))
-    means = ", ".join(f"{k} {np.mean(v):.4f}" + (f" (offline {np.mean(ref[k]):.3f})" if offline else "") for k, v in sorted(f1.items()))
+    means = ", ".join(f"{k} {np.mean(v):.4f}" + (f" (offline {np.mean(ref[k]):.4f})" if offline else "") for k, v in sorted(f1.items()))
     med, p90 = (1000 * np.percentile(lat, q) if lat else float("nan") for q in (50, 90))
     line = f"F1 {means}; lowest family {worst[0]} ({worst[1]}) {np.mean(fam[worst]):.3f}; fast attacks median {med:.0f} ms, p90 {p90:.0f} ms"
     if os.environ.get("SWEEP_FAMILIES"):
