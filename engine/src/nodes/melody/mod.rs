@@ -108,17 +108,6 @@ const ODD_EVEN: f32 = 0.03;
 /// (brass, reeds and plucked read as organs); 0.003 and 0.03 0.824 / 0.902 / 0.835 (mallets).
 const ORGAN_EVEN: f32 = 0.01;
 const ORGAN_ODD: f32 = 0.03;
-/// Read on the key itself, an organ whose 1 3/5-foot stop is in (no 5th partial) has even
-/// partials above the fourth and no odd ones too; but where its 16- or 5 1/3-foot stop sounds,
-/// the key has energy at half and one and a half times its pitch, which no stop sounds on the
-/// note an octave under the key (nothing sounds under a 16-foot stop). So the note moves up only
-/// where that energy is under `ORGAN_HALF` of its partials 1-4 (-15 dB). Validation
-/// FluidR3_GM / TimGM6mb / MuseScore onset F1, the organs view, the synthetic organs
-/// (BENCHMARKS.md seventeenth round): without 0.8279 / 0.9045 / 0.8377, 0.777 / 0.852 / 0.859,
-/// 0.768; 0.1 and 0.05 (synthetic organs) 0.769 and 0.798; 0.03 (shipped) 0.8281 / 0.9052 /
-/// 0.8372, 0.776 / 0.852 / 0.851, 0.835; 0.02 the same validation, 0.773 / 0.852 / 0.851, 0.836;
-/// 0.01 and 0.003 (organs view) 0.773 / 0.852 / 0.843 and 0.770 / 0.837 / 0.838.
-const ORGAN_HALF: f32 = 0.03;
 
 /// Where, within each `frame`-sample stretch of a node's life, the tracker's hops end (its
 /// control outputs change): a hop ends on the engine sample whose push makes the resampler emit
@@ -490,14 +479,14 @@ impl MelodyProc {
     }
 
     /// The note to start where YIN (or the network) names `k`: `k`, or the key an octave above
-    /// it where `k` sounds like an organ's 16-foot stop (`ORGAN_EVEN`, `ORGAN_ODD`, `ORGAN_HALF`).
+    /// it where `k` sounds like an organ's 16-foot stop (`ORGAN_EVEN`, `ORGAN_ODD`).
     fn keyed(&mut self, k: u8) -> u8 {
         if k + 12 > 127 || (k + 12) as f32 > self.highest_note {
             return k;
         }
         let x = &self.buf[self.pos..self.pos + self.span];
         let (low, odd, even) = self.rise.upper_partials(x, k);
-        if even > ORGAN_EVEN * low && odd < ORGAN_ODD * even && self.rise.half_partials(x, k) < ORGAN_HALF * low {
+        if even > ORGAN_EVEN * low && odd < ORGAN_ODD * even {
             k + 12
         } else {
             k

@@ -184,15 +184,6 @@ impl PartialRise {
         (low, odd, even)
     }
 
-    /// The energy at half and at one and a half times note `note`'s frequency in the newest
-    /// window of `x`: where a sound has it, its period is an octave under `note`.
-    pub(crate) fn half_partials(&mut self, x: &[f32], note: u8) -> f32 {
-        let f = hz_of(note);
-        self.coefs[0] = goertzel_coef(0.5 * f);
-        self.coefs[1] = goertzel_coef(1.5 * f);
-        self.energy(x, 2)
-    }
-
     /// `add(h, energy)` for each of note `note`'s partials 1..=`count` under `TOP_HZ`, in the
     /// newest window of `x`.
     fn each_partial(&mut self, x: &[f32], note: u8, count: usize, mut add: impl FnMut(usize, f32)) {
