@@ -122,23 +122,43 @@ def audit(jobs):
         return [row for rows in pool.imap(audit_one, work) for row in rows]
 
 
+def programs_of_notes(clip):
+    """{(onset rounded to 1 ms, key): programs playing it} for a clip: its own program for a single
+    line; for a polyphonic clip, from the MIDI file make_families.py rendered it from (one
+    instrument a part, beside the wavs), or None where that file is missing."""
+    if clip["kind"] == "single":
+        return {(round(s, 3), int(p)): {clip["program"]} for s, _, p in clip["notes"]}
+    mid = clip["wav"].rsplit("-", 1)[0] + ".mid"
+    if not os.path.exists(mid):
+        return None
+    found = {}
+    for ins in pretty_midi.PrettyMIDI(mid).instruments:
+        for n in ins.notes:
+            found.setdefault((round(n.start, 3), n.pitch), set()).add(ins.program)
+    return found
+
+
 def relabel(rows, set_dir, out_dir):
-    """SET's index with the notes that sound under their key labelled where they sound."""
+    """SET's index with the notes that sound under their key labelled where they sound, and the
+    notes every instrument playing them leaves silent left out."""
     under = {(r["soundfont"], r["program"], r["key"]): r["offset"] for r in rows if r["kind"] == "under"}
     silent = {(r["soundfont"], r["program"], r["key"]) for r in rows if r["kind"] == "silent"}
     index = json.load(open(os.path.join(set_dir, "index.json")))
     moved_total = 0
     for clip in index:
-        if clip["kind"] != "single":
+        programs = programs_of_notes(clip)
+        if programs is None:
+            print(f"{clip['wav']}: no MIDI file beside it, left as it is")
             continue
         moved, kept = [], []
         for note in clip["notes"]:
-            where = (clip["soundfont"], clip["program"], note[2])
-            offset = under.get(where)
-            if offset:
+            playing = programs.get((round(note[0], 3), int(note[2])), set())
+            offsets = {under.get((clip["soundfont"], program, note[2])) for program in playing}
+            if len(offsets) == 1 and None not in offsets:
+                offset = offsets.pop()
                 moved.append([note[0], note[2], note[2] + offset])
                 note[2] += offset
-            if where in silent:
+            if playing and all((clip["soundfont"], program, note[2]) in silent for program in playing):
                 moved.append([note[0], note[2], None])
             else:
                 kept.append(note)

@@ -19,6 +19,10 @@ quartets), 15 s, on each keys, mallets and plucked program of the split (two pie
 as an ensemble: each part on another sustained program of the split (bowed, brass, reeds,
 pipes, voices), four pieces. Their pieces follow the same piece split.
 
+The reference is the MIDI key. Where a SoundFont has no sound for a key (FluidR3_GM's contrabass
+above MIDI 57), scripts/eval/audit_tuning.py finds it and writes a copy of the set's index with
+those notes left out (BENCHMARKS.md, seventeenth round); the index written here keeps them.
+
     .cache/eval-venv/bin/python scripts/eval/make_families.py [--split test] [--lines N] [OUT]
         # default OUT .cache/eval/families-<split>; writes index.json for scripts/eval/evaluate.py
         # --lines: single lines per instrument (default 2, as every number in BENCHMARKS.md so
