@@ -13,7 +13,7 @@ spectrum. At the key's frequency f0 the levels of the components at f0/4, f0/2 a
   (offset -12 or -24, by the stronger). An organ's 16-foot stop is not this: its key's 8-foot
   pitch sounds with it, within a few dB (a registration, and the key is its name by convention);
 - **silent**: the sustain's level is at least 50 dB under the program's loudest key (the
-  SoundFont has no sound there: FluidR3_GM's contrabass above MIDI 59); checked first;
+  SoundFont has no sound there: FluidR3_GM's contrabass above MIDI 57); checked first;
 - **off its key**: the spectrum's strongest peak is at least 10 dB over every one of those
   components (the sound's pitch is none of the key's octaves; TimGM6mb's whistle, 9 semitones
   flat, is one, make_families.py `MISTUNED`).
