@@ -123,19 +123,26 @@ def audit(jobs):
 
 
 def programs_of_notes(clip):
-    """{(onset rounded to 1 ms, key): programs playing it} for a clip: its own program for a single
-    line; for a polyphonic clip, from the MIDI file make_families.py rendered it from (one
-    instrument a part, beside the wavs), or None where that file is missing."""
+    """{key: [(onset, program)]} for a clip: its own program for a single line; for a polyphonic
+    clip, from the MIDI file make_families.py rendered it from (one instrument a part, beside the
+    wavs), or None where that file is missing."""
+    found = {}
     if clip["kind"] == "single":
-        return {(round(s, 3), int(p)): {clip["program"]} for s, _, p in clip["notes"]}
+        for s, _, p in clip["notes"]:
+            found.setdefault(int(p), []).append((s, clip["program"]))
+        return found
     mid = clip["wav"].rsplit("-", 1)[0] + ".mid"
     if not os.path.exists(mid):
         return None
-    found = {}
     for ins in pretty_midi.PrettyMIDI(mid).instruments:
         for n in ins.notes:
-            found.setdefault((round(n.start, 3), n.pitch), set()).add(ins.program)
+            found.setdefault(n.pitch, []).append((n.start, ins.program))
     return found
+
+
+def playing(programs, onset, key):
+    """The programs that play `key` at `onset` (within 5 ms: the MIDI file's ticks)."""
+    return {program for s, program in programs.get(int(key), []) if abs(s - onset) <= 0.005}
 
 
 def relabel(rows, set_dir, out_dir):
@@ -152,13 +159,13 @@ def relabel(rows, set_dir, out_dir):
             continue
         moved, kept = [], []
         for note in clip["notes"]:
-            playing = programs.get((round(note[0], 3), int(note[2])), set())
-            offsets = {under.get((clip["soundfont"], program, note[2])) for program in playing}
+            by = playing(programs, note[0], note[2])
+            offsets = {under.get((clip["soundfont"], program, note[2])) for program in by}
             if len(offsets) == 1 and None not in offsets:
                 offset = offsets.pop()
                 moved.append([note[0], note[2], note[2] + offset])
                 note[2] += offset
-            if playing and all((clip["soundfont"], program, note[2]) in silent for program in playing):
+            if by and all((clip["soundfont"], program, note[2]) in silent for program in by):
                 moved.append([note[0], note[2], None])
             else:
                 kept.append(note)
