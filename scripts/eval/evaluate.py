@@ -35,8 +35,26 @@ def hz(m):
     return 440.0 * 2 ** ((np.asarray(m, dtype=float) - 69.0) / 12.0)
 
 
+def mono_input(wav, tmp):
+    """The clip the node's patch renders: the file as it is, whose first channel alone the
+    patches' one-channel input reads (a live input's first channel: how every number in
+    BENCHMARKS.md was measured); with EVAL_CHANNEL=mean, its channels' mean (as offline Basic
+    Pitch reads a file), written to `tmp`."""
+    if os.environ.get("EVAL_CHANNEL") != "mean":
+        return wav
+    import soundfile
+    info = soundfile.info(wav)
+    if info.channels == 1:
+        return wav
+    audio, rate = soundfile.read(wav, dtype="float32")
+    mono = os.path.join(tmp, "mono.wav")
+    soundfile.write(mono, audio.mean(axis=1), rate, subtype="FLOAT")
+    return mono
+
+
 def stagebox_notes(wav, patch, tmp, extra=()):
     ev = os.path.join(tmp, "e.jsonl")
+    wav = mono_input(wav, tmp)
     t0 = time.time()
     subprocess.run([BIN, "render", "--patch", patch, "--input", wav, "--output", os.path.join(tmp, "o.wav"), "--events-out", ev, "--tail", "1.0", *extra], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - t0
