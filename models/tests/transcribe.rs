@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+mod common;
+
 use stagebox_engine::alloc_check::CheckedAlloc;
 use stagebox_engine::audio_file::Audio;
 use stagebox_engine::backend::offline::{render, RenderOptions, ScheduledEvent};
@@ -67,20 +69,6 @@ fn synth_clip(reg: &Registry, notes: &[(f64, f64, u8)]) -> Audio {
     .audio
 }
 
-/// The note-ons a render sent: (estimated onset s, emitted s, key).
-fn note_ons(r: &stagebox_engine::backend::offline::Rendered) -> Vec<(f64, f64, u8)> {
-    let sr = SR as f64;
-    r.messages
-        .iter()
-        .filter_map(|m| match *m {
-            FromRt::Midi {
-                sample_time, origin, msg, ..
-            } if msg[0] & 0xf0 == 0x90 && msg[2] > 0 => Some((origin as f64 / sr, sample_time as f64 / sr, msg[1])),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn a_rendered_melody_and_chord_come_back_as_notes() {
     let mut reg = Registry::builtin();
@@ -118,7 +106,7 @@ fn a_rendered_melody_and_chord_come_back_as_notes() {
     )
     .unwrap();
     assert_eq!(r.alloc_violations, 0, "the basic_pitch node allocated on the audio thread");
-    let ons = note_ons(&r);
+    let ons = common::note_ons(&r, SR as f64);
     println!("latency {} frames; note-ons (onset s, emitted s, key): {ons:?}", r.latency_frames);
     // Every true note is found with the right key, its onset within 50 ms.
     for &(on, _, k) in &notes {

@@ -1,9 +1,10 @@
-//! Shared by the melody network's test binaries (renders run on this thread, as the audio
-//! thread would).
+//! Shared by the models' test binaries (renders run on this thread, as the audio thread
+//! would). Each binary uses some of it.
+#![allow(dead_code)]
 
 use std::path::Path;
 
-use stagebox_engine::backend::offline::{render, RenderOptions};
+use stagebox_engine::backend::offline::{render, RenderOptions, Rendered};
 use stagebox_engine::msg::FromRt;
 use stagebox_engine::{Connection, GraphDesc, NodeDesc, ParamValue, PortRef, Registry};
 
@@ -45,8 +46,12 @@ pub fn melody_notes_with(clip: &str, params: Vec<(&str, ParamValue)>) -> (Vec<(f
         ..Default::default()
     };
     let r = render(&desc, &reg, Some(&clip), &opts, |_, _| {}).unwrap();
-    let ons = r
-        .messages
+    (note_ons(&r, sr), r.alloc_violations)
+}
+
+/// The note-ons a render at `sr` Hz sent: (estimated onset s, emitted s, key).
+pub fn note_ons(r: &Rendered, sr: f64) -> Vec<(f64, f64, u8)> {
+    r.messages
         .iter()
         .filter_map(|m| match *m {
             FromRt::Midi {
@@ -54,6 +59,5 @@ pub fn melody_notes_with(clip: &str, params: Vec<(&str, ParamValue)>) -> (Vec<(f
             } if msg[0] & 0xf0 == 0x90 && msg[2] > 0 => Some((origin as f64 / sr, sample_time as f64 / sr, msg[1])),
             _ => None,
         })
-        .collect();
-    (ons, r.alloc_violations)
+        .collect()
 }
