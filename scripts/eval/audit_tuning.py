@@ -31,7 +31,6 @@ naming the notes moved ([onset, key, label], label null where left out).
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from multiprocessing import Pool
@@ -41,9 +40,8 @@ import pretty_midi
 import soundfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_families import FAMILIES, MORE_SOUNDFONTS, SOUNDFONTS  # noqa: E402
+from make_families import FAMILIES, MORE_SOUNDFONTS, SOUNDFONTS, render_line  # noqa: E402
 
-RATE_HZ = 44100
 NOTE_S, GAP_S = 1.0, 0.25
 SILENT_DB = 50.0  # this far under the program's loudest key: no sound
 UNDER_DB = 30.0  # the key's partials this far under an octave below: the key does not sound
@@ -54,16 +52,8 @@ OWN = (1.0, 2.0, 3.0, 4.0)
 
 def render_keys(sf2, program, keys, wav):
     """Each key held NOTE_S, GAP_S apart, on `program`, into `wav`."""
-    pm = pretty_midi.PrettyMIDI()
-    ins = pretty_midi.Instrument(program)
-    for i, key in enumerate(keys):
-        start = 0.1 + i * (NOTE_S + GAP_S)
-        ins.notes.append(pretty_midi.Note(100, key, start, start + NOTE_S))
-    pm.instruments.append(ins)
-    mid = wav[:-4] + ".mid"
-    pm.write(mid)
-    subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", str(RATE_HZ), "-F", wav, sf2, mid], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    starts = [0.1 + i * (NOTE_S + GAP_S) for i in range(len(keys))]
+    render_line([(s, s + NOTE_S, key, 100) for s, key in zip(starts, keys)], program, sf2, wav)
 
 
 def component_db(mag, freqs_hz, f_hz, peak):
@@ -74,12 +64,12 @@ def component_db(mag, freqs_hz, f_hz, peak):
     return 20 * np.log10(mag[band].max() / peak + 1e-12)
 
 
-def verdict(segment, key):
+def verdict(segment, key, rate_hz):
     """(kind, offset in semitones) for one held note's sustain: None where it sounds its key."""
     windowed = segment * np.hanning(len(segment))
     n = 4 * len(windowed)
     mag = np.abs(np.fft.rfft(windowed, n))
-    freqs_hz = np.fft.rfftfreq(n, 1 / RATE_HZ)
+    freqs_hz = np.fft.rfftfreq(n, 1 / rate_hz)
     audible = (freqs_hz > 20) & (freqs_hz < 10000)
     peak = mag[audible].max()
     if peak <= 0:
@@ -106,7 +96,7 @@ def audit_one(job):
     floor_db = max(levels_db) - SILENT_DB
     found = []
     for key, seg, level_db in zip(keys, segments, levels_db):
-        got = ("silent", None) if level_db < floor_db else verdict(seg, key)
+        got = ("silent", None) if level_db < floor_db else verdict(seg, key, rate)
         if got:
             found.append({"soundfont": sf_name, "program": program, "key": key, "kind": got[0], "offset": got[1],
                           "level_db": round(float(level_db), 1)})

@@ -66,6 +66,19 @@ EXCERPT_SECS = 15.0
 PIECES_PER_INSTRUMENT = 2
 
 
+def render_line(notes, program, sf2, wav):
+    """`notes` ((start s, end s, key, velocity)) on General MIDI `program` of SoundFont `sf2`,
+    rendered by FluidSynth at 44.1 kHz into `wav` (its MIDI file beside it)."""
+    pm = pretty_midi.PrettyMIDI()
+    ins = pretty_midi.Instrument(program=program)
+    ins.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for s, e, p, v in notes]
+    pm.instruments.append(ins)
+    mid = wav[:-4] + ".mid"
+    pm.write(mid)
+    subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", "44100", "-F", wav, sf2, mid], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def instrument_split(program, index):
     if program in TUNED_ON:
         return "train"

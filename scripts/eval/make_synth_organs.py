@@ -20,26 +20,21 @@ program and not by their body.
 
     .cache/eval-venv/bin/python scripts/eval/make_synth_organs.py .cache/eval/organs-val6 .cache/eval/synth-organs-val6
     .cache/eval-venv/bin/python scripts/eval/make_synth_organs.py --pipe-32 .cache/eval/organs-val6 .cache/eval/pipe32-organs-val6
-    .cache/eval-venv/bin/python scripts/eval/make_synth_organs.py --program 18 --soundfont musescore .cache/eval/organs-val6 .cache/eval/rock-organ-val6-ms
+    .cache/eval-venv/bin/python scripts/eval/make_synth_organs.py --program 18 --soundfont musescore .cache/eval/organs-val6 .cache/eval/organ18-val6-ms
 """
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
-import pretty_midi
 import soundfile as sf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "melody_net"))
 import train as organ  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_families import MORE_SOUNDFONTS, SOUNDFONTS  # noqa: E402
-
-
-PIPE_FEET = (32, 16, 8, 4, 2)
+from make_families import MORE_SOUNDFONTS, SOUNDFONTS, render_line  # noqa: E402
 
 
 def pipe32_line(rng, notes):
@@ -65,18 +60,6 @@ def pipe32_line(rng, notes):
     return (y / np.abs(y).max() * rng.uniform(0.3, 0.9)).astype(np.float32)
 
 
-def soundfont_line(notes, program, sf2, wav):
-    """`notes` ((start, end, key, velocity)) on General MIDI `program` of `sf2`, into `wav`."""
-    pm = pretty_midi.PrettyMIDI()
-    ins = pretty_midi.Instrument(program=program)
-    ins.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for s, e, p, v in notes]
-    pm.instruments.append(ins)
-    mid = wav[:-4] + ".mid"
-    pm.write(mid)
-    subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", "44100", "-F", wav, sf2, mid], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("source", help="a set's folder (its index.json): the lines to play")
@@ -97,7 +80,7 @@ def main():
         notes = [(s, e, int(p), 90) for s, e, p in clip["notes"]]
         if a.program is not None:
             wav = os.path.join(a.out, f"{name}-{a.program}-{a.soundfont}.wav")
-            soundfont_line(notes, a.program, dict(SOUNDFONTS, **MORE_SOUNDFONTS)[a.soundfont], wav)
+            render_line(notes, a.program, dict(SOUNDFONTS, **MORE_SOUNDFONTS)[a.soundfont], wav)
             index.append({**clip, "wav": wav, "instrument": f"keys:{a.program}", "program": a.program, "soundfont": a.soundfont})
             continue
         for r in range(a.registrations):
