@@ -31,6 +31,13 @@ scaled by the newest window's peak, follow the features; a note struck over one 
 rises, the ringing one does not); its frames are cached apart (frames_rise.npz); `--export` with
 `--rise` writes `SBPNET03`.
 
+`--period` (BENCHMARKS.md, eighteenth round): every note's row also holds whether the sound
+repeats at its period and at half of it, over the newest 4 and 16 ms (`periodicity`; YIN's
+question, which a 32 ms spectrum cannot answer for a semitone under middle C until the window
+holds mostly the new note); its frames are cached apart (frames_period.npz); `--export` with
+`--period` writes `SBPNET04`. `--init-rise CKPT` starts it from a `--rise` network, the
+periodicity's weights zero.
+
 `--early-weight W` (BENCHMARKS.md, sixteenth round; not the shipped network): each frame in the
 first `--early-ms` of its note counts W times in the loss, so that a fine-tune (`--init`) learns
 to name a note sooner after its onset; the frames' ages come from onset_ages.py.
@@ -67,6 +74,15 @@ SPECTRA = sum(n // 2 + 1 for n in base.SIZES)  # 451: the three spectra's bins, 
 # ringing one does not).
 RISE_BACK = 512
 PLAIN_FEATURES = base.features  # the scaled spectra's lowest value; read beyond a spectrum's Nyquist
+# `--period` (SBPNET04): every note also reads whether the sound repeats at its period, as YIN
+# does, where a spectrum of 32 ms cannot yet tell a semitone under middle C from its neighbour:
+# the normalised correlation 2 sum(x_t x_{t-L}) / (sum x_t^2 + sum x_{t-L}^2) over the newest
+# PERIOD_WINDOWS samples, at the note's period L and at half of it (the octave above), linearly
+# interpolated between whole lags. 1: the newest window repeats the one a period earlier.
+PERIOD_WINDOWS = (64, 256)
+PERIOD_FACTORS = (1.0, 0.5)
+PERIOD_VALUES = len(PERIOD_WINDOWS) * len(PERIOD_FACTORS)
+PERIOD_EPS = 1e-6
 
 
 def stack_index(ratios):
@@ -101,16 +117,18 @@ def stack_index(ratios):
 
 
 class HarmNet(nn.Module):
-    def __init__(self, width, ratios=RATIO_SETS["base"], rise=False):
+    def __init__(self, width, ratios=RATIO_SETS["base"], rise=False, period=False):
         super().__init__()
         self.ratios = tuple(ratios)
-        self.rise = rise
+        self.rise = rise or period  # SBPNET04 is SBPNET03 with the periods
+        self.period = period
         i0, i1, w = stack_index(self.ratios)
         self.register_buffer("i0", i0)
         self.register_buffer("i1", i1)
         self.register_buffer("w", w)
         c = i0.shape[1]
-        self.l1 = nn.Linear(3 * c + 1 + (c if rise else 0), width)
+        row = c + (PERIOD_VALUES if period else 0)
+        self.l1 = nn.Linear(3 * row + 1 + (c if self.rise else 0), width)
         self.l2 = nn.Linear(width, width)
         self.note = nn.Linear(width, 1)
         self.note_bias = nn.Parameter(torch.zeros(NOTES))
@@ -125,8 +143,12 @@ class HarmNet(nn.Module):
         level = x[:, SPECTRA : SPECTRA + 1]
         spec = torch.cat([x[:, :SPECTRA], torch.full_like(level, FLOOR)], 1)
         v = self.stack(spec)
-        pad = torch.full_like(v[:, :1], FLOOR)
-        vp = torch.cat([pad, v, pad], 1)
+        row = v
+        if self.period:  # each note's periodicity follows its harmonics in its row
+            at = 2 * SPECTRA + 1
+            row = torch.cat([v, x[:, at : at + NOTES * PERIOD_VALUES].reshape(-1, NOTES, PERIOD_VALUES)], 2)
+        pad = torch.full_like(row[:, :1], FLOOR)
+        vp = torch.cat([pad, row, pad], 1)
         parts = [vp[:, :-2], vp[:, 1:-1], vp[:, 2:], level[:, None, :].expand(-1, NOTES, 1)]
         if self.rise:
             past = torch.cat([x[:, SPECTRA + 1 : 2 * SPECTRA + 1], torch.full_like(level, FLOOR)], 1)
@@ -141,6 +163,20 @@ class HarmNet(nn.Module):
         c = self.i0.shape[1]
         w = self.l1.out_features
         return NOTES * (self.l1.in_features * w + w * w + w) + (w + 1) * 32 + 32
+
+
+def with_rise_weights(model, path):
+    """`model` (`--period`) given the weights of the `--rise` network saved at `path`, its
+    periodicity inputs' weights zero: it starts as that network."""
+    old = torch.load(path)
+    new = model.state_dict()
+    c, k = model.i0.shape[1], PERIOD_VALUES
+    w_old, w = old["l1.weight"], torch.zeros_like(new["l1.weight"])
+    for r in range(3):  # each row's harmonics, after the rows before with their periodicity
+        w[:, r * (c + k) : r * (c + k) + c] = w_old[:, r * c : (r + 1) * c]
+    w[:, 3 * (c + k) :] = w_old[:, 3 * c :]  # the level, then the rise
+    old["l1.weight"] = w
+    model.load_state_dict(old)
 
 
 def log_spectra(y, ends):
@@ -161,6 +197,45 @@ def features_with_rise(y, ends):
     top = now[:, -1:] * 6
     past = np.maximum(log_spectra(y, ends - RISE_BACK) - top, -12) / 6 + 1
     return np.concatenate([now, past], 1).astype(np.float16)
+
+
+def note_periods():
+    """Each note's period in 16 kHz samples (MIDI LO..HI)."""
+    return base.R / (440.0 * 2.0 ** ((np.arange(base.LO, base.HI + 1) - 69) / 12))
+
+
+def periodicity(y, ends):
+    """For the windows ending (exclusive) at `ends`: each note's PERIOD_VALUES (window-major:
+    for each of PERIOD_WINDOWS, at each of PERIOD_FACTORS times its period), (frames,
+    NOTES * PERIOD_VALUES). Zeros before the clip's start."""
+    pad = max(PERIOD_WINDOWS) + int(note_periods().max()) + 2
+    x = np.concatenate([np.zeros(pad), y.astype(np.float64)])
+    e = ends + pad
+    energy = np.concatenate([[0.0], np.cumsum(x * x)])
+    taus = [(tau * f) for tau in note_periods() for f in PERIOD_FACTORS]
+    lags = sorted({int(np.floor(t)) + k for t in taus for k in (0, 1)})
+    out = np.zeros((len(ends), base.HI - base.LO + 1, len(PERIOD_WINDOWS), len(PERIOD_FACTORS)))
+    value = {}
+    for lag in lags:
+        c = np.concatenate([[0.0], np.cumsum(x[lag:] * x[:-lag])])  # c[i]: sum of x_t x_{t-lag}, t < i + lag
+        for w in PERIOD_WINDOWS:
+            s = c[e - lag] - c[e - w - lag]
+            ea = energy[e] - energy[e - w]
+            eb = energy[e - lag] - energy[e - w - lag]
+            value[lag, w] = 2 * s / (ea + eb + PERIOD_EPS)
+    for p, tau in enumerate(note_periods()):
+        for j, w in enumerate(PERIOD_WINDOWS):
+            for k, f in enumerate(PERIOD_FACTORS):
+                t = tau * f
+                i = int(np.floor(t))
+                frac = t - i
+                out[:, p, j, k] = (1 - frac) * value[i, w] + frac * value[i + 1, w]
+    return out.reshape(len(ends), -1).astype(np.float32)
+
+
+def features_with_period(y, ends):
+    """features_with_rise, then `periodicity` (float16)."""
+    return np.concatenate([features_with_rise(y, ends), periodicity(y, ends).astype(np.float16)], 1)
 
 
 def sub_octave(y, notes, rng):
@@ -203,15 +278,18 @@ def with_sub_octaves(clips, share):
     base.load16 = load16
 
 
-def frames(rise=False, sub_octaves=0.0):
+def frames(rise=False, sub_octaves=0.0, period=False):
     """train.py's frames, all of them (the fine-tunes' organ and random-instrument lines with the
     SoundFont lines), cached as float16; with `rise`, each with its past spectra too; with
-    `sub_octaves`, that share of the SoundFont lines with a sound an octave under each note."""
+    `period`, then each note's periodicity; with `sub_octaves`, that share of the SoundFont lines
+    with a sound an octave under each note."""
     os.makedirs(OUT, exist_ok=True)
-    name = ("frames_rise" if rise else "frames") + (f"_sub{round(100 * sub_octaves)}" if sub_octaves else "")
+    name = ("frames_period" if period else "frames_rise" if rise else "frames") + (f"_sub{round(100 * sub_octaves)}" if sub_octaves else "")
     cache = os.path.join(OUT, name + ".npz")
     if rise:
         base.features = features_with_rise
+    if period:
+        base.features = features_with_period
     if os.path.exists(cache):
         z = np.load(cache)
         return {k: z[k] for k in z.files}
@@ -268,7 +346,7 @@ def export(model, out, ref):
         return np.ascontiguousarray(x.detach().numpy(), dtype="<f4").tobytes()
 
     with open(out, "wb") as f:
-        f.write(b"SBPNET03" if model.rise else b"SBPNET02")
+        f.write(b"SBPNET04" if model.period else b"SBPNET03" if model.rise else b"SBPNET02")
         f.write(struct.pack("<5I", NOTES, base.LO, len(model.ratios), model.l1.out_features, model.none1.out_features))
         f.write(np.asarray(model.ratios, "<f4").tobytes())
         for layer in (model.l1, model.l2):
@@ -278,7 +356,8 @@ def export(model, out, ref):
             f.write(t(layer.weight) + t(layer.bias))
     y = base.test_signal()
     ends = np.array([512, 4096, 4800, 6400, 9664, 9728, 9792, 9856, 12000], dtype=int)
-    F = features_with_rise(y, ends).astype(np.float32) if model.rise else PLAIN_FEATURES(y, ends)
+    make = features_with_period if model.period else features_with_rise if model.rise else PLAIN_FEATURES
+    F = make(y, ends).astype(np.float32)
     with torch.no_grad():
         P = torch.softmax(model(torch.from_numpy(F)), 1).numpy()
     with open(ref, "wb") as f:
@@ -302,6 +381,8 @@ def main():
     ap.add_argument("--organ-weight", type=int, default=1, help="times each organ frame is seen a pass")
     ap.add_argument("--ratios", choices=sorted(RATIO_SETS), default="base")
     ap.add_argument("--rise", action="store_true", help="each note also reads how much its harmonics rose in the last 32 ms (SBPNET03)")
+    ap.add_argument("--period", action="store_true", help="each note also reads the sound's periodicity at its period and half of it (SBPNET04; implies --rise)")
+    ap.add_argument("--init-rise", metavar="CKPT", help="with --period: start from this --rise checkpoint (same width and ratios), the periodicity's weights zero")
     ap.add_argument("--early-weight", type=float, default=1.0, help="weight of the frames in a note's first --early-ms (their ages: onset_ages.py)")
     ap.add_argument("--early-ms", type=float, default=24.0)
     ap.add_argument("--sub-octaves", type=float, default=0.0, help="share of the SoundFont lines given a sound an octave under each note (sub_octave)")
@@ -309,20 +390,23 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     if a.export:
-        model = HarmNet(a.width, RATIO_SETS[a.ratios], a.rise)
+        model = HarmNet(a.width, RATIO_SETS[a.ratios], a.rise, a.period)
         model.load_state_dict(torch.load(a.export))
         model.eval()
         export(model, a.out, a.ref)
         return
     t0 = time.time()
-    d = frames(a.rise, a.sub_octaves)
+    d = frames(a.rise or a.period, a.sub_octaves, a.period)
     print(f"{len(d['Y'])} training frames, {len(d['hY'])} held out ({time.time() - t0:.0f} s)", flush=True)
     if open(os.path.join(HERE, "net.bin"), "rb").read(8) == b"SBPNET01":
         held_report(shipped_predict, d, "shipped net.bin (perceptron)")
-    model = HarmNet(a.width, RATIO_SETS[a.ratios], a.rise)
+    model = HarmNet(a.width, RATIO_SETS[a.ratios], a.rise, a.period)
     if a.init:
         model.load_state_dict(torch.load(a.init))
         held_report(model_predict(model.eval()), d, f"start ({a.init})")
+    if a.init_rise:
+        with_rise_weights(model, a.init_rise)
+        held_report(model_predict(model.eval()), d, f"start ({a.init_rise}, the periodicity's weights zero)")
     print(f"HarmNet width {a.width}, ratios {a.ratios}: {sum(p.numel() for p in model.parameters())} parameters, {model.multiply_adds()} multiply-adds a run", flush=True)
     X, Y = torch.from_numpy(d["X"]), torch.from_numpy(d["Y"].astype(np.int64))
     W = torch.ones(len(Y))

@@ -53,7 +53,12 @@ fn reference(name: &str) -> Reference {
     let b = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap();
     let u = |k: usize| u32::from_le_bytes(b[4 * k..4 * k + 4].try_into().unwrap()) as usize;
     let (n, nf, np) = (u(0), u(1), u(2));
-    assert!(nf == INPUTS || nf == 2 * INPUTS - 1, "{nf} features");
+    // The spectra and the level; the earlier window's spectra (SBPNET03); each note's periodicity
+    // (SBPNET04: 63 notes, 4 values each).
+    assert!(
+        nf == INPUTS || nf == 2 * INPUTS - 1 || nf == 2 * INPUTS - 1 + 63 * 4,
+        "{nf} features"
+    );
     let ends = (0..n).map(|k| u(3 + k)).collect();
     let f: Vec<f32> = b[4 * (3 + n)..]
         .chunks_exact(4)
@@ -91,6 +96,18 @@ fn a_harmonic_network_reading_the_rise_equals_its_training_script() {
     let net = PitchNet::load(&dir.join("melody_rise_random.bin")).unwrap();
     assert_eq!(net.classes(), 64);
     check_against_reference(net, "melody_rise_random_ref.bin");
+}
+
+/// The same with each note's periodicity (`SBPNET04`, `train_harm.py --period`, engine/src/pitchnet/
+/// period.rs): random weights (width 16, `torch.manual_seed(3)` then `HarmNet(16, period=True)`
+/// saved and exported with `--period --width 16`), the features with the periodicity values,
+/// against the script's outputs.
+#[test]
+fn a_harmonic_network_reading_the_periodicity_equals_its_training_script() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let net = PitchNet::load(&dir.join("melody_period_random.bin")).unwrap();
+    assert_eq!(net.classes(), 64);
+    check_against_reference(net, "melody_period_random_ref.bin");
 }
 
 fn check_against_reference(net: PitchNet, reference_name: &str) {
@@ -155,7 +172,7 @@ fn damaged_networks_are_refused_with_a_reason() {
         assert!(e.contains("not finite"), "{e}");
     }
     let e = PitchNet::from_bytes(b"not a network at all, not at all").err().unwrap();
-    assert!(e.contains("SBPNET01, SBPNET02 or SBPNET03"), "{e}");
+    assert!(e.contains("SBPNET01 to SBPNET04"), "{e}");
 }
 
 /// An SBPNET01 perceptron with one hidden unit a layer and two classes (no note, MIDI 60).

@@ -15,7 +15,12 @@
 //! their harmonics rose: the row minus the same row read from the spectra of the window that ended
 //! `RISE_BACK` samples earlier (scaled by the newest window's peak; they follow the level in the
 //! features). A note struck over one still ringing rises; the ringing one does not.
+//!
+//! `SBPNET04` (train_harm.py `--period`) is `SBPNET03` whose rows also hold each note's
+//! periodicity (period.rs; those values follow the earlier window's spectra in the features),
+//! after its harmonics: its neighbours' come with their rows.
 
+use super::period::VALUES as PERIOD_VALUES;
 use super::{dense, Layer, Reader, INPUTS, SIZES};
 
 /// The scaled spectra's lowest value, read beyond a spectrum's top bin.
@@ -26,9 +31,14 @@ pub(super) struct HarmNet {
     pub(super) notes: usize,
     /// Per note, per (spectrum, ratio): the lower bin's feature index (None: `FLOOR`) and weight.
     taps: Vec<(Option<u16>, f32)>,
+    /// A note's harmonics (spectra times ratios).
+    harmonics: usize,
+    /// A note's row: its harmonics, then (`SBPNET04`) its periodicity.
     row: usize,
-    /// `SBPNET03`: each note reads its harmonics' rise too.
+    /// `SBPNET03` and `SBPNET04`: each note reads its harmonics' rise too.
     pub(super) rise: bool,
+    /// `SBPNET04`: each note's row holds its periodicity too.
+    pub(super) period: bool,
     l1: Layer,
     l2: Layer,
     note_w: Vec<f32>,
@@ -42,8 +52,10 @@ impl HarmNet {
     /// The body of an `SBPNET02` file after its magic: u32 notes, lowest MIDI note, ratios,
     /// width, the no-note layer's width; f32 ratios; then l1, l2 (weights `[outputs][inputs]`,
     /// biases), the note layer's weights and bias, the per-note biases, none1, none2. With `rise`
-    /// (`SBPNET03`) l1 takes a row more.
-    pub(super) fn parse(r: &mut Reader, rise: bool) -> Result<(Self, u8), String> {
+    /// (`SBPNET03`) l1 takes the harmonics' rise more; with `period` (`SBPNET04`, which rises too)
+    /// each of its three rows the periodicity more.
+    pub(super) fn parse(r: &mut Reader, rise: bool, period: bool) -> Result<(Self, u8), String> {
+        let rise = rise || period;
         let (notes, lowest, n_ratios, width, none_width) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?);
         if notes == 0
             || lowest + notes > 128
@@ -62,13 +74,16 @@ impl HarmNet {
         if ratios.iter().any(|&x| x <= 0.0) {
             return Err("a harmonic ratio that is not positive".into());
         }
-        let row = SIZES.len() * n_ratios;
+        let harmonics = SIZES.len() * n_ratios;
+        let row = harmonics + if period { PERIOD_VALUES } else { 0 };
         let net = Self {
             notes,
             taps: taps(notes, lowest, &ratios),
+            harmonics,
             row,
             rise,
-            l1: r.layer(3 * row + 1 + if rise { row } else { 0 }, width)?,
+            period,
+            l1: r.layer(3 * row + 1 + if rise { harmonics } else { 0 }, width)?,
             l2: r.layer(width, width)?,
             note_w: r.floats(width)?,
             note_b: r.floats(1)?[0],
@@ -84,12 +99,24 @@ impl HarmNet {
     }
 
     /// Audio thread: logits ("no note", then each note) into `out` from `features` (the scaled
-    /// spectra and the level; for `rise`, then the earlier window's spectra), with `s`'s buffers.
+    /// spectra and the level; for `rise`, then the earlier window's spectra; for `period`, then
+    /// each note's periodicity), with `s`'s buffers.
     pub(super) fn run(&self, features: &[f32], s: &mut HarmScratch, out: &mut [f32]) {
         let level = features[INPUTS - 1];
-        let row = self.row;
+        let (row, harmonics) = (self.row, self.harmonics);
+        let periods = &features[(2 * INPUTS - 1).min(features.len())..];
         // Rows 0 and notes + 1 stay FLOOR (made so in `HarmScratch::new`).
-        read_taps(&self.taps, features, &mut s.stack[row..(self.notes + 1) * row]);
+        for p in 0..self.notes {
+            let at = (p + 1) * row;
+            read_taps(
+                &self.taps[p * harmonics..(p + 1) * harmonics],
+                features,
+                &mut s.stack[at..at + harmonics],
+            );
+            if self.period {
+                s.stack[at + harmonics..at + row].copy_from_slice(&periods[p * PERIOD_VALUES..(p + 1) * PERIOD_VALUES]);
+            }
+        }
         if self.rise {
             read_taps(&self.taps, &features[INPUTS..], &mut s.past);
         }
@@ -98,8 +125,8 @@ impl HarmNet {
             s.input[..3 * row].copy_from_slice(&s.stack[p * row..(p + 3) * row]);
             s.input[3 * row] = level;
             if self.rise {
-                let now = &s.stack[(p + 1) * row..(p + 2) * row];
-                let before = &s.past[p * row..(p + 1) * row];
+                let now = &s.stack[(p + 1) * row..(p + 1) * row + harmonics];
+                let before = &s.past[p * harmonics..(p + 1) * harmonics];
                 for ((d, &a), &b) in s.input[3 * row + 1..].iter_mut().zip(now).zip(before) {
                     *d = a - b;
                 }
@@ -171,7 +198,7 @@ impl HarmScratch {
     pub(super) fn new(net: &HarmNet) -> Self {
         Self {
             stack: vec![FLOOR; (net.notes + 2) * net.row],
-            past: vec![FLOOR; if net.rise { net.notes * net.row } else { 0 }],
+            past: vec![FLOOR; if net.rise { net.notes * net.harmonics } else { 0 }],
             input: vec![0.0; net.l1.inputs],
             h1: vec![0.0; net.width()],
             h2: vec![0.0; net.width()],

@@ -16,7 +16,8 @@
 //! one small network shared across notes over each note's harmonics (harm.rs, train_harm.py);
 //! `SBPNET03`, that network reading its harmonics' rise too, from the same spectra of the window
 //! that ended `RISE_BACK` samples earlier (scaled by the newest window's peak `m`, appended to the
-//! features).
+//! features); `SBPNET04`, that network whose notes also read the sound's periodicity at their
+//! period (period.rs; appended after those, unscaled).
 
 use std::sync::Arc;
 
@@ -37,9 +38,12 @@ pub const INPUTS: usize = 128 / 2 + 1 + 256 / 2 + 1 + 512 / 2 + 1 + 1;
 const MAGIC: &[u8; 8] = b"SBPNET01";
 const MAGIC_HARM: &[u8; 8] = b"SBPNET02";
 const MAGIC_RISE: &[u8; 8] = b"SBPNET03";
+const MAGIC_PERIOD: &[u8; 8] = b"SBPNET04";
 
 mod harm;
+mod period;
 use harm::{HarmNet, HarmScratch};
+use period::PeriodTable;
 
 struct Layer {
     inputs: usize,
@@ -111,8 +115,8 @@ impl PitchNet {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let magic = bytes.get(..8);
         let mut r = Reader { bytes, at: 8 };
-        let net = if magic == Some(MAGIC_HARM) || magic == Some(MAGIC_RISE) {
-            let (net, lowest) = HarmNet::parse(&mut r, magic == Some(MAGIC_RISE))?;
+        let net = if magic == Some(MAGIC_HARM) || magic == Some(MAGIC_RISE) || magic == Some(MAGIC_PERIOD) {
+            let (net, lowest) = HarmNet::parse(&mut r, magic == Some(MAGIC_RISE), magic == Some(MAGIC_PERIOD))?;
             Self {
                 classes: net.notes + 1,
                 kind: Kind::Harmonic(net),
@@ -121,7 +125,7 @@ impl PitchNet {
         } else if magic == Some(MAGIC) {
             Self::parse_perceptron(&mut r)?
         } else {
-            return Err("not a Stagebox pitch network (SBPNET01, SBPNET02 or SBPNET03)".into());
+            return Err("not a Stagebox pitch network (SBPNET01 to SBPNET04)".into());
         };
         if r.at != bytes.len() {
             return Err(format!("{} bytes after the last layer", bytes.len() - r.at));
@@ -169,6 +173,8 @@ pub struct NetRunner {
     features: Vec<f32>,
     hidden: [Vec<f32>; 2],
     harm: Option<HarmScratch>,
+    /// `SBPNET04`: each note's periodicity.
+    period: Option<PeriodTable>,
     probs: Vec<f32>,
 }
 
@@ -198,6 +204,11 @@ impl NetRunner {
         };
         let classes = net.classes;
         let rise = matches!(&net.kind, Kind::Harmonic(h) if h.rise);
+        let period = match &net.kind {
+            Kind::Harmonic(h) if h.period => Some(PeriodTable::new(h.notes, net.lowest as usize, HISTORY + RISE_BACK)),
+            _ => None,
+        };
+        let periods = period.as_ref().map_or(0, |_| (classes - 1) * period::VALUES);
         Self {
             net,
             ffts,
@@ -205,16 +216,18 @@ impl NetRunner {
             frame: vec![0.0; HISTORY],
             spectrum: vec![Complex::new(0.0, 0.0); HISTORY / 2 + 1],
             scratch: vec![Complex::new(0.0, 0.0); scratch_len],
-            features: vec![0.0; if rise { 2 * INPUTS - 1 } else { INPUTS }],
+            features: vec![0.0; if rise { 2 * INPUTS - 1 + periods } else { INPUTS }],
             hidden: [vec![0.0; h1], vec![0.0; h2]],
             harm,
+            period,
             probs: vec![0.0; classes],
         }
     }
 
     /// Audio thread. Computes the features of `x` (the newest samples, oldest first; at least
     /// `HISTORY`) into `features()`: the scaled spectra and the level, then for an `SBPNET03`
-    /// network the spectra of the window ending `RISE_BACK` samples earlier, scaled alike.
+    /// network the spectra of the window ending `RISE_BACK` samples earlier, scaled alike; for an
+    /// `SBPNET04` network then each note's periodicity (period.rs).
     pub fn compute_features(&mut self, x: &[f32]) {
         debug_assert!(x.len() >= HISTORY);
         let spectra = INPUTS - 1;
@@ -225,10 +238,14 @@ impl NetRunner {
         if past {
             self.log_spectra(x, x.len().saturating_sub(RISE_BACK), INPUTS);
         }
-        for (k, f) in self.features.iter_mut().enumerate() {
+        let scaled = if past { 2 * INPUTS - 1 } else { INPUTS };
+        for (k, f) in self.features[..scaled].iter_mut().enumerate() {
             if k != spectra {
                 *f = (*f - top).max(-12.0) / 6.0 + 1.0;
             }
+        }
+        if let Some(t) = &mut self.period {
+            t.compute(x, &mut self.features[scaled..]);
         }
     }
 
