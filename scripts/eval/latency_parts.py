@@ -8,7 +8,8 @@ naming the note at `net_confidence` 0.8 once and twice in a row. Then what the n
 if the window opened at once (the network alone) or by either detector. Needs a binary built with
 `latency_parts.diff` applied (a measuring build, never shipped: it runs the network every hop and
 prints what each hop read); the network's first naming also by the note's pitch and by the step from
-the last note. Times in ms, onset to the hop that fired, medians / p90; tubular
+the last note, and by program beside the spectral flux (when the sound changed). Times in ms,
+onset to the hop that fired, medians / p90; tubular
 bells (program 14, placed late by their slow swell) left out of the bounds.
 
     git apply scripts/eval/latency_parts.diff && cargo build --release -p stagebox
@@ -93,6 +94,9 @@ def main():
     opened = np.fmin(heard[:, 1], heard[:, 3])
     print(f"notes sent: {spread(heard[:, 0])}; if the window were always open: network once {spread(heard[:, 4])}, "
           f"twice {spread(heard[:, 5])}; window by level or flux, then twice: {spread(np.fmax(opened, heard[:, 5]))}")
+    program = np.array([f[0] for f in kept])
+    for i in (2, 4):  # when the sound changed, when the network named it
+        print(f"{PARTS[i]} by program: " + ", ".join(f"{q} {spread(rows[program == q, i])} ({np.sum(program == q)})" for q in sorted(set(program))))
     pitch, step = np.array([f[1] for f in kept]), np.array([f[2] for f in kept])
     for name, v, edges in (("pitch (MIDI)", pitch, (28, 55, 62, 69, 76, 128)), ("step (semitones)", step, (1, 2, 3, 5, 8, 128))):
         print(f"network once by {name}: " + ", ".join(f"{lo}-{hi - 1} {spread(rows[(v >= lo) & (v < hi), 4])} ({np.sum((v >= lo) & (v < hi))})"
