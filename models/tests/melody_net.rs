@@ -81,10 +81,7 @@ fn features_and_outputs_equal_the_training_script() {
 /// `train_harm.py --export` from a random state (width 16), against that script's outputs.
 #[test]
 fn a_harmonic_network_equals_its_training_script() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let net = PitchNet::load(&dir.join("melody_harm_random.bin")).unwrap();
-    assert_eq!(net.classes(), 64);
-    check_against_reference(net, "melody_harm_random_ref.bin");
+    check_random_fixture("melody_harm_random");
 }
 
 /// The same with the harmonics' rise (`SBPNET03`, `train_harm.py --rise`): random weights (width
@@ -92,10 +89,7 @@ fn a_harmonic_network_equals_its_training_script() {
 /// --width 16`), the features with the earlier window's spectra, against the script's outputs.
 #[test]
 fn a_harmonic_network_reading_the_rise_equals_its_training_script() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let net = PitchNet::load(&dir.join("melody_rise_random.bin")).unwrap();
-    assert_eq!(net.classes(), 64);
-    check_against_reference(net, "melody_rise_random_ref.bin");
+    check_random_fixture("melody_rise_random");
 }
 
 /// The same with each note's periodicity (`SBPNET04`, `train_harm.py --period`, engine/src/pitchnet/
@@ -104,10 +98,15 @@ fn a_harmonic_network_reading_the_rise_equals_its_training_script() {
 /// against the script's outputs.
 #[test]
 fn a_harmonic_network_reading_the_periodicity_equals_its_training_script() {
+    check_random_fixture("melody_period_random");
+}
+
+/// A random-weight network fixture `NAME.bin` (64 classes) against its script's `NAME_ref.bin`.
+fn check_random_fixture(name: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let net = PitchNet::load(&dir.join("melody_period_random.bin")).unwrap();
+    let net = PitchNet::load(&dir.join(format!("{name}.bin"))).unwrap();
     assert_eq!(net.classes(), 64);
-    check_against_reference(net, "melody_period_random_ref.bin");
+    check_against_reference(net, &format!("{name}_ref.bin"));
 }
 
 fn check_against_reference(net: PitchNet, reference_name: &str) {
