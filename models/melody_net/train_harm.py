@@ -38,6 +38,9 @@ holds mostly the new note); its frames are cached apart (frames_period.npz); `--
 `--period` writes `SBPNET04`. `--init-rise CKPT` starts it from a `--rise` network, the
 periodicity's weights zero.
 
+`--pedal N` (BENCHMARKS.md, eighteenth round; not the shipped network): N more lines on each
+training program whose notes die away, the sustain pedal held (`pedal_lines`).
+
 `--early-weight W` (BENCHMARKS.md, sixteenth round; not the shipped network): each frame in the
 first `--early-ms` of its note counts W times in the loss, so that a fine-tune (`--init`) learns
 to name a note sooner after its onset; the frames' ages come from onset_ages.py.
@@ -278,13 +281,52 @@ def with_sub_octaves(clips, share):
     base.load16 = load16
 
 
-def frames(rise=False, sub_octaves=0.0, period=False):
+# `--pedal N` (BENCHMARKS.md, eighteenth round): N more lines on every struck and plucked program
+# with the sustain pedal held (CC 64), each note held to the next one's onset: every note sounds
+# over the last ones still ringing, as a harp's, a vibraphone's or a pedalled piano's do. Their
+# reps (in file names and the held-out rule) start at PEDAL_REP.
+PEDAL_REP = 100
+
+
+def pedal_lines(rng, reps):
+    """`reps` pedalled legato lines on each program train.py renders whose notes die away (not
+    the organs, leads and overdriven guitars: held, their notes would pile up)."""
+    import hashlib
+    import subprocess
+
+    import pretty_midi
+
+    clips = []
+    held = {17, 19, 29, 30, 80, 81, 84, 87}
+    for program in [p for p in base.PROGRAMS if p not in base.SLOW and p not in held]:
+        for rep in range(PEDAL_REP, PEDAL_REP + reps):
+            notes = base.melody(rng, program)
+            notes = [(s, nxt[0] if nxt else e, p, v) for (s, e, p, v), nxt in zip(notes, notes[1:] + [None])]
+            pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+            ins = pretty_midi.Instrument(program=program)
+            ins.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for s, e, p, v in notes]
+            ins.control_changes = [pretty_midi.ControlChange(64, 127, 0.0)]
+            pm.instruments.append(ins)
+            tag = hashlib.sha1(repr(("pedal", notes)).encode()).hexdigest()[:10]
+            mid = os.path.join(base.WORK, f"p{program}_{rep}_{tag}.mid")
+            pm.write(mid)
+            for name, font in base.SOUNDFONTS.items():
+                wav = os.path.join(base.WORK, f"p{program}_{rep}_{tag}_{name}.wav")
+                gain = f"{rng.uniform(0.3, 0.9):.3f}"
+                if not os.path.exists(wav):
+                    subprocess.run(["fluidsynth", "-ni", "-g", gain, "-r", "44100", "-F", wav, font, mid], check=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                clips.append((wav, notes, program, rep))
+    return clips
+
+
+def frames(rise=False, sub_octaves=0.0, period=False, pedal=0):
     """train.py's frames, all of them (the fine-tunes' organ and random-instrument lines with the
     SoundFont lines), cached as float16; with `rise`, each with its past spectra too; with
     `period`, then each note's periodicity; with `sub_octaves`, that share of the SoundFont lines
     with a sound an octave under each note."""
     os.makedirs(OUT, exist_ok=True)
-    name = ("frames_period" if period else "frames_rise" if rise else "frames") + (f"_sub{round(100 * sub_octaves)}" if sub_octaves else "")
+    name = ("frames_period" if period else "frames_rise" if rise else "frames") + (f"_sub{round(100 * sub_octaves)}" if sub_octaves else "") + (f"_pedal{pedal}" if pedal else "")
     cache = os.path.join(OUT, name + ".npz")
     if rise:
         base.features = features_with_rise
@@ -295,6 +337,7 @@ def frames(rise=False, sub_octaves=0.0, period=False):
         return {k: z[k] for k in z.files}
     rng = np.random.default_rng(20261126)
     clips = base.render_all(rng, organs=True, synths=True)
+    clips += pedal_lines(rng, pedal)
     if sub_octaves:
         with_sub_octaves(clips, sub_octaves)
     held, train = base.dataset(clips, rng)
@@ -383,6 +426,7 @@ def main():
     ap.add_argument("--rise", action="store_true", help="each note also reads how much its harmonics rose in the last 32 ms (SBPNET03)")
     ap.add_argument("--period", action="store_true", help="each note also reads the sound's periodicity at its period and half of it (SBPNET04; implies --rise)")
     ap.add_argument("--init-rise", metavar="CKPT", help="with --period: start from this --rise checkpoint (same width and ratios), the periodicity's weights zero")
+    ap.add_argument("--pedal", type=int, default=0, help="this many pedalled legato lines more on each struck or plucked program (pedal_lines)")
     ap.add_argument("--early-weight", type=float, default=1.0, help="weight of the frames in a note's first --early-ms (their ages: onset_ages.py)")
     ap.add_argument("--early-ms", type=float, default=24.0)
     ap.add_argument("--sub-octaves", type=float, default=0.0, help="share of the SoundFont lines given a sound an octave under each note (sub_octave)")
@@ -396,7 +440,7 @@ def main():
         export(model, a.out, a.ref)
         return
     t0 = time.time()
-    d = frames(a.rise or a.period, a.sub_octaves, a.period)
+    d = frames(a.rise or a.period, a.sub_octaves, a.period, a.pedal)
     print(f"{len(d['Y'])} training frames, {len(d['hY'])} held out ({time.time() - t0:.0f} s)", flush=True)
     if open(os.path.join(HERE, "net.bin"), "rb").read(8) == b"SBPNET01":
         held_report(shipped_predict, d, "shipped net.bin (perceptron)")
