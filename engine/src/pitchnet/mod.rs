@@ -4,7 +4,7 @@
 //! Threads: `PitchNet::load`/`from_bytes` and `NetRunner::new` run on the control thread (they
 //! allocate); `NetRunner::run` runs on the audio thread: fixed buffers made in `new`, planned
 //! FFTs run with their scratch, a bounded amount of work (0.35 M multiply-adds for the
-//! perceptron, 0.4-0.6 M for the harmonic networks), no allocation, no locks.
+//! perceptron, 0.4-0.7 M for the harmonic networks, periodicity included), no allocation, no locks.
 //!
 //! The network and its features are made by `models/melody_net/train.py` (the features here equal
 //! that script's; `models/tests/melody_net.rs` checks them and the outputs against its
