@@ -193,29 +193,39 @@ def load16(wav):
     return resample_poly(x, R // g, sr // g).astype(np.float32)
 
 
+def render_line(rng, program, rep, notes, controls=(), bends=(), tag_of=None):
+    """`notes` on `program` with every SoundFont (a random gain each, drawn from `rng`), as
+    WORK/p{program}_{rep}_{tag}_{soundfont}.wav, kept where already made: the clips' tuples. The
+    tag is the sha1 of `tag_of` (by default the notes and the controls' and bends' shape): a
+    changed script never reuses a stale render."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    ins = pretty_midi.Instrument(program=program)
+    ins.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for s, e, p, v in notes]
+    ins.control_changes, ins.pitch_bends = list(controls), list(bends)
+    pm.instruments.append(ins)
+    if tag_of is None:
+        tag_of = (notes, [(c.number, c.value, round(c.time, 4)) for c in controls] + [b.pitch for b in bends])
+    tag = hashlib.sha1(repr(tag_of).encode()).hexdigest()[:10]
+    mid = os.path.join(WORK, f"p{program}_{rep}_{tag}.mid")
+    pm.write(mid)
+    clips = []
+    for name, font in SOUNDFONTS.items():
+        wav = os.path.join(WORK, f"p{program}_{rep}_{tag}_{name}.wav")
+        gain = f"{rng.uniform(0.3, 0.9):.3f}"
+        if not os.path.exists(wav):
+            subprocess.run(["fluidsynth", "-ni", "-g", gain, "-r", "44100", "-F", wav, font, mid], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        clips.append((wav, notes, program, rep))
+    return clips
+
+
 def render_all(rng, organs, synths):
     os.makedirs(WORK, exist_ok=True)
     clips = []
     extra = [(p, rep) for p in PROGRAMS if p not in SLOW for rep in range(REPS, REPS_FAST)]
     for program, rep in [(p, rep) for p in PROGRAMS for rep in range(REPS)] + extra:
         notes = melody(rng, program)
-        pm = pretty_midi.PrettyMIDI(initial_tempo=120)
-        ins = pretty_midi.Instrument(program=program)
-        for s, e, p, v in notes:
-            ins.notes.append(pretty_midi.Note(velocity=v, pitch=p, start=s, end=e))
-        ins.control_changes, ins.pitch_bends = expression(rng, program, notes)
-        pm.instruments.append(ins)
-        # The lines' digest names the files: a changed script never reuses a stale render.
-        shape = [(c.number, c.value, round(c.time, 4)) for c in ins.control_changes] + [b.pitch for b in ins.pitch_bends]
-        tag = hashlib.sha1(repr((notes, shape)).encode()).hexdigest()[:10]
-        mid = os.path.join(WORK, f"p{program}_{rep}_{tag}.mid")
-        pm.write(mid)
-        for name, font in SOUNDFONTS.items():
-            wav = os.path.join(WORK, f"p{program}_{rep}_{tag}_{name}.wav")
-            gain = f"{rng.uniform(0.3, 0.9):.3f}"
-            if not os.path.exists(wav):
-                subprocess.run(["fluidsynth", "-ni", "-g", gain, "-r", "44100", "-F", wav, font, mid], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            clips.append((wav, notes, program, rep))
+        controls, bends = expression(rng, program, notes)
+        clips += render_line(rng, program, rep, notes, controls, bends)
     for rep in range(ORGAN_LINES if organs else 0):
         notes = melody(rng, 18)
         y = organ_line(rng, notes)

@@ -291,9 +291,6 @@ PEDAL_REP = 100
 def pedal_lines(rng, reps):
     """`reps` pedalled legato lines on each program train.py renders whose notes die away (not
     the organs, leads and overdriven guitars: held, their notes would pile up)."""
-    import hashlib
-    import subprocess
-
     import pretty_midi
 
     clips = []
@@ -302,21 +299,8 @@ def pedal_lines(rng, reps):
         for rep in range(PEDAL_REP, PEDAL_REP + reps):
             notes = base.melody(rng, program)
             notes = [(s, nxt[0] if nxt else e, p, v) for (s, e, p, v), nxt in zip(notes, notes[1:] + [None])]
-            pm = pretty_midi.PrettyMIDI(initial_tempo=120)
-            ins = pretty_midi.Instrument(program=program)
-            ins.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for s, e, p, v in notes]
-            ins.control_changes = [pretty_midi.ControlChange(64, 127, 0.0)]
-            pm.instruments.append(ins)
-            tag = hashlib.sha1(repr(("pedal", notes)).encode()).hexdigest()[:10]
-            mid = os.path.join(base.WORK, f"p{program}_{rep}_{tag}.mid")
-            pm.write(mid)
-            for name, font in base.SOUNDFONTS.items():
-                wav = os.path.join(base.WORK, f"p{program}_{rep}_{tag}_{name}.wav")
-                gain = f"{rng.uniform(0.3, 0.9):.3f}"
-                if not os.path.exists(wav):
-                    subprocess.run(["fluidsynth", "-ni", "-g", gain, "-r", "44100", "-F", wav, font, mid], check=True,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                clips.append((wav, notes, program, rep))
+            pedal = [pretty_midi.ControlChange(64, 127, 0.0)]
+            clips += base.render_line(rng, program, rep, notes, pedal, tag_of=("pedal", notes))
     return clips
 
 
