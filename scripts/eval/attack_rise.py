@@ -30,17 +30,24 @@ def partials(y, end, f0):
     return sum(abs(np.sum(seg * np.exp(-2j * np.pi * h * f0 * t))) for h in (1, 2, 3))
 
 
-def rises(clip):
-    """(program, ms) for each legato change of pitch in the clip."""
-    x, sr = sf.read(clip["wav"], dtype="float32")
+def left16(wav):
+    """A file's first channel (what the node hears) at 16 kHz."""
+    x, sr = sf.read(wav, dtype="float32")
     x = x[:, 0] if x.ndim > 1 else x
     g = gcd(sr, R)
-    y = resample_poly(x, R // g, sr // g)
+    return resample_poly(x, R // g, sr // g).astype(np.float32)
+
+
+def legato_changes(notes):
+    """(last key, onset s, key) for each change of pitch within 20 ms of the last note's end."""
+    return [(last, s, key) for (_, last_end, last), (s, _, key) in zip(notes, notes[1:]) if last_end >= s - 0.02 and last != key]
+
+
+def rises(clip):
+    """(program, ms) for each legato change of pitch in the clip."""
+    y = left16(clip["wav"])
     out = []
-    notes = clip["notes"]
-    for (_, last_end, last), (s, _, key) in zip(notes, notes[1:]):
-        if last_end < s - 0.02 or last == key:
-            continue
+    for _, s, key in legato_changes(clip["notes"]):
         n0, f0 = int(s * R), 440 * 2 ** ((key - 69) / 12)
         steps = [d for d in STEPS_MS if WINDOW <= n0 + d * R // 1000 <= len(y)]
         if len(steps) < 20:

@@ -14,16 +14,16 @@ naming back, not what a network trained on it would do.
 import json
 import os
 import sys
-from math import gcd
 
 import numpy as np
-import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "melody_net"))
 import train as base  # noqa: E402
 import train_harm as H  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from attack_rise import left16, legato_changes  # noqa: E402
 
 SURE = 0.8
 HOP = 64  # 16 kHz samples: the node's hop
@@ -38,18 +38,12 @@ def first_sure(net, y, ends, n0, key):
     return 1000 * (ends[hit[0]] - n0) / base.R if len(hit) else np.nan
 
 
-def legato_changes(net, clip):
+def namings(net, clip):
     """(program, plain ms, combed ms) for each legato change of pitch in the clip."""
-    x, sr = sf.read(clip["wav"], dtype="float32")
-    x = x[:, 0] if x.ndim > 1 else x
-    g = gcd(sr, base.R)
-    y = resample_poly(x, base.R // g, sr // g).astype(np.float32)
+    y = left16(clip["wav"])
     t = np.arange(len(y))
     out = []
-    notes = clip["notes"]
-    for (_, last_end, last), (s, _, key) in zip(notes, notes[1:]):
-        if last_end < s - 0.02 or last == key:
-            continue
+    for last, s, key in legato_changes(clip["notes"]):
         n0 = int(s * base.R)
         ends = n0 + HOP * np.arange(-1, 16)
         ends = ends[(ends > 1100) & (ends < len(y))]
@@ -72,7 +66,7 @@ def main():
     net.eval()
     index = json.load(open(os.path.join(sys.argv[1] if len(sys.argv) > 1 else ".cache/eval/families-val6", "index.json")))
     clips = [c for c in index if c["kind"] == "single" and c["attack"] == "fast"]
-    r = np.array([row for c in clips for row in legato_changes(net, c)], float)
+    r = np.array([row for c in clips for row in namings(net, c)], float)
     for name, m in [(str(int(q)), r[:, 0] == q) for q in sorted(set(r[:, 0]))] + [("all but 14", r[:, 0] != 14)]:
         print(f"{name}: plain {spread(r[m, 1])}, combed {spread(r[m, 2])}, the sooner {spread(np.fmin(r[m, 1], r[m, 2]))}")
 
