@@ -7,7 +7,8 @@ and `bass` (the lowest part, an octave down when it sits high), plus `drums`, a 
 generated for it (rock, funk, shuffle and triplet feels, half time, waltz, 6/8, bossa,
 breakbeat; fills at phrase ends; humanised). Every stem gets a General MIDI program drawn from
 its role's pool, a velocity, a transposition and a tempo shared by the piece, and is rendered
-alone by FluidSynth with one of two SoundFonts (FluidR3_GM, TimGM6mb), with reverb or not.
+alone by FluidSynth with one of two SoundFonts (FluidR3_GM, TimGM6mb; training's later renders
+also a third, `THIRD_SOUNDFONT_FROM`), with reverb or not.
 
 The split, by piece and by instrument: a piece goes to test, validation or train by a hash of
 its name (1/10, 1/10, 8/10); test examples draw their programs and drum kits from pools that
@@ -103,6 +104,14 @@ CROSS_ROLE_FROM = 5
 # one SoundFont or the other). The validation split's bass programs stay out of it, so that valx
 # still plays its bass lines on instruments no training bass had.
 CROSS_BASS_FROM = 7
+# Variants from the tenth on (`--variants 11` and more) are played by a third SoundFont,
+# MuseScore_General (Debian's musescore-general-soundfont-small, MIT): the training pools'
+# programs and kits (with the cross-role and cross-bass draws above) on other samples, so that a
+# stem is learned by more than two recordings of each instrument. The validation and test splits
+# stay on the first two SoundFonts. (The pitch network never trains on this SoundFont: issue
+# 13's evaluation plays its unseen instruments with it; this is the separator's data only.)
+THIRD_SOUNDFONT_FROM = 9
+THIRD_SOUNDFONT = ("musescore", "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3")
 COMPOSERS = {"bach": 120, "palestrina": 80, "monteverdi": 50, "trecento": 40, "haydn": 9, "mozart": 16, "beethoven": 26}
 EXCERPT_SECS = 30.0
 # GM drum keys
@@ -266,6 +275,9 @@ def example(job):
     os.makedirs(folder, exist_ok=True)
     meta = {"piece": piece, "variant": variant, "split": split, "bpm": bpm, "secs": secs, "shift": shift, "stems": {}}
     sf_name = rng.choice(sorted(SOUNDFONTS))
+    sf2 = SOUNDFONTS[sf_name]
+    if split == "train" and variant >= THIRD_SOUNDFONT_FROM:
+        sf_name, sf2 = THIRD_SOUNDFONT
     for role, ps in stems.items():
         notes = [n for p in ps for n in part_notes(p, spq, t0, secs)]
         if role == "bass" and notes and np.median([p for _, _, p in notes]) + shift > 52:
@@ -274,11 +286,11 @@ def example(job):
         notes = [(s, e, p + shift, max(1, min(127, vel + rng.randint(-8, 8)))) for s, e, p in notes]
         program = rng.choice(pool[role])
         reverb = rng.random() < 0.4
-        render(notes, program, False, SOUNDFONTS[sf_name], reverb, os.path.join(folder, role + ".wav"), secs, rng)
+        render(notes, program, False, sf2, reverb, os.path.join(folder, role + ".wav"), secs, rng)
         meta["stems"][role] = {"program": program, "reverb": reverb}
     style, hits = drum_pattern(rng, secs, bpm)
     kit = rng.choice(pool["kit"])
-    render(hits, kit, True, SOUNDFONTS[sf_name], rng.random() < 0.4, os.path.join(folder, "drums.wav"), secs, rng)
+    render(hits, kit, True, sf2, rng.random() < 0.4, os.path.join(folder, "drums.wav"), secs, rng)
     meta["stems"]["drums"] = {"kit": kit, "style": style}
     meta["soundfont"] = sf_name
     meta["id"] = ident
